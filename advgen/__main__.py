@@ -1,0 +1,3 @@
+from advgen.cli import main
+
+main()

@@ -1,0 +1,308 @@
+"""The Python API; the command line is a thin layer over it.
+
+>>> from advgen.api import train, load_run
+>>> run = train({"plugin": "curves", "steps": 500})
+>>> curves = run.sample(100, seed=1)
+>>> run = load_run(run.run_dir)
+>>> rows = load_run("runs/tabular").sample(50, condition="category=r2l", seed=0)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from advgen.checkpoint import CHECKPOINT_NAME, load_checkpoint, resolve_checkpoint
+from advgen.config import TrainConfig
+from advgen.domain import Domain, RealData, ValidationReport, run_validators
+from advgen.engine import Trainer, resolve_device, seed_everything, write_json
+from advgen.errors import AdvgenError, CheckpointError
+from advgen.plugins import PluginManager, get_manager
+
+MAX_SAMPLES = 50_000_000
+
+
+def _plugin_ref(plugin: str) -> str:
+    """Keep a local plugin file's absolute path so that the run can be reloaded from anywhere."""
+    p = Path(plugin)
+    if plugin.endswith(".py") and p.is_file():
+        return str(p.resolve())
+    return plugin
+
+
+def build_config(
+    plugin: str, overrides: dict[str, Any] | None = None, manager: PluginManager | None = None
+) -> tuple[TrainConfig, Domain]:
+    """Defaults, then the domain's defaults, then ``overrides`` (TOML values and flags, in that order)."""
+    manager = manager or get_manager()
+    domain = manager.domain(plugin)
+    cfg = TrainConfig(plugin=_plugin_ref(plugin)).updated(domain.default_config())
+    cfg = cfg.updated({k: v for k, v in (overrides or {}).items() if k != "plugin"})
+    cfg.validate()
+    return cfg, domain
+
+
+def train(
+    config: TrainConfig | dict[str, Any],
+    *,
+    progress: bool = False,
+    resume: str | Path | None = None,
+    manager: PluginManager | None = None,
+    log: Any = None,
+) -> Run:
+    """Train a run from a config (a TrainConfig or a dict with at least ``plugin``) and return it.
+
+    With ``resume``, the run directory's checkpoint is loaded and training continues from its step up
+    to ``config["steps"]`` (or the saved config's steps). ``log`` is a callable taking one line of text.
+    """
+    manager = manager or get_manager()
+    say = log or (lambda _line: None)
+    if resume is not None:
+        payload = load_checkpoint(resume)
+        saved = dict(payload["config"])
+        extra = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
+        for key in ("steps", "ckpt_every", "log_every", "device", "amp", "threads", "n_samples"):
+            if key in extra and extra[key] is not None:
+                saved[key] = extra[key]
+        saved["out"] = str(Path(resume))
+        cfg, domain = build_config(saved["plugin"], saved, manager)
+        if cfg.steps <= int(payload["step"]):
+            raise AdvgenError(
+                f"run {resume} is already at step {payload['step']}; pass --steps above it to continue"
+            )
+    else:
+        payload = None
+        if isinstance(config, TrainConfig):
+            config.validate()
+            cfg, domain = config, manager.domain(config.plugin)
+        else:
+            values = dict(config)
+            if not values.get("plugin"):
+                raise AdvgenError("no plugin given; choose one with --plugin NAME")
+            cfg, domain = build_config(values.pop("plugin"), values, manager)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    run_dir = Path(cfg.out or _default_out(domain.name))
+    if payload is None and (run_dir / CHECKPOINT_NAME).exists():
+        raise AdvgenError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+    cfg.out = str(run_dir)
+    seed_everything(cfg.seed)
+    t0 = time.perf_counter()
+    data = domain.load_data(cfg)
+    load_seconds = time.perf_counter() - t0
+    for note in data.notes:
+        say(f"note: {note}")
+    if payload is not None:
+        data.spec = payload["spec"]
+    version = manager.domain_plugin_version(domain.name)
+    trainer = Trainer(cfg, domain, data, manager, run_dir, plugin_version=version)
+    if payload is not None:
+        trainer.load_state(payload)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", cfg.to_dict())
+    say(
+        f"training {domain.name} on {data.x.shape[0]} rows for {cfg.steps - trainer.step} steps "
+        f"on {trainer.device} -> {run_dir}"
+    )
+    summary = trainer.train(progress=progress)
+    summary["data_rows"] = int(data.x.shape[0])
+    summary["load_seconds"] = round(load_seconds, 3)
+    run = Run(run_dir, domain, trainer.spec, cfg, trainer.sampling_generator(), trainer.device, manager)
+    run._real = data
+    if cfg.n_samples > 0:
+        summary.update(run.write_outputs(cfg.n_samples, seed=cfg.seed))
+    write_json(run_dir / "summary.json", summary)
+    manager.hook.advgen_train_end(trainer=trainer, summary=summary)
+    run.summary = summary
+    return run
+
+
+def _default_out(name: str) -> str:
+    return str(Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+class Run:
+    """A trained generator with its domain, spec and config: sample, validate, write outputs."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        domain: Domain,
+        spec: dict[str, Any],
+        config: TrainConfig,
+        generator: nn.Module,
+        device: torch.device,
+        manager: PluginManager,
+        step: int | None = None,
+    ):
+        self.run_dir = Path(run_dir)
+        self.domain = domain
+        self.spec = spec
+        self.config = config
+        self.generator = generator.eval()
+        self.device = device
+        self.manager = manager
+        self.step = step
+        self.summary: dict[str, Any] = {}
+        self._real: RealData | None = None
+
+    @property
+    def conditional(self) -> bool:
+        return self.spec.get("conditions") is not None
+
+    # --- conditions ------------------------------------------------------------------------------
+
+    def condition_probs(self, condition: str | dict[str, Any] | None) -> np.ndarray | None:
+        """Class probabilities for a condition: the training frequencies among the classes it selects."""
+        if not self.conditional:
+            if condition:
+                raise AdvgenError("this run is not conditional; --condition cannot be used")
+            return None
+        counts = np.asarray(self.spec["conditions"]["counts"], dtype=np.float64)
+        if not condition:
+            return counts / counts.sum()
+        items = _parse_condition(condition)
+        mask = np.ones(len(counts), dtype=bool)
+        for key, value in items.items():
+            selected = np.zeros(len(counts), dtype=bool)
+            selected[self.domain.condition_classes(self.spec, key, value)] = True
+            mask &= selected
+        weights = np.where(mask, counts, 0.0)
+        if weights.sum() <= 0:
+            raise AdvgenError(f"no training class matches condition {condition}")
+        return weights / weights.sum()
+
+    # --- sampling --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample_encoded(
+        self,
+        n: int,
+        condition: str | dict[str, Any] | np.ndarray | None = None,
+        seed: int | None = None,
+        batch: int = 16384,
+    ) -> tuple[torch.Tensor, np.ndarray | None]:
+        """Generator output in the encoded space (CPU tensor) and each sample's class index.
+
+        ``condition`` may also be an array of class indices, one per sample.
+        """
+        _check_count(n)
+        gen = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+        if isinstance(condition, np.ndarray):
+            if condition.shape != (n,):
+                raise AdvgenError(f"expected {n} class indices, got shape {condition.shape}")
+            cond = torch.as_tensor(condition, dtype=torch.long)
+        else:
+            probs = self.condition_probs(condition)
+            cond = (
+                torch.multinomial(torch.as_tensor(probs, dtype=torch.float64), n, replacement=True, generator=gen)
+                if probs is not None and n > 0
+                else (torch.zeros(0, dtype=torch.long) if probs is not None else None)
+            )
+        z = torch.randn(n, self.config.z_dim, generator=gen)
+        parts = []
+        for i in range(0, n, batch):
+            zb = z[i : i + batch].to(self.device)
+            cb = cond[i : i + batch].to(self.device) if cond is not None else None
+            parts.append(self.generator(zb, cb).float().cpu())
+        x = torch.cat(parts) if parts else torch.zeros((0, *self.spec["shape"]))
+        return x, (cond.numpy() if cond is not None else None)
+
+    def sample(self, n: int, condition: str | dict[str, Any] | None = None, seed: int | None = None) -> Any:
+        """``n`` decoded domain samples (rows, images, curves), optionally of a condition, seeded."""
+        x, cond = self.sample_encoded(n, condition, seed)
+        return self.domain.decode(x, cond, self.spec)
+
+    # --- judging ---------------------------------------------------------------------------------
+
+    def validators(self) -> list:
+        return self.manager.validators(self.domain, self.spec)
+
+    def validate(self, samples: Any) -> ValidationReport:
+        return run_validators(samples, self.validators(), self.domain.num_samples(samples))
+
+    def load_real(self) -> RealData:
+        """The training data, read again through the domain (cached)."""
+        if self._real is None:
+            self._real = self.domain.load_data(self.config)
+        return self._real
+
+    def write_outputs(self, n: int, seed: int = 0) -> dict[str, Any]:
+        """Samples file, validation of real and synthetic, and the comparison plot in the run dir."""
+        t0 = time.perf_counter()
+        samples = self.sample(n, seed=seed)
+        sample_seconds = time.perf_counter() - t0
+        suffix = self.domain.sample_suffixes()[0]
+        path = self.run_dir / f"samples{suffix}"
+        self.domain.write_samples(samples, path, self.spec)
+        out: dict[str, Any] = {
+            "samples_file": str(path),
+            "sample_rows_per_s": round(n / sample_seconds, 1) if sample_seconds > 0 else None,
+        }
+        validators = self.validators()
+        if validators:
+            synth = run_validators(samples, validators, self.domain.num_samples(samples))
+            out["validity_synthetic"] = synth.to_dict()
+            real = self.load_real().samples
+            if real is not None:
+                rep = run_validators(real, validators, self.domain.num_samples(real))
+                out["validity_real"] = rep.to_dict()
+        real = self.load_real().samples
+        if real is not None:
+            try:
+                plotted = self.domain.plot(real, samples, self.run_dir / "samples.png", self.spec)
+            except ImportError:
+                plotted = False
+            if plotted:
+                out["plot"] = str(self.run_dir / "samples.png")
+        return out
+
+
+def _parse_condition(condition: str | dict[str, Any]) -> dict[str, str]:
+    if isinstance(condition, dict):
+        return {str(k): str(v) for k, v in condition.items()}
+    items: dict[str, str] = {}
+    for part in str(condition).split(","):
+        if "=" not in part:
+            raise AdvgenError(f"condition {part!r} must look like KEY=VALUE (e.g. category=r2l)")
+        key, value = part.split("=", 1)
+        items[key.strip()] = value.strip()
+    return items
+
+
+def _check_count(n: Any) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise AdvgenError(f"sample count must be an integer, got {n!r}")
+    if n < 0:
+        raise AdvgenError(f"sample count must be >= 0, got {n}")
+    if n > MAX_SAMPLES:
+        raise AdvgenError(f"sample count {n} is above the limit of {MAX_SAMPLES}")
+
+
+def load_run(
+    path: str | Path, device: str = "cpu", manager: PluginManager | None = None, ema: bool = True
+) -> Run:
+    """Load a run directory (or checkpoint file) for sampling; the checkpoint is read safely."""
+    manager = manager or get_manager()
+    ckpt = resolve_checkpoint(path)
+    payload = load_checkpoint(ckpt)
+    try:
+        cfg = TrainConfig.from_dict(payload["config"])
+    except AdvgenError as exc:
+        raise CheckpointError(f"checkpoint {ckpt} holds an invalid config: {exc}") from None
+    domain = manager.domain(payload["plugin"])
+    spec = payload["spec"]
+    dev = resolve_device(device)
+    generator = domain.build_generator(spec, cfg)
+    state = payload.get("generator_ema") if ema and payload.get("generator_ema") else payload["generator"]
+    try:
+        generator.load_state_dict(state)
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"checkpoint {ckpt} does not match the {domain.name} generator: {str(exc)[:200]}") from None
+    run = Run(ckpt.parent, domain, spec, cfg, generator.to(dev), dev, manager, step=int(payload["step"]))
+    return run

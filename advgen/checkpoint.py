@@ -1,0 +1,63 @@
+"""Checkpoints: written atomically, loaded without unpickling arbitrary objects.
+
+A checkpoint is a dict of tensors, state dicts and plain values (config and spec as JSON text), saved
+with ``torch.save`` and read back with ``torch.load(weights_only=True)``, which refuses anything but
+tensors and primitive containers. A truncated or tampered file gives one clear error line.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advgen.errors import CheckpointError
+from advgen.io import atomic_path
+
+FORMAT_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+REQUIRED_KEYS = ("format", "step", "config", "spec", "plugin", "generator", "discriminator")
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` through a temporary file and an atomic rename."""
+    payload = dict(payload, format=FORMAT_VERSION)
+    for key in ("config", "spec"):
+        if not isinstance(payload[key], str):
+            payload[key] = json.dumps(payload[key])
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run directory or a checkpoint file to the checkpoint file, with a clear error if absent."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / CHECKPOINT_NAME
+    if not p.is_file():
+        raise CheckpointError(f"no checkpoint at {p} (expected a run directory holding {CHECKPOINT_NAME})")
+    return p
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely; config and spec come back as dicts."""
+    p = resolve_checkpoint(path)
+    try:
+        payload = torch.load(p, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {p} is corrupted, truncated or unsafe: {first[:200]}") from None
+    if not isinstance(payload, dict) or any(k not in payload for k in REQUIRED_KEYS):
+        raise CheckpointError(f"checkpoint {p} is not an advgen checkpoint (missing fields)")
+    if payload["format"] != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {p} has format {payload['format']}, expected {FORMAT_VERSION}")
+    try:
+        payload["config"] = json.loads(payload["config"])
+        payload["spec"] = json.loads(payload["spec"])
+    except (TypeError, json.JSONDecodeError):
+        raise CheckpointError(f"checkpoint {p} holds an unreadable config or spec") from None
+    return payload

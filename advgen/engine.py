@@ -1,0 +1,372 @@
+"""The trainer: discriminator and generator steps, mixed precision, EMA, progress and checkpoints.
+
+One :class:`Trainer` owns the nets, optimizers, the weight average and the run directory. Real data
+lives on the training device as one tensor; batches are drawn by index (by class first for
+conditional runs, so rare classes are seen), and the host is synchronised only every ``log_every``
+steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from advgen.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from advgen.config import TrainConfig
+from advgen.domain import Domain, RealData
+from advgen.errors import AdvgenError
+from advgen.io import atomic_write_text
+from advgen.losses import gradient_penalty
+from advgen.plugins import PluginManager
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda[:N]`` must exist; anything else is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise AdvgenError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise AdvgenError(f"device {name!r} does not exist ({torch.cuda.device_count()} CUDA devices)")
+        return device
+    raise AdvgenError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
+
+
+def seed_everything(seed: int) -> None:
+    """One seed drives Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def class_probabilities(counts: np.ndarray, mode: str) -> np.ndarray:
+    """Training-by-sampling weights per class: empirical, log(1 + count) or uniform over seen classes."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if mode == "empirical":
+        w = counts
+    elif mode == "log":
+        w = np.log1p(counts)
+    else:
+        w = (counts > 0).astype(np.float64)
+    return w / w.sum()
+
+
+class BatchSampler:
+    """Draws real batches by index on the device; conditional data is drawn class first."""
+
+    def __init__(self, data: RealData, device: torch.device, cond_sampling: str, conditional: bool):
+        self.x = data.x.to(device=device, dtype=torch.float32)
+        self.n = self.x.shape[0]
+        self.device = device
+        self.conditional = conditional and data.cond is not None
+        if self.conditional:
+            cond = data.cond.to(torch.long)
+            k = len(data.spec["conditions"]["classes"])
+            counts = torch.bincount(cond, minlength=k)
+            order = torch.argsort(cond, stable=True)
+            starts = torch.cumsum(counts, 0) - counts
+            self.order = order.to(device)
+            self.cond = cond.to(device)
+            self.starts = starts.to(device)
+            self.counts = counts.to(device)
+            probs = class_probabilities(counts.numpy(), cond_sampling)
+            self.class_probs = torch.tensor(probs, dtype=torch.float32, device=device)
+
+    def draw_classes(self, b: int) -> torch.Tensor | None:
+        if not self.conditional:
+            return None
+        return torch.multinomial(self.class_probs, b, replacement=True)
+
+    def draw(self, b: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not self.conditional:
+            idx = torch.randint(self.n, (b,), device=self.device)
+            return self.x[idx], None
+        c = self.draw_classes(b)
+        offset = (torch.rand(b, device=self.device) * self.counts[c]).long()
+        idx = self.order[self.starts[c] + offset]
+        return self.x[idx], c
+
+
+class Progress:
+    """A progress line with step, losses and time left: a live bar on a terminal, sparse lines otherwise."""
+
+    def __init__(self, total: int, start: int, enabled: bool, label: str):
+        self.total, self.start, self.enabled, self.label = total, start, enabled, label
+        self.t0 = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self.next_line = start
+        self.shown = False
+
+    def update(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.t0
+        done = step - self.start
+        if elapsed < 3 and step < self.total:  # short runs stay quiet
+            return
+        rate = done / elapsed if elapsed > 0 else 0.0
+        left = (self.total - step) / rate if rate > 0 else float("inf")
+        losses = " ".join(f"{k}={v:.3f}" for k, v in metrics.items() if k.startswith("loss"))
+        frac = step / self.total
+        text = (
+            f"{self.label} {step}/{self.total} [{'#' * int(frac * 24):<24}] {losses} "
+            f"{rate:.1f} it/s, {_fmt_time(elapsed)} elapsed, {_fmt_time(left)} left"
+        )
+        if self.tty:
+            sys.stderr.write("\r" + text[:200].ljust(120))
+            sys.stderr.flush()
+            self.shown = True
+        elif step >= self.next_line or step == self.total:
+            sys.stderr.write(text + "\n")
+            self.next_line = step + max(1, self.total // 10)
+
+    def close(self) -> None:
+        if self.enabled and self.tty and self.shown:
+            sys.stderr.write("\n")
+
+
+def _fmt_time(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class Trainer:
+    """Owns one run: nets, optimizers, EMA, AMP, progress, metrics log and checkpoints."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        domain: Domain,
+        data: RealData,
+        manager: PluginManager,
+        run_dir: Path,
+        plugin_version: str = "?",
+    ):
+        self.cfg = cfg
+        self.domain = domain
+        self.data = data
+        self.manager = manager
+        self.run_dir = Path(run_dir)
+        self.plugin_version = plugin_version
+        self.device = resolve_device(cfg.device)
+        self.spec = dict(data.spec)
+        if not cfg.conditional or data.cond is None:
+            self.spec["conditions"] = None
+        self.conditional = self.spec.get("conditions") is not None
+        losses = manager.losses()
+        if cfg.loss not in losses:
+            raise AdvgenError(f"unknown loss {cfg.loss!r}; available: {', '.join(sorted(losses))}")
+        self.loss = losses[cfg.loss]
+        self.generator = domain.build_generator(self.spec, cfg).to(self.device)
+        self.discriminator = domain.build_discriminator(self.spec, cfg).to(self.device)
+        self.generator_ema = copy.deepcopy(self.generator).eval() if cfg.ema > 0 else None
+        if self.generator_ema is not None:
+            self.generator_ema.requires_grad_(False)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d, betas=betas)
+        self.amp = cfg.amp and self.device.type == "cuda"
+        self.sampler = BatchSampler(data, self.device, cfg.cond_sampling, self.conditional)
+        self.step = 0
+        self.seconds = 0.0  # training time over all sessions of this run
+
+    # --- state -----------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        def cpu(sd: dict[str, Any]) -> dict[str, Any]:
+            return {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in sd.items()}
+
+        return {
+            "step": self.step,
+            "seconds": self.seconds,
+            "config": self.cfg.to_dict(),
+            "spec": self.spec,
+            "plugin": self.cfg.plugin,
+            "domain": self.domain.name,
+            "plugin_version": self.plugin_version,
+            "generator": cpu(self.generator.state_dict()),
+            "discriminator": cpu(self.discriminator.state_dict()),
+            "generator_ema": cpu(self.generator_ema.state_dict()) if self.generator_ema else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+        }
+
+    def load_state(self, payload: dict[str, Any]) -> None:
+        try:
+            self.generator.load_state_dict(payload["generator"])
+            self.discriminator.load_state_dict(payload["discriminator"])
+            if self.generator_ema is not None:
+                self.generator_ema.load_state_dict(payload.get("generator_ema") or payload["generator"])
+            self.opt_g.load_state_dict(payload["opt_g"])
+            self.opt_d.load_state_dict(payload["opt_d"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise AdvgenError(f"checkpoint does not match this run's nets: {str(exc).splitlines()[0]}") from None
+        self.step = int(payload["step"])
+        self.seconds = float(payload.get("seconds", 0.0))
+        if payload.get("rng_cpu") is not None:
+            torch.set_rng_state(payload["rng_cpu"])
+        if payload.get("rng_cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(payload["rng_cuda"], self.device)
+
+    def save(self) -> Path:
+        path = self.run_dir / CHECKPOINT_NAME
+        save_checkpoint(path, self.state())
+        self.manager.hook.advgen_checkpoint_saved(trainer=self, path=str(path))
+        return path
+
+    # --- steps -----------------------------------------------------------------------------------
+
+    def _autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def _noise(self, b: int) -> torch.Tensor:
+        return torch.randn(b, self.cfg.z_dim, device=self.device)
+
+    def d_step(self) -> torch.Tensor:
+        # Discriminator: score real rows high and generated rows low under the chosen loss.
+        b = self.cfg.batch_size
+        real, c = self.sampler.draw(b)
+        with torch.no_grad(), self._autocast():
+            fake = self.generator(self._noise(b), c)
+        fake = fake.float()
+        with self._autocast():
+            d_real = self.discriminator(real, c).float()
+            d_fake = self.discriminator(fake, c).float()
+        loss = self.loss.d_loss(d_real, d_fake)
+        if self.loss.gradient_penalty and self.cfg.gp_weight > 0:
+            loss = loss + self.cfg.gp_weight * gradient_penalty(self.discriminator, real, fake, c)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return loss.detach()
+
+    def g_step(self) -> torch.Tensor:
+        # Generator: make the discriminator score generated rows as real.
+        b = self.cfg.batch_size
+        c = self.sampler.draw_classes(b)
+        with self._autocast():
+            fake = self.generator(self._noise(b), c)
+            loss = self.loss.g_loss(self.discriminator(fake, c).float())
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def ema_update(self) -> None:
+        if self.generator_ema is None:
+            return
+        decay = min(self.cfg.ema, (1 + self.step) / (10 + self.step))  # warm-up: early weights fade fast
+        ema_params = list(self.generator_ema.parameters())
+        params = [p.detach() for p in self.generator.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1 - decay)
+        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            b_ema.copy_(b)
+
+    def train(self, progress: bool = True) -> dict[str, Any]:
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        metrics_path = self.run_dir / "metrics.jsonl"
+        self.manager.hook.advgen_train_start(trainer=self)
+        bar = Progress(cfg.steps, self.step, progress and cfg.steps > self.step, f"train {self.domain.name}")
+        self.generator.train()
+        self.discriminator.train()
+        sum_d = torch.zeros((), device=self.device)
+        sum_g = torch.zeros((), device=self.device)
+        since_log = 0
+        t_start = time.perf_counter()
+        t_log = t_start
+        start_step = self.step
+        base_seconds = self.seconds
+        with metrics_path.open("a") as log:
+            while self.step < cfg.steps:
+                for _ in range(cfg.d_steps):
+                    sum_d += self.d_step()
+                sum_g += self.g_step()
+                self.ema_update()
+                self.step += 1
+                since_log += 1
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    # the only host synchronisation: losses become floats here
+                    now = time.perf_counter()
+                    metrics = {
+                        "loss_d": sum_d.item() / (since_log * cfg.d_steps),
+                        "loss_g": sum_g.item() / since_log,
+                        "step_time": (now - t_log) / since_log,
+                    }
+                    for name, value in (("loss_d", metrics["loss_d"]), ("loss_g", metrics["loss_g"])):
+                        if not math.isfinite(value):
+                            raise AdvgenError(
+                                f"training diverged at step {self.step}: {name} is {value}; "
+                                "try a lower learning rate or another --loss"
+                            )
+                    record = {"step": self.step, **metrics, "time": base_seconds + now - t_start}
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    self.manager.hook.advgen_train_log(trainer=self, step=self.step, metrics=metrics)
+                    bar.update(self.step, metrics)
+                    sum_d.zero_()
+                    sum_g.zero_()
+                    since_log = 0
+                    t_log = now
+                if self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
+                    self.seconds = base_seconds + time.perf_counter() - t_start
+                    self.save()
+        bar.close()
+        elapsed = time.perf_counter() - t_start
+        self.seconds = base_seconds + elapsed
+        steps_done = self.step - start_step
+        rows = steps_done * cfg.batch_size * cfg.d_steps
+        self.save()
+        return {
+            "steps": self.step,
+            "steps_this_session": steps_done,
+            "seconds": round(self.seconds, 3),
+            "seconds_this_session": round(elapsed, 3),
+            "rows_per_s": round(rows / elapsed, 1) if elapsed > 0 and rows else None,
+            "device": str(self.device),
+            "amp": self.amp,
+            "threads": torch.get_num_threads(),
+        }
+
+    # --- sampling --------------------------------------------------------------------------------
+
+    def sampling_generator(self) -> nn.Module:
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
