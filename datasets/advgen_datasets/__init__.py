@@ -1,0 +1,28 @@
+"""advgen's dataset registry and table loaders.
+
+``load_table(dataset="nsl-kdd")`` reads a registered dataset (manifests in ``manifests/*.toml``,
+files in the data dir, verified and downloaded on demand); ``load_table(path=..., label=...)`` reads
+any CSV or Parquet file with an inferred, overridable schema. Both return a cleaned :class:`Table`.
+"""
+
+from __future__ import annotations
+
+from advgen_datasets.fetch import data_dir, ensure_file, sha256_file
+from advgen_datasets.manifest import KINDS, ROLES, Manifest, get_manifest, registry
+from advgen_datasets.table import MISSING_CATEGORY, ColumnSchema, Table, load_table, read_schema_file
+
+__all__ = [
+    "KINDS",
+    "MISSING_CATEGORY",
+    "ROLES",
+    "ColumnSchema",
+    "Manifest",
+    "Table",
+    "data_dir",
+    "ensure_file",
+    "get_manifest",
+    "load_table",
+    "read_schema_file",
+    "registry",
+    "sha256_file",
+]
