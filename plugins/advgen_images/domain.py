@@ -1,0 +1,435 @@
+"""The images domain: conditional DCGAN generation of small images, with byte plots of binaries beside.
+
+Encoded space (what the nets see): float ``[N, C, H, W]`` in ``[-1, 1]``.
+Decoded samples (what users get): :class:`ImageSamples`, ``x`` uint8 ``[N, H, W, C]`` (channels
+last, the layout of Pillow, matplotlib and most image files) and ``y`` the class name of each image.
+uint8 is what images are stored as, so real and generated images compare on equal terms.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from advgen.domain import Domain, RealData, Validator
+from advgen.errors import AdvgenError, InvalidDataError
+from advgen_images import classifier
+from advgen_images.data import ImageSet, conform, load_digits, load_folder, load_source
+from advgen_images.nets import ImageDiscriminator, ImageGenerator
+from advgen_images.png import encode_png, grid, write_png
+
+if TYPE_CHECKING:  # pragma: no cover
+    from advgen.config import TrainConfig
+
+SAMPLES_MARKER = ".advgen-images.json"
+
+# domain options (``--option KEY=VALUE``) and their defaults
+OPTIONS: dict[str, Any] = {
+    "size": None,  # square side to resize to (digits: 8 natively; 16 or 32 upscales)
+    "channels": None,  # 1 or 3; default: what the data holds
+    "max_images": None,  # random subset of the data, for quick runs on large sets
+    "labels": None,  # IDX labels file when it is not named like MNIST's
+    "width": 64,  # channels of the nets' full-resolution layer (doubled per halving, max 512)
+    "embed_dim": 32,  # class embedding concatenated to z
+    "cond_mode": "projection",  # discriminator conditioning: projection or embedding
+    "spectral_norm": True,  # spectral norm on the discriminator
+    "d_dropout": 0.0,  # dropout before the discriminator's head
+}
+
+
+@dataclass
+class ImageSamples:
+    """Decoded images: ``x`` ``[N, H, W, C]`` (uint8, or floats in [0, 1] read from a file) and names ``y``."""
+
+    x: np.ndarray
+    y: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __getitem__(self, idx: Any) -> ImageSamples:
+        return ImageSamples(self.x[idx], None if self.y is None else self.y[idx])
+
+    def to_float(self, layout: str = "NHWC") -> np.ndarray:
+        """Pixels as float32 in [0, 1] (uint8 divided by 255) in ``NHWC`` or ``NCHW`` layout."""
+        x = self.x.astype(np.float32) / 255.0 if self.x.dtype == np.uint8 else self.x.astype(np.float32)
+        return x.transpose(0, 3, 1, 2) if layout == "NCHW" else x
+
+
+def to_uint8(images01: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Float ``[N, C, H, W]`` in [0, 1] to uint8 ``[N, H, W, C]``."""
+    t = torch.as_tensor(images01, dtype=torch.float32)
+    return (t * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+class ImagesDomain(Domain):
+    name = "images"
+    description = "Small images (digits, MNIST, image folders, byte plots of binaries) with a conditional DCGAN"
+    version = "1"
+
+    # --- configuration -------------------------------------------------------------------------
+
+    def default_config(self) -> dict[str, Any]:
+        # Tuned on the embedded digits with 2 CPU cores: about two minutes, >= 80% class-consistent.
+        return {
+            "steps": 3000,
+            "batch_size": 64,
+            "z_dim": 64,
+            "loss": "non-saturating",
+            "lr_g": 2e-4,
+            "lr_d": 2e-4,
+            "beta1": 0.5,
+            "ema": 0.999,
+            "cond_sampling": "uniform",
+            "ckpt_every": 1000,
+            "n_samples": 1000,
+            "options": dict(OPTIONS),
+        }
+
+    @staticmethod
+    def options(cfg: TrainConfig) -> dict[str, Any]:
+        unknown = sorted(set(cfg.options) - set(OPTIONS))
+        if unknown:
+            raise AdvgenError(f"unknown images option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
+        opts = {**OPTIONS, **cfg.options}
+        for key in ("size", "channels", "max_images", "width", "embed_dim"):
+            v = opts[key]
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise AdvgenError(f"option {key} must be a positive integer, got {v!r}")
+        if opts["cond_mode"] not in ("projection", "embedding"):
+            raise AdvgenError(f"option cond_mode must be projection or embedding, got {opts['cond_mode']!r}")
+        if not isinstance(opts["d_dropout"], (int, float)) or not 0 <= opts["d_dropout"] < 1:
+            raise AdvgenError(f"option d_dropout must be in [0, 1), got {opts['d_dropout']!r}")
+        return opts
+
+    # --- data ----------------------------------------------------------------------------------
+
+    def read_images(self, cfg: TrainConfig) -> ImageSet:
+        """The image set ``cfg`` names, resized and channel-converted but not yet encoded."""
+        opts = self.options(cfg)
+        if cfg.dataset not in (None, "digits"):
+            raise InvalidDataError(
+                f"the images domain has one built-in data set, digits; give other images with --data PATH "
+                f"(got --dataset {cfg.dataset})"
+            )
+        if cfg.data:
+            data = load_source(cfg.data, split=cfg.split, labels=opts["labels"], label_key=cfg.label,
+                               size=opts["size"])
+        else:
+            data = load_digits()
+        if opts["max_images"] and data.images.shape[0] > opts["max_images"]:
+            keep = np.sort(np.random.default_rng(cfg.seed).choice(data.images.shape[0], opts["max_images"], replace=False))
+            data.images = data.images[keep]
+            data.labels = None if data.labels is None else data.labels[keep]
+        return conform(data, size=opts["size"], channels=opts["channels"])
+
+    def load_data(self, cfg: TrainConfig) -> RealData:
+        data = self.read_images(cfg)
+        n, c, h, w = data.images.shape
+        notes = list(data.notes)
+        conditions = None
+        judge = None
+        cond = None
+        if data.labels is not None:
+            counts = np.bincount(data.labels, minlength=len(data.classes))
+            conditions = {"name": "label", "classes": data.classes, "counts": counts.tolist()}
+            cond = torch.from_numpy(data.labels)
+            if len(data.classes) >= 2:
+                judge = classifier.fit_classifier(data.images, data.labels, len(data.classes), seed=cfg.seed)
+                if judge["holdout_accuracy"] is not None:
+                    notes.append(
+                        f"class-consistency judge (logistic regression) is {judge['holdout_accuracy']:.1%} "
+                        "accurate on held-out real images"
+                    )
+        spec = {
+            "shape": [c, h, w],
+            "conditions": conditions,
+            "source": data.source,
+            "format": data.format,
+            "n_images": n,
+            "pixel_range": [-1.0, 1.0],
+            "classifier": judge,
+        }
+        x = torch.from_numpy(data.images * 2.0 - 1.0)
+        samples = ImageSamples(to_uint8(data.images), _names(data.labels, data.classes))
+        return RealData(x=x, spec=spec, cond=cond, samples=samples, notes=notes)
+
+    # --- nets ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _n_classes(spec: dict[str, Any]) -> int:
+        return len(spec["conditions"]["classes"]) if spec.get("conditions") else 0
+
+    def build_generator(self, spec: dict[str, Any], cfg: TrainConfig) -> nn.Module:
+        opts = self.options(cfg)
+        return ImageGenerator(spec["shape"], cfg.z_dim, self._n_classes(spec), width=opts["width"],
+                              embed_dim=opts["embed_dim"])
+
+    def build_discriminator(self, spec: dict[str, Any], cfg: TrainConfig) -> nn.Module:
+        opts = self.options(cfg)
+        return ImageDiscriminator(spec["shape"], self._n_classes(spec), width=opts["width"],
+                                  spectral_norm=bool(opts["spectral_norm"]), cond_mode=opts["cond_mode"],
+                                  dropout=float(opts["d_dropout"]))
+
+    # --- samples -------------------------------------------------------------------------------
+
+    def decode(self, x: torch.Tensor, cond: np.ndarray | None, spec: dict[str, Any]) -> ImageSamples:
+        images = to_uint8((x.detach().float().cpu() + 1.0) / 2.0)
+        classes = spec["conditions"]["classes"] if spec.get("conditions") else None
+        return ImageSamples(images, _names(cond, classes) if classes and cond is not None else None)
+
+    def num_samples(self, samples: ImageSamples) -> int:
+        return len(samples)
+
+    def sample_suffixes(self) -> tuple[str, ...]:
+        """``.npz`` (arrays x and y), ``.png`` (one grid image) or no suffix: a folder of PNGs per class."""
+        return (".npz", ".png", "")
+
+    def write_samples(self, samples: ImageSamples, path: Path, spec: dict[str, Any]) -> None:
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".npz":
+            arrays = {"x": samples.x}
+            if samples.y is not None:
+                arrays["y"] = np.asarray(samples.y, dtype=str)
+            from advgen.io import atomic_path
+
+            with atomic_path(path) as tmp, tmp.open("wb") as fh:
+                np.savez_compressed(fh, **arrays)
+        elif suffix == ".png":
+            write_png(sample_grid(None, samples, spec), path)
+        elif suffix == "":
+            write_image_folder(samples, path)
+        else:
+            raise AdvgenError(f"cannot write images as {suffix}; use .npz, .png (a grid) or a folder name")
+
+    def read_samples(self, path: Path, spec: dict[str, Any]) -> ImageSamples:
+        path = Path(path)
+        c, h, w = spec["shape"]
+        if path.is_dir():
+            data = load_folder(path, size=None)
+            data = conform(data, channels=c)
+            return ImageSamples(to_uint8(data.images), _names(data.labels, data.classes))
+        if path.suffix.lower() != ".npz":
+            raise InvalidDataError(f"cannot read image samples from {path}: use a .npz file or a folder of class folders")
+        if not path.is_file():
+            raise InvalidDataError(f"samples file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "x" not in data:
+                    raise InvalidDataError(f"{path} has no array named 'x'")
+                x, y = data["x"], (data["y"] if "y" in data else None)
+        except (OSError, ValueError, EOFError) as exc:
+            raise InvalidDataError(f"cannot read {path} as .npz: {exc}") from None
+        if x.ndim == 3 and c == 1:
+            x = x[..., None]
+        if x.ndim == 4 and tuple(x.shape[1:]) == (c, h, w) and tuple(x.shape[1:]) != (h, w, c):
+            x = x.transpose(0, 2, 3, 1)  # channels-first input
+        if y is not None and y.shape[0] != x.shape[0]:
+            raise InvalidDataError(f"{path}: x holds {x.shape[0]} images but y holds {y.shape[0]} labels")
+        if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+            raise InvalidDataError(f"{path}: pixels must be uint8 or float in [0, 1], got {x.dtype}")
+        return ImageSamples(x, None if y is None else np.asarray(y).astype(str))
+
+    def plot(self, real: ImageSamples, fake: ImageSamples, path: Path, spec: dict[str, Any]) -> bool:
+        write_png(sample_grid(real, fake, spec), path)
+        return True
+
+    # --- judging -------------------------------------------------------------------------------
+
+    def validators(self, spec: dict[str, Any]) -> list[Validator]:
+        c, h, w = spec["shape"]
+        rules = [
+            Validator(
+                "shape", f"each image is {h}x{w} with {c} channel(s)",
+                lambda s: np.full(len(s), tuple(s.x.shape[1:]) == (h, w, c)), group="shape",
+            ),
+            Validator("pixel-range", "pixels are uint8, or finite floats in [0, 1]", _in_range, group="shape"),
+            Validator("not-blank", "an image holds at least two distinct pixel values", _not_blank, group="quality"),
+        ]
+        judge = spec.get("classifier")
+        if spec.get("conditions") and judge:
+            classes = [str(k) for k in spec["conditions"]["classes"]]
+            acc = judge.get("holdout_accuracy")
+            note = f" ({acc:.0%} accurate on held-out real images)" if acc is not None else ""
+            rules.append(
+                Validator(
+                    "class-consistency",
+                    f"a logistic regression fitted on the real images assigns the image to its class{note}",
+                    lambda s: _class_consistent(s, judge, classes, (h, w, c)),
+                    group="class",
+                )
+            )
+        return rules
+
+    def featurize(self, samples: ImageSamples, spec: dict[str, Any]) -> np.ndarray:
+        x = samples.to_float("NHWC")
+        return x.reshape(x.shape[0], -1).astype(np.float64)
+
+    def labels(self, samples: ImageSamples, spec: dict[str, Any]) -> np.ndarray | None:
+        return samples.y
+
+    # --- export --------------------------------------------------------------------------------
+
+    def export_module(self, generator: nn.Module, spec: dict[str, Any]) -> nn.Module:
+        return ImageExport(generator)
+
+    def export_outputs(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
+        c, h, w = spec["shape"]
+        return [
+            {"name": "images", "dtype": "uint8", "shape": [h, w, c],
+             "meaning": "generated images, channels last, 0..255"},
+            {"name": "pixels", "dtype": "float32", "shape": [c, h, w],
+             "meaning": "the same images as floats in [0, 1], channels first"},
+        ]
+
+    # --- checkpoint grids ----------------------------------------------------------------------
+
+    def checkpoint_grid(self, trainer: Any) -> Path:
+        """Draw the sample grid of the generator being trained into ``run_dir/grid-stepNNNNNN.png``."""
+        spec = trainer.spec
+        gen = trainer.sampling_generator()
+        was_training = gen.training
+        gen.eval()
+        try:
+            rng = torch.Generator().manual_seed(trainer.cfg.seed)  # the same z at every checkpoint
+            k = self._n_classes(spec)
+            per_row = 10
+            cond = torch.arange(k).repeat_interleave(per_row) if k else None
+            n = k * per_row if k else 8 * per_row
+            z = torch.randn(n, trainer.cfg.z_dim, generator=rng)
+            with torch.no_grad():
+                x = gen(z.to(trainer.device), None if cond is None else cond.to(trainer.device)).float().cpu()
+        finally:
+            gen.train(was_training)
+        fake = self.decode(x, None if cond is None else cond.numpy(), spec)
+        path = Path(trainer.run_dir) / f"grid-step{trainer.step:06d}.png"
+        write_png(sample_grid(trainer.data.samples, fake, spec), path)
+        return path
+
+
+class ImageExport(nn.Module):
+    """The generator with pixel scaling in the graph: ``(z, cond) -> (uint8 NHWC, float NCHW in [0, 1])``."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = ((self.generator(z, cond) + 1.0) * 0.5).clamp(0.0, 1.0)
+        images = (pixels * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
+        return images, pixels
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _names(idx: np.ndarray | torch.Tensor | None, classes: list[str] | None) -> np.ndarray | None:
+    if idx is None or not classes:
+        return None
+    return np.asarray(classes, dtype=str)[np.asarray(idx, dtype=np.int64)]
+
+
+def _in_range(s: ImageSamples) -> np.ndarray:
+    if s.x.dtype == np.uint8:
+        return np.ones(len(s), dtype=bool)
+    if not np.issubdtype(s.x.dtype, np.floating):
+        return np.zeros(len(s), dtype=bool)
+    flat = s.x.reshape(len(s), -1)
+    return np.isfinite(flat).all(axis=1) & (np.nan_to_num(flat, nan=-1).min(axis=1) >= 0) & (
+        np.nan_to_num(flat, nan=2).max(axis=1) <= 1
+    )
+
+
+def _not_blank(s: ImageSamples) -> np.ndarray:
+    flat = s.x.reshape(len(s), -1)
+    return flat.max(axis=1) > flat.min(axis=1)
+
+
+def _class_consistent(s: ImageSamples, judge: dict[str, Any], classes: list[str], shape: tuple) -> np.ndarray:
+    """True where the judge's predicted class equals the sample's own class name."""
+    n = len(s)
+    if s.y is None or tuple(s.x.shape[1:]) != shape or n == 0:
+        return np.zeros(n, dtype=bool)
+    lookup = {name: i for i, name in enumerate(classes)}
+    want = np.array([lookup.get(str(v), -1) for v in s.y])
+    x = np.clip(np.nan_to_num(s.to_float("NCHW"), nan=0.0), 0.0, 1.0)
+    return classifier.predict(judge, x) == want
+
+
+def sample_grid(real: ImageSamples | None, fake: ImageSamples, spec: dict[str, Any],
+                n_real: int = 3, n_fake: int = 10) -> np.ndarray:
+    """One row per class: ``n_real`` real images, a gap, then ``n_fake`` generated ones.
+
+    Unconditional samples fill rows of ``n_fake`` without real images. Small images are scaled up so
+    that each cell is at least 32 pixels a side.
+    """
+    c, h, w = spec["shape"]
+    scale = max(1, 32 // max(h, w))
+    blank = np.full((h, w, c), 128, dtype=np.uint8)
+    fx = fake.x if fake.x.dtype == np.uint8 else to_uint8(np.clip(fake.to_float("NCHW"), 0, 1))
+    rows: list[list[np.ndarray]] = []
+    classes = spec["conditions"]["classes"] if spec.get("conditions") else None
+    if classes and fake.y is not None:
+        for name in classes:
+            fake_k = [fx[i] for i in np.flatnonzero(fake.y == str(name))[:n_fake]]
+            real_k = []
+            if real is not None and real.y is not None:
+                real_k = [real.x[i] for i in np.flatnonzero(real.y == str(name))[:n_real]]
+            if not fake_k:
+                continue
+            rows.append((real_k + [blank] * (n_real - len(real_k)) if real is not None else []) + fake_k)
+        gap = n_real if real is not None else None
+    else:
+        rows = [list(fx[i : i + n_fake]) for i in range(0, min(len(fx), 8 * n_fake), n_fake)]
+        gap = None
+    if not rows:
+        raise AdvgenError("no samples to draw")
+    return grid(rows, pad=1, scale=scale, gap_after=gap)
+
+
+def write_image_folder(samples: ImageSamples, out: Path) -> None:
+    """``out/<class>/<index>.png`` (``out/unlabelled/`` without classes), built aside and renamed in.
+
+    An existing ``out`` is replaced only when it is empty or an earlier sample folder of advgen.
+    """
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise AdvgenError(f"{out} exists and is not a folder")
+        if any(out.iterdir()) and not (out / SAMPLES_MARKER).is_file():
+            raise AdvgenError(f"{out} exists and was not written by advgen; choose another output folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        names = samples.y if samples.y is not None else np.full(len(samples), "unlabelled")
+        for i, (img, name) in enumerate(zip(samples.x if samples.x.dtype == np.uint8 else
+                                             to_uint8(np.clip(samples.to_float("NCHW"), 0, 1)), names)):
+            folder = tmp / _safe(str(name))
+            folder.mkdir(exist_ok=True)
+            (folder / f"{i:06d}.png").write_bytes(encode_png(img))
+        (tmp / SAMPLES_MARKER).write_text(json.dumps({"images": len(samples)}) + "\n")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _safe(name: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name).strip(".")
+    return cleaned or "_"
