@@ -1,0 +1,149 @@
+"""``advgen-runtime``: sample, describe and serve exported generators without torch.
+
+    advgen-runtime sample model.onnx -n 1000 -o rows.csv --condition category=r2l --seed 0
+    advgen-runtime info model.onnx [--json]
+    advgen-runtime serve model.onnx --port 8000 [--host 127.0.0.1] [--max-n 10000]
+
+Written with argparse rather than click so that the runtime installs with onnxruntime, numpy and
+pandas alone. Bad input prints one ``advgen-runtime: error: ...`` line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from advgen_export.manifest import ModelError, parse_condition
+
+PROG = "advgen-runtime"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 0..65535, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"seed must be in [0, 2**63), got {value}")
+    return value
+
+
+def _condition(text: str) -> str:
+    try:
+        parse_condition(text)
+    except ModelError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Sample from advgen generators exported to ONNX.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("model", type=Path, help="the .onnx file written by `advgen export`")
+        p.add_argument("--manifest", type=Path, help="its manifest (default: MODEL.json beside the model)")
+        p.add_argument("--threads", type=_positive, default=None, help="onnxruntime intra-op threads")
+
+    p = sub.add_parser("sample", help="write samples to a file", description="Write N samples to a file.")
+    model_args(p)
+    p.add_argument("-n", type=_positive, required=True, help="number of samples")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True,
+        help="tables: .csv or .parquet; images and curves: .npz or .csv, images also a folder of PNGs",
+    )
+    p.add_argument("--condition", type=_condition, help="KEY=VALUE, e.g. label=normal or category=r2l")
+    p.add_argument("--seed", type=_seed, help="seed for reproducible samples")
+
+    p = sub.add_parser("info", help="describe a model", description="Describe an exported model.")
+    model_args(p)
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
+
+    p = sub.add_parser("serve", help="serve samples over HTTP", description="Serve samples over HTTP (JSON).")
+    model_args(p)
+    p.add_argument("--port", type=_port, default=8000, help="TCP port (0 picks a free one; default 8000)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--max-n", type=_positive, default=10_000, help="largest n one request may ask for")
+    p.add_argument("--max-body", type=_positive, default=64 * 1024, help="largest request body in bytes")
+    p.add_argument("--quiet", action="store_true", help="do not log each request")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ModelError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{PROG}: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from advgen_export.runtime import load
+
+    model = load(args.model, args.manifest, threads=args.threads or 0)
+    if args.command == "sample":
+        generated = model.generate(args.n, args.condition, args.seed)
+        written = model.save(generated, args.output)
+        where = args.output if len(written) == 1 else f"{args.output}/ ({len(written)} PNG files)"
+        print(f"wrote {args.n} {model.kind} samples to {where}", file=sys.stderr)
+    elif args.command == "info":
+        info = model.info()
+        print(json.dumps(info, indent=2) if args.json else _describe(info))
+    elif args.command == "serve":
+        from advgen_export.serve import serve
+
+        serve(model, args.host, args.port, max_n=args.max_n, max_body=args.max_body, quiet=args.quiet)
+    return 0
+
+
+def _describe(info: dict[str, Any]) -> str:
+    plugin = info.get("plugin") or {}
+    lines = [
+        f"model     {info['model']} (opset {info['opset']}, sha256 {info['sha256'][:16]}...)",
+        f"plugin    {plugin.get('name', '?')} {plugin.get('version', '?')} (domain version {plugin.get('domain_version', '?')})",
+        f"samples   {info['kind']}, latent size {info['z_dim']}, created {info.get('created')}",
+    ]
+    for out in info["outputs"]:
+        lines.append(f"output    {out['name']}: {out.get('dtype')} {out.get('shape')}")
+    if "columns" in info:
+        lines.append(f"columns   {len(info['columns'])}: {', '.join(info['columns'][:12])}{' ...' if len(info['columns']) > 12 else ''}")
+    cond = info.get("conditions")
+    if cond:
+        lines.append(f"condition {cond['name']} ({len(cond['classes'])} classes)")
+        for key, values in cond["accepted"].items():
+            shown = ", ".join(values[:12]) + (" ..." if len(values) > 12 else "")
+            lines.append(f"  --condition {key}=  {shown}")
+    else:
+        lines.append("condition none (unconditional model)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,475 @@
+"""Export a trained generator to ONNX, check it, and write it with its manifest.
+
+``export(run, "model.onnx")`` takes the domain's ``export_module`` (the generator followed by its
+tensor-math decoding), exports it with a dynamic batch dimension, then refuses to write anything
+unless the graph passes ``onnx.checker`` and matches torch on the same latent and condition inputs at
+batch sizes other than the one it was traced with (as optimum's ``validate_model_outputs`` does).
+The model and then its manifest (see :mod:`advgen_export.manifest`) are written atomically.
+
+The exporter is torch's TorchScript-based one (``dynamo=False``): it needs nothing beyond torch and
+onnx, and handles the small MLP/conv generators advgen trains. torch marks it deprecated in favour of
+the ``torch.export`` path, which needs ``onnxscript``; switching is one argument once that dependency
+is wanted.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from advgen.errors import AdvgenError
+from advgen.io import atomic_path
+from advgen_export import MANIFEST_FORMAT, MANIFEST_VERSION
+from advgen_export.manifest import manifest_path, sha256_bytes
+
+DEFAULT_OPSET = 17
+PARITY_BATCH_SIZES = (1, 3, 257)
+TRACE_BATCH_SIZE = 2  # deliberately none of the parity sizes, so parity proves the batch axis is dynamic
+DEFAULT_TOLERANCE = 1e-4
+SUPPORTED_DTYPES = ("float32", "int64", "uint8")
+
+
+class ExportError(AdvgenError):
+    """The generator could not be exported, or the exported graph disagrees with torch."""
+
+
+@dataclass
+class ParityReport:
+    """Largest torch-vs-onnxruntime difference per output over all checked batch sizes."""
+
+    batch_sizes: list[int]
+    atol: float
+    rtol: float
+    max_abs_diff: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch_sizes": self.batch_sizes,
+            "atol": self.atol,
+            "rtol": self.rtol,
+            "max_abs_diff": self.max_abs_diff,
+        }
+
+
+@dataclass
+class ExportResult:
+    model_path: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+    parity: ParityReport | None
+
+
+# --- the public entry point --------------------------------------------------------------------------
+
+
+def export(
+    run: Any,
+    path: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    check: bool = True,
+    batch_sizes: Sequence[int] = PARITY_BATCH_SIZES,
+    tolerance: float | Mapping[str, float] | None = None,
+) -> ExportResult:
+    """Export ``run``'s generator to ``path`` (ONNX) and its manifest to ``path + ".json"``.
+
+    ``run`` needs ``domain``, ``spec``, ``generator`` and ``config`` (for ``z_dim``), as returned by
+    :func:`advgen.api.load_run` or :func:`advgen.api.train`. With ``check`` (the default) nothing is
+    written unless the graph passes ``onnx.checker`` and parity with torch at ``batch_sizes``.
+    ``tolerance`` overrides the domain's ``export_tolerance``.
+    """
+    import onnx
+
+    if opset < DEFAULT_OPSET:
+        raise ExportError(f"opset {opset} is too old; use {DEFAULT_OPSET} or newer")
+    domain, spec = run.domain, run.spec
+    z_dim = _z_dim(run)
+    conditions = spec.get("conditions")
+    outputs = _output_descriptions(domain, spec)
+    module = _ExportAdapter(domain.export_module(copy.deepcopy(run.generator).cpu(), spec), conditions is not None)
+    module.eval()
+
+    model_bytes = _to_onnx(module, z_dim, conditions, outputs, opset)
+    model = onnx.load_from_string(model_bytes)
+    entries = {"advgen.domain": domain.name, "advgen.domain_version": str(domain.version), "advgen.z_dim": str(z_dim)}
+    for key, value in entries.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    model.doc_string = f"advgen {domain.name} generator; see the sidecar manifest <model file>.json"
+    model_bytes = model.SerializeToString()
+
+    parity = None
+    if check:
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except onnx.checker.ValidationError as exc:
+            raise ExportError(f"the exported {domain.name} graph fails onnx.checker: {_first_line(exc)}") from None
+        atol, rtol = _tolerance(domain, tolerance)
+        parity = check_parity(module, model_bytes, outputs, z_dim, conditions, batch_sizes, atol=atol, rtol=rtol)
+
+    target = Path(path)
+    manifest = build_manifest(run, target, model_bytes, outputs, opset, parity)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(model_bytes)
+    side = manifest_path(target)
+    with atomic_path(side) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+    return ExportResult(target, side, manifest, parity)
+
+
+# --- tracing -----------------------------------------------------------------------------------------
+
+
+class _ExportAdapter(nn.Module):
+    """Gives every export module the same signature: ``(z, cond)`` or ``(z,)``, returning a tuple."""
+
+    def __init__(self, inner: nn.Module, conditional: bool) -> None:
+        super().__init__()
+        self.inner = inner
+        self.conditional = conditional
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        out = self.inner(z, cond if self.conditional else None)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def _to_onnx(
+    module: nn.Module, z_dim: int, conditions: Mapping[str, Any] | None, outputs: list[dict[str, Any]], opset: int
+) -> bytes:
+    names = [o["name"] for o in outputs]
+    z = torch.randn(TRACE_BATCH_SIZE, z_dim, generator=torch.Generator().manual_seed(0))
+    args: tuple[torch.Tensor, ...] = (z,)
+    input_names = ["z"]
+    if conditions is not None:
+        args = (z, torch.zeros(TRACE_BATCH_SIZE, dtype=torch.int64))
+        input_names.append("cond")
+    with torch.no_grad():
+        produced = module(*args)
+    if len(produced) != len(outputs):
+        raise ExportError(
+            f"export_module returns {len(produced)} tensors but export_outputs describes {len(outputs)}"
+        )
+    dynamic = {name: {0: "batch"} for name in input_names + names}
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # the TorchScript exporter announces its own deprecation and tracer warnings on every call
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(
+                module,
+                args,
+                buf,
+                dynamo=False,
+                opset_version=opset,
+                input_names=input_names,
+                output_names=names,
+                dynamic_axes=dynamic,
+                do_constant_folding=True,
+            )
+        except Exception as exc:  # torch raises many types; the user needs the op that failed
+            raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {_first_line(exc)}") from None
+    return buf.getvalue()
+
+
+# --- parity ------------------------------------------------------------------------------------------
+
+
+def check_parity(
+    module: nn.Module,
+    model_bytes: bytes,
+    outputs: list[dict[str, Any]],
+    z_dim: int,
+    conditions: Mapping[str, Any] | None,
+    batch_sizes: Sequence[int] = PARITY_BATCH_SIZES,
+    *,
+    atol: float = DEFAULT_TOLERANCE,
+    rtol: float = DEFAULT_TOLERANCE,
+) -> ParityReport:
+    """Run torch and onnxruntime on the same inputs; raise :class:`ExportError` on any disagreement.
+
+    Float outputs must agree within ``atol + rtol * |torch|`` (the relative part matters for decoded
+    columns such as byte counts in the millions, where float32 itself cannot hold 1e-4); integer and
+    category outputs must be identical. Errors name the output, batch size and largest difference.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    names = [o["name"] for o in outputs]
+    got_names = [o.name for o in session.get_outputs()]
+    if got_names != names:
+        raise ExportError(f"ONNX outputs are {got_names}, expected {names}")
+    report = ParityReport(list(batch_sizes), atol, rtol, {name: 0.0 for name in names})
+    rng = np.random.default_rng(0)
+    for n in batch_sizes:
+        z = rng.standard_normal((n, z_dim), dtype=np.float32)
+        feeds: dict[str, np.ndarray] = {"z": z}
+        args = [torch.from_numpy(z)]
+        if conditions is not None:
+            cond = rng.integers(0, len(conditions["classes"]), size=n, dtype=np.int64)
+            feeds["cond"] = cond
+            args.append(torch.from_numpy(cond))
+        with torch.no_grad():
+            expected = [t.detach().cpu().numpy() for t in module(*args)]
+        got = session.run(names, feeds)
+        for desc, want, have in zip(outputs, expected, got):
+            name = desc["name"]
+            declared = (n, *desc.get("shape", want.shape[1:]))
+            if want.shape != have.shape or tuple(want.shape) != tuple(declared):
+                raise ExportError(
+                    f"output {name!r} at batch {n}: torch shape {list(want.shape)}, onnxruntime "
+                    f"{list(have.shape)}, declared {list(declared)}"
+                )
+            if np.issubdtype(want.dtype, np.floating):
+                diff = _float_mismatch(name, n, want, have, atol, rtol)
+            else:
+                diff = _exact_mismatch(name, n, want, have)
+            report.max_abs_diff[name] = max(report.max_abs_diff[name], diff)
+    return report
+
+
+def _float_mismatch(name: str, n: int, want: np.ndarray, have: np.ndarray, atol: float, rtol: float) -> float:
+    if not np.issubdtype(have.dtype, np.floating):
+        raise ExportError(f"output {name!r}: torch gives {want.dtype}, onnxruntime {have.dtype}")
+    nan_w, nan_h = np.isnan(want), np.isnan(have)
+    if (nan_w != nan_h).any():
+        raise ExportError(f"output {name!r} at batch {n}: NaN in one runtime and not the other")
+    w = np.where(nan_w, 0, want).astype(np.float64)
+    h = np.where(nan_h, 0, have).astype(np.float64)
+    diff = np.abs(w - h)
+    worst = float(diff.max(initial=0.0))
+    bad = diff > atol + rtol * np.abs(w)
+    if bad.any():
+        at = np.unravel_index(int(np.argmax(np.where(bad, diff, -1))), diff.shape)
+        raise ExportError(
+            f"output {name!r} at batch {n}: {int(bad.sum())} values differ beyond atol={atol:g} rtol={rtol:g}; "
+            f"largest difference {worst:.3g} (torch {w[at]:.6g} vs onnxruntime {h[at]:.6g} at {list(map(int, at))})"
+        )
+    return worst
+
+
+def _exact_mismatch(name: str, n: int, want: np.ndarray, have: np.ndarray) -> float:
+    if have.dtype != want.dtype:
+        raise ExportError(f"output {name!r}: torch gives {want.dtype}, onnxruntime {have.dtype}")
+    bad = want != have
+    if bad.any():
+        diff = np.abs(want.astype(np.int64) - have.astype(np.int64))
+        at = np.unravel_index(int(np.argmax(diff)), diff.shape)
+        raise ExportError(
+            f"output {name!r} at batch {n}: {int(bad.sum())} integer values differ; largest difference "
+            f"{int(diff[at])} (torch {want[at]} vs onnxruntime {have[at]} at {list(map(int, at))})"
+        )
+    return 0.0
+
+
+# --- the manifest ------------------------------------------------------------------------------------
+
+
+def build_manifest(
+    run: Any,
+    model_path: Path,
+    model_bytes: bytes,
+    outputs: list[dict[str, Any]],
+    opset: int,
+    parity: ParityReport | None,
+) -> dict[str, Any]:
+    """Everything the runtime needs that the graph does not hold."""
+    domain, spec = run.domain, run.spec
+    conditions = spec.get("conditions")
+    z_dim = _z_dim(run)
+    inputs = [{"name": "z", "dtype": "float32", "shape": ["batch", z_dim]}]
+    cond_section = None
+    if conditions is not None:
+        inputs.append({"name": "cond", "dtype": "int64", "shape": ["batch"]})
+        classes = [str(c) for c in conditions["classes"]]
+        counts = [int(c) for c in conditions.get("counts") or [1] * len(classes)]
+        if len(counts) != len(classes):
+            raise ExportError(f"spec conditions hold {len(classes)} classes but {len(counts)} counts")
+        cond_section = {
+            "input": "cond",
+            "name": str(conditions["name"]),
+            "classes": classes,
+            "counts": counts,
+            "selectors": _condition_selectors(domain, spec),
+        }
+    config = getattr(run, "config", None)
+    return {
+        "format": MANIFEST_FORMAT,
+        "format_version": MANIFEST_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {
+            "file": model_path.name,
+            "sha256": sha256_bytes(model_bytes),
+            "bytes": len(model_bytes),
+            "opset": opset,
+            "producer": f"torch {torch.__version__} (TorchScript ONNX exporter)",
+        },
+        "plugin": _plugin_info(domain),
+        "advgen_version": _dist_version("advgen"),
+        "latent": {"input": "z", "size": z_dim, "dtype": "float32", "distribution": "standard_normal"},
+        "inputs": inputs,
+        "conditions": cond_section,
+        "outputs": outputs,
+        "sample": _sample_section(domain, spec, outputs, cond_section),
+        "tolerance": {"atol": parity.atol, "rtol": parity.rtol} if parity else None,
+        "parity": parity.to_dict() if parity else None,
+        "run": {
+            "dir": str(getattr(run, "run_dir", "") or ""),
+            "config": config.to_dict() if hasattr(config, "to_dict") else config,
+        },
+        "spec": spec,
+    }
+
+
+def _condition_selectors(domain: Any, spec: Mapping[str, Any]) -> dict[str, dict[str, list[int]]]:
+    """For every ``key=value`` the domain accepts, the class indices its ``condition_classes`` selects."""
+    conditions = spec["conditions"]
+    keys: dict[str, list[Any]] = {str(conditions["name"]): list(conditions["classes"])}
+    listed = getattr(domain, "condition_values", None)
+    if callable(listed):
+        for key, values in dict(listed(spec)).items():
+            keys.setdefault(str(key), [])
+            keys[str(key)] += [v for v in values if v not in keys[str(key)]]
+    selectors: dict[str, dict[str, list[int]]] = {}
+    for key, values in keys.items():
+        table: dict[str, list[int]] = {}
+        for value in values:
+            try:
+                picked = domain.condition_classes(spec, key, str(value))
+            except AdvgenError:
+                continue  # a value the domain itself refuses stays refused by the runtime
+            table[str(value)] = sorted(int(i) for i in picked)
+        selectors[key] = table
+    return selectors
+
+
+def _sample_section(
+    domain: Any, spec: Mapping[str, Any], outputs: list[dict[str, Any]], conditions: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """How the runtime turns raw outputs into samples: a table, images, or plain arrays."""
+    extra = getattr(domain, "export_manifest", None)
+    section: dict[str, Any] = dict(extra(spec)) if callable(extra) else {}
+    if "kind" not in section:
+        if any(o.get("columns") for o in outputs):
+            section["kind"] = "table"
+        elif any(o.get("kind") == "image" for o in outputs):
+            section["kind"] = "image"
+        else:
+            section["kind"] = "array"
+    if section["kind"] != "table":
+        section.setdefault("output", next((o["name"] for o in outputs if o.get("kind") == "image"), outputs[0]["name"]))
+        if section["output"] not in {o["name"] for o in outputs}:
+            raise ExportError(f"export_manifest names output {section['output']!r}, which export_outputs lacks")
+        return section
+    produced = [c for o in outputs for c in o.get("columns") or []]
+    if len(set(produced)) != len(produced):
+        raise ExportError("export_outputs lists some table column twice")
+    if conditions is not None:
+        section.setdefault("condition_column", conditions["name"])
+    condition_column = section.get("condition_column")
+    if condition_column in produced:
+        raise ExportError(f"table column {condition_column!r} is both a generated output and the condition")
+    derived = dict(section.get("derived_columns") or {})
+    constants = dict(section.get("constants") or {})
+    default_order = produced + ([condition_column] if condition_column else [])
+    default_order += [c for c in [*derived, *constants] if c not in default_order]
+    section.setdefault("columns", default_order)
+    known = set(default_order)
+    missing = [c for c in section["columns"] if c not in known]
+    if missing:
+        raise ExportError(f"table columns {missing} come from no output, condition, derived column or constant")
+    for name, rule in derived.items():
+        if rule.get("from") not in known or not isinstance(rule.get("map"), dict):
+            raise ExportError(f"derived column {name!r} needs 'from' (a table column) and 'map'")
+    return section
+
+
+def _output_descriptions(domain: Any, spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    outputs = [dict(o) for o in domain.export_outputs(spec)]
+    if not outputs:
+        raise ExportError(f"domain {domain.name!r} describes no export outputs")
+    names = [o.get("name") for o in outputs]
+    if any(not isinstance(n, str) or not n or n in ("z", "cond") for n in names) or len(set(names)) != len(names):
+        raise ExportError(f"export output names must be unique, non-empty and not 'z' or 'cond': {names}")
+    for o in outputs:
+        if o.get("dtype", "float32") not in SUPPORTED_DTYPES:
+            raise ExportError(f"output {o['name']!r} has dtype {o.get('dtype')!r}; supported: {SUPPORTED_DTYPES}")
+        o.setdefault("dtype", "float32")
+        if "shape" in o:
+            o["shape"] = [int(d) for d in o["shape"]]
+        cols = o.get("columns")
+        if cols is not None and o.get("shape") and o["shape"][-1] != len(cols):
+            raise ExportError(f"output {o['name']!r} has {len(cols)} columns but shape {o['shape']}")
+    return outputs
+
+
+def _tolerance(domain: Any, override: float | Mapping[str, float] | None) -> tuple[float, float]:
+    value = override if override is not None else getattr(domain, "export_tolerance", DEFAULT_TOLERANCE)
+    if isinstance(value, Mapping):
+        atol = float(value.get("atol", DEFAULT_TOLERANCE))
+        return atol, float(value.get("rtol", atol))
+    return float(value), float(value)
+
+
+def _z_dim(run: Any) -> int:
+    config = getattr(run, "config", None)
+    z_dim = getattr(config, "z_dim", None)
+    if z_dim is None and isinstance(config, Mapping):
+        z_dim = config.get("z_dim")
+    if not isinstance(z_dim, int) or z_dim < 1:
+        raise ExportError(f"cannot tell the latent size of this run (config z_dim = {z_dim!r})")
+    return z_dim
+
+
+def _plugin_info(domain: Any) -> dict[str, Any]:
+    """Domain name and versions; the plugin version comes from the plugin manager when it knows it."""
+    version = "?"
+    try:
+        from advgen.plugins import get_manager
+
+        manager = get_manager()
+        if domain.name in manager.domain_names():
+            version = manager.domain_plugin_version(domain.name)
+    except AdvgenError:
+        pass
+    return {
+        "name": domain.name,
+        "version": version,
+        "domain_version": str(domain.version),
+        "description": getattr(domain, "description", ""),
+    }
+
+
+def _dist_version(dist: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} in the spec is not JSON-serialisable")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,505 @@
+"""ONNX export, parity, and the torch-free runtime, CLI and HTTP server (issue 6).
+
+Small hand-made domains (a table, curves, images) pin the exporter and the runtime to the Domain
+contract; the built-in domains are exported from tiny trained runs at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from advgen.domain import Domain
+from advgen.errors import AdvgenError
+from advgen_export.manifest import ModelError, manifest_path, sha256_file
+from advgen_export.onnx_export import ExportError, check_parity, export
+from advgen_export.runtime import load
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHONPATH = os.pathsep.join([str(REPO), str(REPO / "export"), os.environ.get("PYTHONPATH", "")])
+
+
+# --- hand-made domains -------------------------------------------------------------------------------
+
+LABELS = ["normal", "neptune", "smurf", "guess_passwd"]
+CATEGORY = {"normal": "normal", "neptune": "dos", "smurf": "dos", "guess_passwd": "r2l"}
+PROTOCOLS = ["tcp", "udp", "icmp"]
+
+
+class ToyTableGenerator(nn.Module):
+    def __init__(self, z_dim: int, n_classes: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(n_classes, 4)
+        self.net = nn.Sequential(nn.Linear(z_dim + 4, 16), nn.ReLU(), nn.Linear(16, 2 + len(PROTOCOLS)))
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        return self.net(torch.cat([z, self.embed(cond)], dim=1))
+
+
+class ToyTableDecoder(nn.Module):
+    """Inverse scaling of a continuous column, a rounded count, argmax of a one-hot group."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        raw = self.generator(z, cond)
+        duration = raw[:, :1] * 1000.0 + 5000.0
+        count = torch.round(torch.exp(raw[:, 1:2].abs() * 3) - 1).clamp(min=0)  # expm1 has no ONNX export
+        protocol = raw[:, 2:].argmax(dim=1, keepdim=True)
+        return torch.cat([duration, count], dim=1), protocol
+
+
+class ToyTable(Domain):
+    name = "toy-table"
+    version = "3"
+
+    def build_generator(self, spec: dict[str, Any], cfg: Any) -> nn.Module:
+        return ToyTableGenerator(cfg.z_dim, len(spec["conditions"]["classes"]))
+
+    def condition_classes(self, spec: dict[str, Any], key: str, value: str) -> list[int]:
+        if key == "category":
+            picked = [i for i, c in enumerate(spec["conditions"]["classes"]) if spec["category_map"][c] == value]
+            if not picked:
+                raise AdvgenError(f"category={value} never occurred in training")
+            return picked
+        return super().condition_classes(spec, key, value)
+
+    def condition_values(self, spec: dict[str, Any]) -> dict[str, list[str]]:
+        return {"category": sorted(set(spec["category_map"].values()))}
+
+    def export_module(self, generator: nn.Module, spec: dict[str, Any]) -> nn.Module:
+        return ToyTableDecoder(generator)
+
+    def export_outputs(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {"name": "numeric", "dtype": "float32", "shape": [2], "columns": ["duration", "count"],
+             "kinds": ["continuous", "count"]},
+            {"name": "categorical", "dtype": "int64", "shape": [1], "columns": ["protocol"],
+             "kinds": ["categorical"], "vocabularies": [PROTOCOLS]},
+        ]
+
+    def export_manifest(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "kind": "table",
+            "columns": ["duration", "protocol", "count", "num_outbound_cmds", "label", "category"],
+            "derived_columns": {"category": {"from": "label", "map": spec["category_map"]}},
+            "constants": {"num_outbound_cmds": 0},
+        }
+
+
+class ToyCurves(Domain):
+    name = "toy-curves"
+
+    def export_module(self, generator: nn.Module, spec: dict[str, Any]) -> nn.Module:
+        return generator
+
+
+class ToyCurveGenerator(nn.Module):
+    def __init__(self, z_dim: int, length: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(z_dim, 32), nn.Tanh(), nn.Linear(32, length))
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        assert cond is None
+        return self.net(z)
+
+
+class ToyImageGenerator(nn.Module):
+    def __init__(self, z_dim: int, n_classes: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(n_classes, z_dim)
+        self.net = nn.Sequential(nn.Linear(z_dim, 8 * 2 * 2), nn.Unflatten(1, (8, 2, 2)),
+                                 nn.ConvTranspose2d(8, 1, 4, stride=2, padding=1), nn.Sigmoid())
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        return self.net(z * self.embed(cond))
+
+
+class ToyImages(Domain):
+    name = "toy-images"
+
+    def export_outputs(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"name": "images", "dtype": "float32", "shape": spec["shape"], "kind": "image",
+                 "layout": "CHW", "range": [0.0, 1.0]}]
+
+
+def _run(domain: Domain, generator: nn.Module, spec: dict[str, Any], z_dim: int) -> SimpleNamespace:
+    torch.manual_seed(0)
+    generator.eval()
+    return SimpleNamespace(domain=domain, spec=spec, generator=generator,
+                           config=SimpleNamespace(z_dim=z_dim, to_dict=lambda: {"z_dim": z_dim}), run_dir="")
+
+
+def toy_table_run() -> SimpleNamespace:
+    torch.manual_seed(0)
+    spec = {"shape": [5], "conditions": {"name": "label", "classes": LABELS, "counts": [60, 30, 9, 1]},
+            "category_map": CATEGORY}
+    return _run(ToyTable(), ToyTableGenerator(6, len(LABELS)), spec, 6)
+
+
+def toy_curves_run() -> SimpleNamespace:
+    torch.manual_seed(0)
+    return _run(ToyCurves(), ToyCurveGenerator(4, 16), {"shape": [16], "conditions": None}, 4)
+
+
+def toy_images_run() -> SimpleNamespace:
+    torch.manual_seed(0)
+    spec = {"shape": [1, 4, 4], "conditions": {"name": "digit", "classes": ["0", "1"], "counts": [5, 5]}}
+    return _run(ToyImages(), ToyImageGenerator(8, 2), spec, 8)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("onnx")
+    paths = {}
+    for name, make in [("table", toy_table_run), ("curves", toy_curves_run), ("images", toy_images_run)]:
+        paths[name] = out / f"{name}.onnx"
+        export(make(), paths[name])
+    return paths
+
+
+# --- export and parity ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["table", "curves", "images"])
+def test_export_writes_model_manifest_and_parity(exported: dict[str, Path], name: str) -> None:
+    import onnx
+
+    path = exported[name]
+    manifest = json.loads(manifest_path(path).read_text())
+    assert manifest_path(path).name == f"{name}.onnx.json"
+    assert manifest["model"]["sha256"] == sha256_file(path)
+    assert manifest["model"]["opset"] >= 17
+    assert manifest["parity"]["batch_sizes"] == [1, 3, 257]
+    model = onnx.load(str(path))
+    assert [i.name for i in model.graph.input] == (["z"] if name == "curves" else ["z", "cond"])
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert [o.name for o in model.graph.output] == [o["name"] for o in manifest["outputs"]]
+
+
+def test_table_manifest_holds_vocabularies_and_condition_selectors(exported: dict[str, Path]) -> None:
+    manifest = json.loads(manifest_path(exported["table"]).read_text())
+    cond = manifest["conditions"]
+    assert cond["classes"] == LABELS and cond["counts"] == [60, 30, 9, 1]
+    assert cond["selectors"]["category"] == {"dos": [1, 2], "normal": [0], "r2l": [3]}
+    assert cond["selectors"]["label"]["smurf"] == [2]
+    assert manifest["outputs"][1]["vocabularies"] == [PROTOCOLS]
+    assert manifest["plugin"]["name"] == "toy-table" and manifest["plugin"]["domain_version"] == "3"
+    assert manifest["latent"]["size"] == 6
+
+
+def test_parity_failure_reports_largest_difference(exported: dict[str, Path]) -> None:
+    run = toy_curves_run()
+    model_bytes = exported["curves"].read_bytes()
+    with torch.no_grad():
+        run.generator.net[2].bias[3] += 0.5  # torch now disagrees with the exported graph on one column
+    from advgen_export.onnx_export import _ExportAdapter
+
+    outputs = json.loads(manifest_path(exported["curves"]).read_text())["outputs"]
+    with pytest.raises(ExportError, match=r"output 'x' at batch 1: 1 values differ .* largest difference 0\.5"):
+        check_parity(_ExportAdapter(run.generator, False), model_bytes, outputs, 4, None)
+
+
+def test_integer_parity_must_be_exact(exported: dict[str, Path]) -> None:
+    run = toy_table_run()
+    model_bytes = exported["table"].read_bytes()
+    with torch.no_grad():
+        run.generator.net[2].bias[2:] = torch.tensor([0.0, 0.0, 100.0])  # protocol always icmp in torch
+    from advgen_export.onnx_export import _ExportAdapter
+
+    outputs = json.loads(manifest_path(exported["table"]).read_text())["outputs"]
+    module = _ExportAdapter(ToyTableDecoder(run.generator), True)
+    with pytest.raises(ExportError, match="integer values differ"):
+        check_parity(module, model_bytes, outputs, 6, run.spec["conditions"], atol=1e9, rtol=1e9)
+
+
+def test_export_refuses_outputs_that_do_not_match_the_module(tmp_path: Path) -> None:
+    run = toy_curves_run()
+    run.domain.export_outputs = lambda spec: [{"name": "a", "shape": [16]}, {"name": "b", "shape": [16]}]
+    with pytest.raises(ExportError, match="returns 1 tensors but export_outputs describes 2"):
+        export(run, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.onnx.json").exists()
+
+
+def test_export_refuses_old_opset(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="opset 13 is too old"):
+        export(toy_curves_run(), tmp_path / "m.onnx", opset=13)
+
+
+# --- runtime ----------------------------------------------------------------------------------------
+
+
+def test_runtime_table_sample_decodes_and_adds_label_columns(exported: dict[str, Path]) -> None:
+    model = load(exported["table"])
+    df = model.sample(500, seed=1)
+    assert list(df.columns) == ["duration", "protocol", "count", "num_outbound_cmds", "label", "category"]
+    assert set(df["protocol"]) <= set(PROTOCOLS)
+    assert df["count"].dtype == np.int64 and (df["count"] >= 0).all()
+    assert (df["num_outbound_cmds"] == 0).all()
+    assert (df["category"] == df["label"].map(CATEGORY)).all()
+    # classes are drawn in proportion to training counts 60/30/9/1
+    share = df["label"].value_counts(normalize=True)
+    assert 0.5 < share["normal"] < 0.7 and 0.2 < share["neptune"] < 0.4
+
+
+def test_runtime_matches_torch_decoding(exported: dict[str, Path]) -> None:
+    run = toy_table_run()
+    model = load(exported["table"])
+    z, cond = model.draw_inputs(7, seed=3)
+    got = model.run(z, cond)
+    with torch.no_grad():
+        numeric, categorical = ToyTableDecoder(run.generator)(torch.from_numpy(z), torch.from_numpy(cond))
+    np.testing.assert_allclose(got["numeric"], numeric.numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(got["categorical"], categorical.numpy())
+
+
+def test_runtime_conditions_select_classes(exported: dict[str, Path]) -> None:
+    model = load(exported["table"])
+    dos = model.sample(300, condition="category=dos", seed=0)
+    assert set(dos["label"]) == {"neptune", "smurf"} and set(dos["category"]) == {"dos"}
+    assert set(model.sample(20, condition={"label": "guess_passwd"}, seed=0)["label"]) == {"guess_passwd"}
+    with pytest.raises(ModelError, match="unknown condition 'service'; this model is conditioned on 'label'"):
+        model.sample(5, condition="service=http")
+    with pytest.raises(ModelError, match="category=u2r never occurred in training; known values: dos, normal, r2l"):
+        model.sample(5, condition="category=u2r")
+    with pytest.raises(ModelError, match="must look like KEY=VALUE"):
+        model.sample(5, condition="dos")
+    with pytest.raises(ModelError, match="not conditional"):
+        load(exported["curves"]).sample(5, condition="label=x")
+
+
+def test_runtime_seeded_sampling_is_reproducible(exported: dict[str, Path]) -> None:
+    model = load(exported["table"])
+    a, b, c = (model.sample(50, seed=s) for s in (7, 7, 8))
+    assert a.equals(b)
+    assert not a["duration"].equals(c["duration"])
+    curves = load(exported["curves"])
+    np.testing.assert_array_equal(curves.sample(4, seed=2), curves.sample(4, seed=2))
+    assert curves.sample(4, seed=2).shape == (4, 16)
+
+
+def test_runtime_chunking_does_not_change_samples(exported: dict[str, Path]) -> None:
+    whole = load(exported["images"]).sample(10, seed=5)
+    chunked = load(exported["images"], chunk_rows=3).sample(10, seed=5)
+    assert whole.shape == (10, 1, 4, 4)
+    np.testing.assert_array_equal(whole, chunked)
+
+
+def test_runtime_refuses_model_whose_hash_differs(exported: dict[str, Path], tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    model.write_bytes(exported["curves"].read_bytes() + b"\0")
+    manifest_path(model).write_text(manifest_path(exported["curves"]).read_text())
+    with pytest.raises(ModelError, match="does not match its manifest: sha256"):
+        load(model)
+    manifest_path(model).unlink()
+    with pytest.raises(ModelError, match="manifest not found"):
+        load(model)
+
+
+@pytest.mark.parametrize("n", [0, -3, 2.5, True, "7"])
+def test_runtime_rejects_bad_n(exported: dict[str, Path], n: Any) -> None:
+    with pytest.raises(ModelError, match="n must be a positive integer"):
+        load(exported["curves"]).sample(n)
+
+
+def test_runtime_works_with_torch_absent(exported: dict[str, Path], tmp_path: Path) -> None:
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(textwrap.dedent("""
+        import sys
+        class _NoTorch:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("torch is blocked in this test")
+                return None
+        sys.meta_path.insert(0, _NoTorch())
+    """))
+    script = textwrap.dedent(f"""
+        import sys
+        try:
+            import torch
+        except ImportError:
+            pass
+        else:
+            raise SystemExit("the hook failed to block torch")
+        from advgen_export.runtime import load
+        from advgen_export import cli, serve
+        df = load({str(exported['table'])!r}).sample(5, condition="category=r2l", seed=0)
+        assert list(df["label"]) == ["guess_passwd"] * 5, df
+        assert cli.main(["sample", {str(exported['images'])!r}, "-n", "3", "-o", {str(tmp_path / 'png')!r}]) == 0
+        assert not [m for m in sys.modules if m == "torch" or m.startswith("torch.")]
+        print("ok")
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), PYTHONPATH])}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+    assert len(list((tmp_path / "png").glob("*.png"))) == 3
+
+
+# --- command line -----------------------------------------------------------------------------------
+
+
+def test_cli_sample_writes_every_format(exported: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    from advgen_export.cli import main
+
+    assert main(["sample", str(exported["table"]), "-n", "20", "-o", str(tmp_path / "t.csv"), "--seed", "1",
+                 "--condition", "category=dos"]) == 0
+    csv = pd.read_csv(tmp_path / "t.csv")
+    assert len(csv) == 20 and set(csv["category"]) == {"dos"}
+    assert main(["sample", str(exported["table"]), "-n", "20", "-o", str(tmp_path / "t.parquet"), "--seed", "1",
+                 "--condition", "category=dos"]) == 0
+    parquet = pd.read_parquet(tmp_path / "t.parquet")
+    assert list(parquet["protocol"]) == list(csv["protocol"]) and list(parquet["count"]) == list(csv["count"])
+    assert main(["sample", str(exported["curves"]), "-n", "6", "-o", str(tmp_path / "c.npz")]) == 0
+    with np.load(tmp_path / "c.npz") as data:
+        assert data["x"].shape == (6, 16)
+    assert main(["sample", str(exported["images"]), "-n", "4", "-o", str(tmp_path / "imgs"), "--seed", "0"]) == 0
+    pngs = sorted((tmp_path / "imgs").glob("*.png"))
+    assert len(pngs) == 4 and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(pngs[0]))
+    expected = load(exported["images"]).sample(4, seed=0)[0, 0]
+    np.testing.assert_array_equal(pixels, np.rint(expected * 255).astype(np.uint8))
+
+
+def test_cli_info_and_errors(exported: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from advgen_export.cli import main
+
+    assert main(["info", str(exported["table"]), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "table" and info["conditions"]["accepted"]["category"] == ["dos", "normal", "r2l"]
+    assert main(["info", str(exported["table"])]) == 0
+    assert "--condition category=" in capsys.readouterr().out
+    cases = [
+        (["sample", str(exported["table"]), "-n", "5", "-o", str(tmp_path / "x.csv"), "--condition", "category=u2r"],
+         "category=u2r never occurred in training"),
+        (["sample", str(exported["table"]), "-n", "5", "-o", str(tmp_path / "x.npz")], "cannot write a table as .npz"),
+        (["sample", str(exported["curves"]), "-n", "5", "-o", str(tmp_path / "dir")], "only image models write PNG"),
+        (["info", str(tmp_path / "missing.onnx")], "manifest not found"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err, err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", str(exported["table"]), "-n", "0", "-o", "x.csv"])
+    assert exit_info.value.code == 2
+
+
+# --- HTTP server ------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def server(exported: dict[str, Path]):
+    from advgen_export.serve import make_server
+
+    srv = make_server(load(exported["table"]), port=0, max_n=100, max_body=512, quiet=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def _request(url: str, body: bytes | None = None, method: str | None = None) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_server_info_health_and_sample(server: Any) -> None:
+    assert _request(server.url + "/health") == (200, {"status": "ok"})
+    status, info = _request(server.url + "/info")
+    assert status == 200 and info["kind"] == "table" and info["limits"]["max_n"] == 100
+    status, body = _request(server.url + "/sample", json.dumps({"n": 8, "condition": "category=r2l", "seed": 4}).encode())
+    assert status == 200 and body["columns"][-2:] == ["label", "category"] and len(body["rows"]) == 8
+    assert {row[-1] for row in body["rows"]} == {"r2l"}
+    expected = server.model.sample(8, condition="category=r2l", seed=4)
+    assert [row[0] for row in body["rows"]] == pytest.approx(list(expected["duration"]), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "method", "status", "message"),
+    [
+        ("/sample", b"{not json", None, 400, "not valid JSON"),
+        ("/sample", b"[1, 2]", None, 400, "must be a JSON object"),
+        ("/sample", json.dumps({"n": 101}).encode(), None, 400, "exceeds this server's limit of 100"),
+        ("/sample", json.dumps({"n": 0}).encode(), None, 400, "positive integer"),
+        ("/sample", json.dumps({"n": 2, "seed": -1}).encode(), None, 400, "seed must be"),
+        ("/sample", json.dumps({"n": 2, "colour": 1}).encode(), None, 400, "unknown field"),
+        ("/sample", json.dumps({"n": 2, "condition": "category=u2r"}).encode(), None, 400, "never occurred"),
+        ("/sample", json.dumps({"n": 2, "condition": "x" * 600}).encode(), None, 413, "exceeds the limit of 512"),
+        ("/sample", None, "GET", 405, "accepts POST"),
+        ("/info", b"{}", None, 405, "accepts GET"),
+        ("/nowhere", None, None, 404, "no such endpoint"),
+    ],
+)
+def test_server_rejects_bad_requests(server: Any, path: str, body: bytes | None, method: str | None,
+                                     status: int, message: str) -> None:
+    got_status, payload = _request(server.url + path, body, method)
+    assert got_status == status and message in payload["error"]
+
+
+def test_server_serves_concurrent_requests(server: Any) -> None:
+    results: list[tuple[int, dict[str, Any]]] = []
+    lock = threading.Lock()
+
+    def ask(seed: int) -> None:
+        got = _request(server.url + "/sample", json.dumps({"n": 50, "seed": seed % 2}).encode())
+        with lock:
+            results.append(got)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert len(results) == 8 and all(status == 200 for status, _ in results)
+    by_seed = {body["seed"]: body["rows"] for _, body in results}
+    assert all(body["rows"] == by_seed[body["seed"]] for _, body in results)
+    assert by_seed[0] != by_seed[1]
+
+
+def test_serve_command_stops_gracefully_on_sigterm(exported: dict[str, Path]) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "advgen_export.cli", "serve", str(exported["curves"]), "--port", "0", "--quiet"],
+        env={**os.environ, "PYTHONPATH": PYTHONPATH}, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stderr.readline()
+        assert "serving" in line, line
+        url = line.split(" on ")[1].split()[0]
+        status, body = _request(url + "/sample", json.dumps({"n": 3, "seed": 0}).encode())
+        assert status == 200 and body["shape"] == [3, 16]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert "stopped" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
