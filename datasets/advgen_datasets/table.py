@@ -216,27 +216,31 @@ def _read_csv(
     )
 
     def attempt(dt: Any, encoding: str) -> pd.DataFrame:
-        return pd.read_csv(path, dtype=dt, encoding=encoding, encoding_errors="replace" if encoding != fmt.encoding else "strict", **kw)
+        errors = "strict" if encoding == fmt.encoding else "replace"
+        return pd.read_csv(path, dtype=dt, encoding=encoding, encoding_errors=errors, **kw)
 
-    encoding = fmt.encoding
-    try:
+    # Files that are not UTF-8 are nearly always Windows exports (CIC-IDS2017's en dash is byte
+    # 0x96): read them as cp1252, the superset of latin-1 that Windows writes.
+    encodings = [fmt.encoding] + (["cp1252"] if fmt.encoding.lower() != "cp1252" else [])
+    for encoding in encodings:
         try:
-            return attempt(dtypes or None, encoding)
+            try:
+                return attempt(dtypes or None, encoding)
+            except ValueError as exc:
+                if isinstance(exc, (pd.errors.ParserError, UnicodeDecodeError)) or not dtypes:
+                    raise
+                # A value that is not a number in a numeric column: a repeated header, "-", a hex
+                # port. Read everything as text; the cleaning step sorts it out and notes it.
+                return attempt(str, encoding)
         except UnicodeDecodeError:
-            encoding = "cp1252"
-            notes.append(f"{path.name} is not {fmt.encoding}; read it as {encoding}")
-            return attempt(dtypes or None, encoding)
-        except ValueError as exc:
-            if isinstance(exc, pd.errors.ParserError):
-                raise
-            # A value that is not a number in a numeric column: a repeated header, "-", a hex
-            # port. Read everything as text; the cleaning step sorts it out and notes it.
-            return attempt(str, encoding)
-    except pd.errors.EmptyDataError:
-        raise InvalidDataError(f"{path} is empty") from None
-    except pd.errors.ParserError as exc:
-        msg = str(exc).strip().splitlines()[-1]
-        raise InvalidDataError(f"cannot parse {path}: {msg}") from None
+            notes.append(f"{path.name} is not {fmt.encoding}; read it as {encodings[-1]}")
+            continue
+        except pd.errors.EmptyDataError:
+            raise InvalidDataError(f"{path} is empty") from None
+        except pd.errors.ParserError as exc:
+            msg = str(exc).strip().splitlines()[-1]
+            raise InvalidDataError(f"cannot parse {path}: {msg}") from None
+    raise InvalidDataError(f"cannot decode {path} as {' or '.join(encodings)}")
 
 
 def _read_file(
@@ -412,7 +416,8 @@ def _clean(df: pd.DataFrame, plan: _Plan, source: str, notes: list[str]) -> tupl
         raise InvalidDataError(f"{source} has no data rows")
 
     if label is not None:
-        lab = df[label].astype(str).str.strip().where(df[label].notna())
+        # stray and doubled spaces in labels are typing accidents, not distinct classes
+        lab = df[label].astype(str).str.strip().str.replace(r"\s+", " ", regex=True).where(df[label].notna())
         layout = plan.layout
         if layout is not None and layout.label_aliases:
             lab = lab.replace(layout.label_aliases)
