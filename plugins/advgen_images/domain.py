@@ -285,7 +285,7 @@ class ImagesDomain(Domain):
     def export_outputs(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
         c, h, w = spec["shape"]
         return [
-            {"name": "images", "dtype": "uint8", "shape": [h, w, c],
+            {"name": "images", "dtype": "uint8", "shape": [h, w, c], "kind": "image", "layout": "HWC",
              "meaning": "generated images, channels last, 0..255"},
             {"name": "pixels", "dtype": "float32", "shape": [c, h, w],
              "meaning": "the same images as floats in [0, 1], channels first"},

@@ -74,7 +74,7 @@ class ImageGenerator(nn.Module):
             if cond is None:
                 raise ValueError("this generator is conditional: pass one class index per sample")
             z = torch.cat([z, self.embed(cond)], dim=1)
-        h = self.fc(z).view(-1, self.c0, self.bh, self.bw)
+        h = self.fc(z).unflatten(1, (self.c0, self.bh, self.bw))  # keeps C static for ONNX batch_norm
         h = torch.relu(self.bn0(h, cond))
         for up, bn in zip(self.ups, self.bns):
             h = torch.relu(bn(up(h), cond))
