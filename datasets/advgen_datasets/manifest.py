@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -299,8 +298,8 @@ def read_manifest(path: str | Path) -> Manifest:
 
 
 def builtin_manifest_paths() -> list[Path]:
-    folder = resources.files("advgen_datasets") / "manifests"
-    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".toml"))
+    """The manifests shipped in the package (package data ``manifests/*.toml``)."""
+    return sorted(Path(__file__).with_name("manifests").glob("*.toml"))
 
 
 def user_manifest_dir() -> Path:
