@@ -177,6 +177,14 @@ def ensure_file(
         raise InvalidDataError(f"{manifest.name}: {fname} is missing; {hint}{where}")
     if not download:
         raise InvalidDataError(f"{manifest.name}: {fname} is missing; download it from {entry.url} and {where}")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidDataError(
+            f"{manifest.name}: {fname} is missing and {dest.parent} cannot be created ({exc.strerror}); {where}"
+        ) from None
+    if not os.access(dest.parent, os.W_OK):
+        raise InvalidDataError(f"{manifest.name}: {fname} is missing and {dest.parent} is read-only; {where}")
     if progress is None:
         progress = sys.stderr.isatty()
     try:

@@ -166,6 +166,18 @@ def _looks_numeric(s: str) -> bool:
     return True
 
 
+def _is_data_row(fields: list[str]) -> bool:
+    """Whether a generic file's first line is data, not names: names are rarely numbers, except
+    the 0..n-1 or 1..n that a frame with default column labels writes."""
+    values = [f.strip() for f in fields]
+    numeric = [v for v in values if _looks_numeric(v)]
+    if len(numeric) * 2 < len(values):
+        return False
+    if values in ([str(i) for i in range(len(values))], [str(i + 1) for i in range(len(values))]):
+        return False
+    return True
+
+
 def _read_csv(
     path: Path,
     fmt: FileFormat,
@@ -184,8 +196,8 @@ def _read_csv(
     sep = _sniff_separator(first) if sniff else fmt.separator
     fields = next(csv.reader(io.StringIO(first), delimiter=sep))
     header = fmt.header
-    if sniff and header and fields and all(_looks_numeric(f.strip()) for f in fields if f.strip()):
-        header = False  # a "header" of numbers is a data row: the file has no header
+    if sniff and header and _is_data_row(fields):
+        header = False
         notes.append(f"{path.name} has no header row; columns are named column_1 ... column_{len(fields)}")
     if header:
         names, name_notes = _unique_names(fields)
@@ -566,6 +578,11 @@ def _clean(df: pd.DataFrame, plan: _Plan, source: str, notes: list[str]) -> tupl
     if label is not None:
         out[label] = df[label].astype(str)
         schema.append(ColumnSchema(label, "categorical", "label"))
+    if not plan.infer_rest:
+        # a training schema fixes the column order too, whatever order the file has
+        order = {name: i for i, name in enumerate(plan.declared)}
+        schema.sort(key=lambda c: order[c.name])
+        out = {c.name: out[c.name] for c in schema}
     clean = pd.DataFrame(out, index=pd.RangeIndex(n))
     return clean, schema, constants
 
@@ -591,11 +608,18 @@ def read_schema_file(path: str | Path) -> dict[str, Any]:
     cols = data.get("columns", {})
     if not isinstance(cols, dict):
         raise InvalidDataError(f"schema file {p.name}: write columns as [columns.NAME] tables")
-    specs = _parse_columns(
-        [{"name": k, **v} for k, v in cols.items()] or [{"name": "_"}], f"schema file {p.name}", need_kind=False
-    ) if cols else []
+    if not all(isinstance(v, dict) for v in cols.values()):
+        raise InvalidDataError(f"schema file {p.name}: write columns as [columns.NAME] tables")
+    specs = (
+        _parse_columns([{"name": k, **v} for k, v in cols.items()], f"schema file {p.name}", need_kind=False)
+        if cols
+        else []
+    )
+    label = data.get("label")
+    if label is not None and not isinstance(label, str):
+        raise InvalidDataError(f"schema file {p.name}: label must be a column name")
     return {
-        "label": data.get("label"),
+        "label": label,
         "columns": specs,
         "categories": data.get("categories", {}),
         "feature_groups": data.get("feature_groups", {}),
@@ -713,7 +737,7 @@ def load_table(
         df = frames[0]
     source = str(files[0]) if len(files) == 1 else f"{name} ({len(files)} files)"
 
-    if layout is not None and layout.format.header and layout.columns and path is None:
+    if layout is not None and layout.columns and plan.infer_rest:
         expected = [c.name for c in layout.columns]
         missing = [c for c in expected if c not in df.columns]
         if missing:
