@@ -476,6 +476,18 @@ def test_server_rejects_bad_requests(server: Any, path: str, body: bytes | None,
     assert got_status == status and message in payload["error"]
 
 
+def test_server_requires_content_length(server: Any) -> None:
+    import http.client
+
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.putrequest("POST", "/sample")
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 411 and "Content-Length" in json.loads(resp.read())["error"]
+    conn.close()
+
+
 def test_server_serves_concurrent_requests(server: Any) -> None:
     results: list[tuple[int, dict[str, Any]]] = []
     lock = threading.Lock()
