@@ -407,7 +407,7 @@ def test_cli_info_and_errors(exported: dict[str, Path], tmp_path: Path, capsys: 
          "category=u2r never occurred in training"),
         (["sample", str(exported["table"]), "-n", "5", "-o", str(tmp_path / "x.npz")], "cannot write a table as .npz"),
         (["sample", str(exported["curves"]), "-n", "5", "-o", str(tmp_path / "dir")], "only image models write PNG"),
-        (["info", str(tmp_path / "missing.onnx")], "manifest not found"),
+        (["info", str(tmp_path / "missing.onnx")], "model not found"),
     ]
     for argv, message in cases:
         assert main(argv) == 1

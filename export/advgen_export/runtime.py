@@ -63,6 +63,8 @@ class GeneratorModel:
         except ImportError:
             raise ModelError("the advgen runtime needs onnxruntime: pip install onnxruntime") from None
         self.path = Path(model_path)
+        if not self.path.is_file():
+            raise ModelError(f"model not found: {self.path}")
         self.manifest_path = Path(manifest) if manifest is not None else manifest_path(self.path)
         self.manifest = read_manifest(self.manifest_path)
         data = verified_model_bytes(self.path, self.manifest)
