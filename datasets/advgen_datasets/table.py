@@ -376,9 +376,11 @@ def _id_reason(name: str, s: pd.Series, n: int) -> str | None:
         if n < _MIN_ROWS_FOR_ID or len(values) != n:
             return None
         v = values.to_numpy(dtype="float64")
-        if not np.all(v == np.floor(v)) or values.nunique() != n:
+        if not np.all(v == np.floor(v)):
             return None
-        if values.is_monotonic_increasing or values.is_monotonic_decreasing or v.max() - v.min() + 1 == n:
+        # cheap tests first: nunique over millions of rows is the expensive one
+        ordered = values.is_monotonic_increasing or values.is_monotonic_decreasing
+        if (ordered or v.max() - v.min() + 1 == n) and values.nunique() == n:
             return "it numbers the rows (unique, sequential integers)"
         return None
     sample = values.iloc[:: max(1, len(values) // 500)].astype(str).str.strip()
@@ -429,10 +431,15 @@ def _clean(df: pd.DataFrame, plan: _Plan, source: str, notes: list[str]) -> tupl
 
     if label is not None:
         # stray and doubled spaces in labels are typing accidents, not distinct classes
-        lab = df[label].astype(str).str.strip().str.replace(r"\s+", " ", regex=True).where(df[label].notna())
         layout = plan.layout
-        if layout is not None and layout.label_aliases:
-            lab = lab.replace(layout.label_aliases)
+        aliases = layout.label_aliases if layout is not None else {}
+        raw = df[label].astype(str).where(df[label].notna())
+        # clean each distinct spelling once, not each row: stray and doubled spaces are typing
+        # accidents, not classes of their own
+        spelling = {u: " ".join(u.split()) for u in raw.dropna().unique()}
+        spelling = {u: aliases.get(c, c) for u, c in spelling.items()}
+        changed = {u: c for u, c in spelling.items() if u != c}
+        lab = raw.replace(changed) if changed else raw
         empty = lab.isna() | (lab == "") | (lab.str.lower() == "nan")
         if empty.any() and layout is not None and layout.label_missing is not None:
             lab = lab.mask(empty, layout.label_missing)
@@ -441,7 +448,6 @@ def _clean(df: pd.DataFrame, plan: _Plan, source: str, notes: list[str]) -> tupl
             notes.append(f"dropped {_fmt_count(int(empty.sum()))} rows whose {label} is missing")
             lab = lab[~empty]
             df = df.loc[~empty]
-        df = df.copy()
         df[label] = lab
         df = df.reset_index(drop=True)
         if df.empty:
@@ -534,6 +540,12 @@ def _clean(df: pd.DataFrame, plan: _Plan, source: str, notes: list[str]) -> tupl
         final: list[ColumnSchema] = []
         for col in schema:
             s = kept[col.name]
+            if col.kind != "categorical":
+                arr = s.to_numpy(dtype="float64")
+                finite = arr[~np.isnan(arr)]
+                if finite.size and finite.min() != finite.max():
+                    final.append(col)  # the common case, without hashing every value
+                    continue
             uniq = s.dropna().unique()
             if len(uniq) <= 1:
                 value: Any = uniq[0] if len(uniq) else None
