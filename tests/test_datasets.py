@@ -299,6 +299,23 @@ def test_a_file_given_by_path_can_use_a_registered_layout(data_dir, tmp_path):
     assert len(t.df) == 300 and t.label == "label" and t.category_map["neptune"] == "dos"
 
 
+def test_a_headed_export_of_a_headerless_dataset_reads_its_header(data_dir, tmp_path):
+    """Samples written by advgen: a header, the derived category beside the label, constants restored."""
+    train = load_table("nsl-kdd")
+    out = train.df.head(200).copy()
+    out["category"] = train.categories().head(200)
+    for name, value in train.constants.items():
+        out[name] = value
+    p = tmp_path / "samples.csv"
+    out.to_csv(p, index=False)
+    t = load_table("nsl-kdd", path=p)
+    assert len(t.df) == 200 and "category" not in t.df.columns and t.label == "label"
+    assert "samples.csv starts with a header row; columns are taken from it" in t.notes
+    same = load_table("nsl-kdd", path=p, schema=train.columns)
+    assert list(same.df.columns) == list(train.df.columns)
+    pd.testing.assert_frame_equal(same.df, train.df.head(200))
+
+
 # --- generic files and their dirt ---------------------------------------------------------------------
 
 

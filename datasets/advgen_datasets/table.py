@@ -199,6 +199,12 @@ def _read_csv(
     if sniff and header and _is_data_row(fields):
         header = False
         notes.append(f"{path.name} has no header row; columns are named column_1 ... column_{len(fields)}")
+    if not header and declared is not None and not sniff:
+        known = {c.name for c in declared}
+        if sum(f.strip() in known for f in fields) >= max(1, int(0.8 * len(fields))):
+            # a file of a header-less dataset that someone saved with a header (samples, exports)
+            header = True
+            notes.append(f"{path.name} starts with a header row; columns are taken from it")
     if header:
         names, name_notes = _unique_names(fields)
         notes.extend(name_notes)
@@ -711,6 +717,9 @@ def load_table(
     if label is not None:
         declared[label] = ColumnSpec(label, "categorical", "label")
 
+    if categories and plan_label is not None and "category" not in declared:
+        # a file written by advgen carries the category derived from the label; it is not a feature
+        declared["category"] = ColumnSpec("category", "categorical", "ignored")
     plan = _Plan(declared=declared, label=plan_label, layout=layout)
     if schema is not None:
         for c in schema:
@@ -750,7 +759,7 @@ def load_table(
     source = str(files[0]) if len(files) == 1 else f"{name} ({len(files)} files)"
 
     if layout is not None and layout.columns and plan.infer_rest:
-        expected = [c.name for c in layout.columns]
+        expected = [c.name for c in layout.columns if c.role != "ignored"]
         missing = [c for c in expected if c not in df.columns]
         if missing:
             shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
