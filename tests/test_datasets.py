@@ -410,6 +410,13 @@ def test_empty_files_are_clear_errors(tmp_path):
         load_table(path=tmp_path / "absent.csv", label="y")
 
 
+def test_rows_longer_than_the_header_are_an_error_not_a_shift(tmp_path):
+    with pytest.raises(InvalidDataError, match="rows have more fields than its 3 columns"):
+        load_table(path=write(tmp_path / "long.csv", "a,b,y\n1,2,3,x\n4,5,6,y\n"), label="y")
+    with pytest.raises(InvalidDataError, match="Expected 3 fields in line 3, saw 4"):
+        load_table(path=write(tmp_path / "ragged.csv", "a,b,y\n1,2,x\n1,2,3,x\n"), label="y")
+
+
 def test_kinds_are_inferred_from_values(tmp_path):
     n = 30
     rng = np.random.default_rng(1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,11 +232,20 @@ def _read_csv(
         na_values=list(fmt.na_values) or None,
         skipinitialspace=True,
         low_memory=False,
+        index_col=False,
     )
 
     def attempt(dt: Any, encoding: str) -> pd.DataFrame:
         errors = "strict" if encoding == fmt.encoding else "replace"
-        return pd.read_csv(path, dtype=dt, encoding=encoding, encoding_errors=errors, **kw)
+        with warnings.catch_warnings():
+            # rows longer than the header would silently shift every value one column
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            try:
+                return pd.read_csv(path, dtype=dt, encoding=encoding, encoding_errors=errors, **kw)
+            except pd.errors.ParserWarning:
+                raise InvalidDataError(
+                    f"cannot parse {path}: rows have more fields than its {len(names)} columns"
+                ) from None
 
     # Files that are not UTF-8 are nearly always Windows exports (CIC-IDS2017's en dash is byte
     # 0x96): read them as cp1252, the superset of latin-1 that Windows writes.
