@@ -56,7 +56,7 @@ _ID_NAMES = frozenset(
     }
 )
 _IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
-_IPV6 = re.compile(r"^[0-9a-fA-F:]+:[0-9a-fA-F:]+$")
+_IPV6 = re.compile(r"^[0-9a-fA-F]{0,4}(:[0-9a-fA-F]{0,4}){2,7}$")
 _DATEISH = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{1,2}:\d{2}")
 _HEX = re.compile(r"^0[xX][0-9a-fA-F]+$")
 
@@ -446,7 +446,6 @@ def _clean(df: pd.DataFrame, plan: _Plan, source: str, notes: list[str]) -> tupl
         raise InvalidDataError(f"{source} has no data rows")
 
     if label is not None:
-        # stray and doubled spaces in labels are typing accidents, not distinct classes
         layout = plan.layout
         aliases = layout.label_aliases if layout is not None else {}
         raw = df[label].astype(str).where(df[label].notna())
@@ -598,7 +597,7 @@ def _clean(df: pd.DataFrame, plan: _Plan, source: str, notes: list[str]) -> tupl
                 med = float(np.round(med))
             filled.append(f"{col.name} ({_fmt_count(int(nan.sum()))}, median {med:g})")
             s = s.fillna(med)
-        out[col.name] = s.astype("int64") if col.kind in ("count", "flag") else s.astype("float64")
+        out[col.name] = s.round().astype("int64") if col.kind in ("count", "flag") else s.astype("float64")
     if filled:
         notes.append(f"filled missing values: {', '.join(filled)}")
     if not schema:
