@@ -235,6 +235,26 @@ def test_download_lands_only_when_its_checksum_is_right(data_dir, empty_data, mo
     assert target.read_bytes() == real and len(t.df) == NSL_ROWS["test21"]
 
 
+def test_real_download_path_with_a_file_url_and_progress_bar(tmp_path, monkeypatch, capsys):
+    """The real ``download_url`` (urllib streams file:// like http://), progress bar included."""
+    source = write(tmp_path / "src.csv", "1,tcp,ok\n2,udp,scan\n")
+    sha = fetch.hashlib.sha256(source.read_bytes()).hexdigest()
+    root = tmp_path / "data"
+    (root / "manifests").mkdir(parents=True)
+    write(
+        root / "manifests" / "dl.toml",
+        'name = "dl"\ndescription = "download test"\n'
+        'columns = [{name = "n", kind = "count"}, {name = "proto", kind = "categorical"},'
+        ' {name = "y", kind = "categorical", role = "label"}]\n'
+        f'[format]\nheader = false\n[splits.all]\nfiles = ["dl.csv"]\n'
+        f'[files."dl.csv"]\nurl = "{source.as_uri()}"\nsha256 = "{sha}"\n',
+    )
+    monkeypatch.setenv("ADVGEN_DATA", str(root))
+    t = load_table("dl", progress=True)
+    assert t.df["n"].tolist() == [1, 2] and (root / "dl" / "dl.csv").read_bytes() == source.read_bytes()
+    assert "downloading dl.csv" in capsys.readouterr().err
+
+
 # --- the real NSL-KDD files ---------------------------------------------------------------------------
 
 
