@@ -71,9 +71,12 @@ def info_command(name: str, split: str | None, as_json: bool) -> None:
     for f in d["files"]:
         state = f["checksum"] if f["present"] else "MISSING"
         click.echo(f"  {f['name']:<50} {_size(f['size']):>9}  {state:<9} splits: {', '.join(f['splits'])}")
-    if any(not f["present"] for f in d["files"]):
-        hint = f" ({d['download_hint']})" if d["download_hint"] else ""
-        click.echo(f"  missing files: `advgen datasets fetch {d['name']}`{hint}")
+    missing = [f for f in d["files"] if not f["present"]]
+    if any(f["url"] for f in missing):
+        click.echo(f"  `advgen datasets fetch {d['name']}` downloads the missing files")
+    if any(not f["url"] for f in missing):
+        hint = f"{d['download_hint']}; " if d["download_hint"] else ""
+        click.echo(f"  files without a download URL: {hint}put them in {d['data_dir']}")
     click.echo("splits:")
     for s, sd in d["splits"].items():
         mark = " (default)" if s == d["default_split"] else ""
