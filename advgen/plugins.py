@@ -130,7 +130,14 @@ class PluginManager:
             "advgen_register_domains",
             remove_plugins=[p for p in self.pm.get_plugins() if p is not module],
         )
-        caller(register=lambda cls: self._add_domain(cls, name))
+        try:
+            caller(register=lambda cls: self._add_domain(cls, name))
+        except PluginError:
+            for domain_name in set(self._domains) - before:
+                del self._domains[domain_name]
+            self.pm.unregister(module)
+            del self._sources[name]
+            raise
         for domain_name in set(self._domains) - before:
             self._domain_owner[domain_name] = name
 
