@@ -90,7 +90,7 @@ class ToyTable(Domain):
     def export_outputs(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
         return [
             {"name": "numeric", "dtype": "float32", "shape": [2], "columns": ["duration", "count"],
-             "kinds": ["continuous", "count"]},
+             "kinds": ["continuous", "count"], "decimals": [2, None]},
             {"name": "categorical", "dtype": "int64", "shape": [1], "columns": ["protocol"],
              "kinds": ["categorical"], "vocabularies": [PROTOCOLS]},
         ]
@@ -263,6 +263,7 @@ def test_runtime_table_sample_decodes_and_adds_label_columns(exported: dict[str,
     assert list(df.columns) == ["duration", "protocol", "count", "num_outbound_cmds", "label", "category"]
     assert set(df["protocol"]) <= set(PROTOCOLS)
     assert df["count"].dtype == np.int64 and (df["count"] >= 0).all()
+    assert df["duration"].dtype == np.float64 and (df["duration"] == df["duration"].round(2)).all()
     assert (df["num_outbound_cmds"] == 0).all()
     assert (df["category"] == df["label"].map(CATEGORY)).all()
     # classes are drawn in proportion to training counts 60/30/9/1

@@ -194,8 +194,10 @@ class GeneratorModel:
             values = generated.outputs[desc["name"]].reshape(n, len(names))
             kinds = desc.get("kinds") or [None] * len(names)
             vocabs = desc.get("vocabularies") or [None] * len(names)
+            dtypes = desc.get("dtypes") or [None] * len(names)
+            decimals = desc.get("decimals") or [None] * len(names)
             for j, name in enumerate(names):
-                columns[name] = _column(name, values[:, j], kinds[j], vocabs[j])
+                columns[name] = _column(name, values[:, j], kinds[j], vocabs[j], dtypes[j], decimals[j])
         if section.get("condition_column"):
             if generated.labels is None:
                 raise ModelError("this table model is conditional but no conditions were generated")
@@ -238,7 +240,10 @@ def _check_n(n: Any) -> int:
     return int(n)
 
 
-def _column(name: str, values: np.ndarray, kind: str | None, vocab: list[str] | None) -> np.ndarray:
+def _column(
+    name: str, values: np.ndarray, kind: str | None, vocab: list[str] | None, dtype: str | None, decimals: int | None
+) -> np.ndarray:
+    """One table column: category strings from a vocabulary, integers, or float64 rounded to ``decimals``."""
     if vocab is not None:
         idx = values.astype(np.int64)
         outside = idx[(idx < 0) | (idx >= len(vocab))]
@@ -246,7 +251,9 @@ def _column(name: str, values: np.ndarray, kind: str | None, vocab: list[str] | 
             raise ModelError(
                 f"column {name!r} holds category index {int(outside[0])} outside its {len(vocab)}-value vocabulary"
             )
-        return np.asarray(vocab, dtype=object)[idx]
-    if kind in INT_KINDS or np.issubdtype(values.dtype, np.integer):
+        return np.asarray([str(v) for v in vocab], dtype=object)[idx]
+    integral = dtype.startswith("int") if dtype else (kind in INT_KINDS or np.issubdtype(values.dtype, np.integer))
+    if integral:
         return np.rint(values).astype(np.int64) if np.issubdtype(values.dtype, np.floating) else values.astype(np.int64)
-    return values
+    v = values.astype(np.float64)
+    return np.round(v, int(decimals)) if decimals is not None else v
