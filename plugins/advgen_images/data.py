@@ -243,7 +243,7 @@ def load_folder(root: str | Path, size: int | None = None, max_per_class: int | 
         raise InvalidDataError(f"{root}: no readable images in {len(class_dirs)} class folders")
     sizes = [im.shape[:2] for _, im in loaded]
     if size is None:
-        common = max(set(sizes), key=sizes.count)
+        common = max(sorted(set(sizes)), key=sizes.count)  # ties: the smallest size, deterministically
         size = common[0] if common[0] == common[1] and MIN_SIDE <= common[0] <= MAX_SIDE else 32
     out = np.empty((len(loaded), 3, size, size), dtype=np.float32)
     for i, (_, rgb) in enumerate(loaded):

@@ -157,6 +157,7 @@ class ImagesDomain(Domain):
             "n_images": n,
             "pixel_range": [-1.0, 1.0],
             "classifier": judge,
+            "levels": _levels(data.images),
         }
         x = torch.from_numpy(data.images * 2.0 - 1.0)
         samples = ImageSamples(to_uint8(data.images), _names(data.labels, data.classes))
@@ -183,6 +184,8 @@ class ImagesDomain(Domain):
 
     def decode(self, x: torch.Tensor, cond: np.ndarray | None, spec: dict[str, Any]) -> ImageSamples:
         images = to_uint8((x.detach().float().cpu() + 1.0) / 2.0)
+        if spec.get("levels"):
+            images = level_table(spec["levels"])[images]
         classes = spec["conditions"]["classes"] if spec.get("conditions") else None
         return ImageSamples(images, _names(cond, classes) if classes and cond is not None else None)
 
@@ -280,7 +283,7 @@ class ImagesDomain(Domain):
     # --- export --------------------------------------------------------------------------------
 
     def export_module(self, generator: nn.Module, spec: dict[str, Any]) -> nn.Module:
-        return ImageExport(generator)
+        return ImageExport(generator, spec.get("levels"))
 
     def export_outputs(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
         c, h, w = spec["shape"]
@@ -317,19 +320,50 @@ class ImagesDomain(Domain):
 
 
 class ImageExport(nn.Module):
-    """The generator with pixel scaling in the graph: ``(z, cond) -> (uint8 NHWC, float NCHW in [0, 1])``."""
+    """The generator with decoding in the graph: ``(z, cond) -> (uint8 NHWC, float NCHW in [0, 1])``.
 
-    def __init__(self, generator: nn.Module):
+    The same steps as :meth:`ImagesDomain.decode`: scale to 0..255, round, snap to the data's grey
+    levels through a 256-entry table when the spec has them.
+    """
+
+    def __init__(self, generator: nn.Module, levels: list[int] | None = None):
         super().__init__()
         self.generator = generator
+        table = level_table(levels) if levels else np.arange(256, dtype=np.uint8)
+        self.register_buffer("table", torch.from_numpy(table.astype(np.int64)), persistent=False)
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = ((self.generator(z, cond) + 1.0) * 0.5).clamp(0.0, 1.0)
-        images = (pixels * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
-        return images, pixels
+        scaled = ((self.generator(z, cond) + 1.0) * 127.5).clamp(0.0, 255.0).round()
+        snapped = self.table[scaled.long()]
+        images = snapped.to(torch.uint8).permute(0, 2, 3, 1)
+        return images, snapped.float() / 255.0
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+MAX_LEVELS = 64
+
+
+def _levels(images01: np.ndarray) -> list[int] | None:
+    """The grey levels of the real images at 8 bits, when there are few of them (digits have 17).
+
+    Generated pixels are snapped to these levels in ``decode``: otherwise a detector tells generated
+    images apart just by pixel values that no real image can hold.
+    """
+    values = np.unique(to_uint8(images01))
+    return values.tolist() if values.size <= MAX_LEVELS else None
+
+
+def level_table(levels: list[int]) -> np.ndarray:
+    """A 256-entry uint8 table mapping each byte value to the nearest of ``levels``."""
+    lv = np.asarray(sorted(levels), dtype=np.int64)
+    values = np.arange(256)
+    pos = np.clip(np.searchsorted(lv, values), 1, len(lv) - 1) if len(lv) > 1 else np.zeros(256, dtype=np.int64)
+    if len(lv) == 1:
+        return np.full(256, lv[0], dtype=np.uint8)
+    lower, upper = lv[pos - 1], lv[pos]
+    return np.where(values - lower <= upper - values, lower, upper).astype(np.uint8)
 
 
 def _names(idx: np.ndarray | torch.Tensor | None, classes: list[str] | None) -> np.ndarray | None:
