@@ -1,0 +1,193 @@
+"""Augment a detector's training set with generated rows of chosen (rare) classes.
+
+A security team's detector usually sees thousands of normal connections and a handful of rare
+attacks. :func:`augment` tops those classes up with rows sampled from a conditional run and marks
+them, so the team can train on the result, or on the real rows alone, with the same file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from advgen.errors import AdvgenError, InvalidDataError
+from advgen.io import atomic_path
+
+SYNTHETIC_COLUMN = "synthetic"
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def condition_key(run: Any, classes: Sequence[str]) -> str:
+    """The condition name under which every one of ``classes`` is known to the run.
+
+    A tabular run conditioned on attack labels also understands ``category=...``; the category is tried
+    first, then the run's own conditioning variable. Unknown values raise the domain's own error, which
+    lists the known ones.
+    """
+    cond = run.spec.get("conditions")
+    if not cond:
+        raise AdvgenError(f"run {run.run_dir} is not conditional; it cannot sample rows of a chosen class")
+    candidates = ["category", str(cond["name"])] if cond["name"] != "category" else ["category"]
+    errors: dict[str, AdvgenError] = {}
+    for key in candidates:
+        try:
+            for c in classes:
+                run.domain.condition_classes(run.spec, key, c)
+        except AdvgenError as exc:
+            errors[key] = exc
+            continue
+        return key
+    # the category's complaint lists the known categories; without a category map it only says "unknown key"
+    raise errors["category"] if run.spec.get("category_map") else errors[candidates[-1]]
+
+
+def class_values(run: Any, data: pd.DataFrame, key: str, category_map: dict[str, str] | None = None) -> pd.Series:
+    """Each real row's value of the condition ``key``: its own column, or its label mapped to a category."""
+    if key in data.columns:
+        return data[key].astype(str)
+    label = run.spec.get("label") or run.spec["conditions"]["name"]
+    cmap = category_map or run.spec.get("category_map")
+    if key == "category" and cmap and label in data.columns:
+        labels = data[label].astype(str)
+        return labels.map(cmap).fillna(labels).astype(str)
+    raise InvalidDataError(f"the training data has no column {key!r} to count classes by")
+
+
+def augment(
+    run: Any,
+    train_data: pd.DataFrame,
+    classes: Sequence[str],
+    *,
+    per_class: int | None = None,
+    balance: bool = False,
+    seed: int = 0,
+    category_map: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """Real rows plus synthetic rows of ``classes``, with a 0/1 column ``synthetic`` marking the generated ones.
+
+    ``per_class=N`` adds N rows of each class; ``balance=True`` adds to each class as many rows as it lacks
+    to match the training data's largest class. Rows are sampled with ``run.sample(n, condition=...)``,
+    class by class with seeds ``seed, seed + 1, ...``; their columns are put in the real data's order
+    and dtypes. When the classes are categories the real data lacks as a column (NSL-KDD's attack names
+    map to 5 categories), the category column is added to every row so the result can train a
+    category detector directly (``category_map`` maps labels to categories where the run's spec does not).
+    """
+    if (per_class is None) == (not balance):
+        raise AdvgenError("choose exactly one of per_class=N and balance=True")
+    if per_class is not None and (isinstance(per_class, bool) or per_class < 1):
+        raise AdvgenError(f"per_class must be a positive integer, got {per_class!r}")
+    classes = [str(c).strip() for c in classes if str(c).strip()]
+    if not classes:
+        raise AdvgenError("no class to augment; name at least one, e.g. r2l,u2r")
+    if len(set(classes)) != len(classes):
+        raise AdvgenError(f"a class is named twice in {', '.join(classes)}")
+    if not isinstance(train_data, pd.DataFrame):
+        raise InvalidDataError("augmentation works on tables: the training data must be a DataFrame")
+    if len(train_data) == 0:
+        raise InvalidDataError("the training data is empty")
+    if SYNTHETIC_COLUMN in train_data.columns:
+        raise InvalidDataError(f"the training data already has a column {SYNTHETIC_COLUMN!r}")
+    key = condition_key(run, classes)
+    values = class_values(run, train_data, key, category_map)
+    counts = values.value_counts()
+    if balance:
+        target = int(counts.max())
+        wanted = {c: max(0, target - int(counts.get(c, 0))) for c in classes}
+    else:
+        wanted = {c: int(per_class) for c in classes}  # type: ignore[arg-type]
+
+    real = train_data.copy()
+    add_key = key not in real.columns
+    if add_key:
+        real[key] = values.to_numpy()
+    parts = []
+    for i, c in enumerate(classes):
+        if wanted[c] == 0:
+            continue
+        rows = run.sample(wanted[c], condition={key: c}, seed=seed + i)
+        if not isinstance(rows, pd.DataFrame):
+            raise InvalidDataError(f"the {run.domain.name} domain does not sample tables; augmentation needs rows")
+        if key not in rows.columns:
+            rows = rows.copy()
+            rows[key] = c
+        missing = [col for col in real.columns if col not in rows.columns]
+        if missing:
+            shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+            raise InvalidDataError(f"generated rows lack {len(missing)} column(s) of the training data: {shown}")
+        parts.append(_like(rows[list(real.columns)], real))
+    real[SYNTHETIC_COLUMN] = np.zeros(len(real), dtype=np.int8)
+    synth = pd.concat(parts, ignore_index=True) if parts else real.iloc[:0].drop(columns=[SYNTHETIC_COLUMN])
+    synth[SYNTHETIC_COLUMN] = np.ones(len(synth), dtype=np.int8)
+    out = pd.concat([real, synth], ignore_index=True) if len(synth) else real.reset_index(drop=True)
+    out.attrs["added"] = {c: int(n) for c, n in wanted.items()}
+    out.attrs["condition_key"] = key
+    return out
+
+
+def _like(rows: pd.DataFrame, real: pd.DataFrame) -> pd.DataFrame:
+    """Cast generated columns to the real columns' dtypes where the values allow it (ints stay ints)."""
+    rows = rows.reset_index(drop=True).copy()
+    for col in real.columns:
+        dtype = real[col].dtype
+        if rows[col].dtype == dtype:
+            continue
+        try:
+            if pd.api.types.is_integer_dtype(dtype):
+                values = pd.to_numeric(rows[col], errors="raise")
+                if np.all(np.isfinite(values)) and np.allclose(values, np.round(values)):
+                    rows[col] = np.round(values).astype(dtype)
+            elif pd.api.types.is_float_dtype(dtype):
+                rows[col] = pd.to_numeric(rows[col], errors="raise").astype(dtype)
+            else:
+                rows[col] = rows[col].astype(dtype)
+        except (ValueError, TypeError):
+            pass  # keep the generated dtype: a value the real column cannot hold is for validators to flag
+    return rows
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``df`` as CSV or Parquet (by suffix), atomically: a failed write leaves no partial file."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise AdvgenError(f"cannot write a table as {suffix or 'a file without suffix'}; use .csv or .parquet")
+    with atomic_path(target) as tmp:
+        if suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            try:
+                df.to_parquet(tmp, index=False)
+            except ImportError:
+                raise AdvgenError("writing Parquet needs pyarrow: pip install 'advgen[parquet]'") from None
+    return target
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet table written by advgen (or any tool), with one clear error when it cannot."""
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidDataError(f"file not found: {p}")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            df = pd.read_parquet(p)
+        elif suffix in (".csv", ".txt"):
+            df = pd.read_csv(p)
+        else:
+            raise InvalidDataError(f"cannot read {p}: use a .csv or .parquet file")
+    except InvalidDataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise InvalidDataError(f"{p} is empty") from None
+    except ImportError:
+        raise AdvgenError("reading Parquet needs pyarrow: pip install 'advgen[parquet]'") from None
+    except (ValueError, OSError) as exc:
+        raise InvalidDataError(f"cannot read {p}: {exc}") from None
+    if len(df) == 0:
+        raise InvalidDataError(f"{p} has a header but no rows")
+    df.columns = [str(c).strip() for c in df.columns]
+    return df

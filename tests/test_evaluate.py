@@ -1,0 +1,416 @@
+"""Evaluation metrics on controlled cases whose answer is known, on real NSL-KDD rows.
+
+Subsets stay small (a few thousand rows, light detectors) so the whole file runs in seconds on CI's
+two cores; every comparison below is one a broken metric would fail.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+
+from advgen import evaluate as ev
+from advgen.augment import augment, read_table, write_table
+from advgen.domain import Validator
+from advgen.errors import AdvgenError, InvalidDataError
+
+
+def small_forest(seed: int) -> RandomForestClassifier:
+    return RandomForestClassifier(n_estimators=30, n_jobs=1, random_state=seed)
+
+
+def small_boosting(seed: int) -> HistGradientBoostingClassifier:
+    return HistGradientBoostingClassifier(max_iter=50, random_state=seed)
+
+
+@functools.lru_cache(maxsize=1)
+def _nsl() -> tuple:
+    from advgen_datasets import load_table
+
+    train = load_table("nsl-kdd", "train20")
+    test = load_table("nsl-kdd", "test", schema=train.columns)
+    return train, test
+
+
+@pytest.fixture
+def nsl(data_dir: Path):
+    return _nsl()
+
+
+@pytest.fixture
+def parts(nsl):
+    """Disjoint random subsets of KDDTrain+_20Percent: A (train), B (another sample), H (held out), pool."""
+    train, _ = nsl
+    perm = np.random.default_rng(0).permutation(len(train.df))
+    take = lambda a, b: train.df.iloc[perm[a:b]].reset_index(drop=True)  # noqa: E731
+    return {"A": take(0, 3000), "B": take(3000, 6000), "H": take(6000, 10000), "pool": take(10000, None)}
+
+
+@pytest.fixture
+def subject(nsl, parts):
+    train, _ = nsl
+    cols = [c.to_dict() for c in train.columns]
+    return ev.Subject.for_table(cols, parts["A"], label=train.label, label_map=train.category_map)
+
+
+def shuffled(df: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
+    """Every column permuted independently: real marginals, no dependence between columns."""
+    rng = np.random.default_rng(seed)
+    out = df.copy()
+    for c in out.columns:
+        out[c] = rng.permutation(out[c].to_numpy())
+    return out
+
+
+# --- realism --------------------------------------------------------------------------------------
+
+
+def test_realism_auc_near_half_for_real_data_and_high_for_shuffled_columns(subject, parts, fresh_manager):
+    gb = small_boosting
+    _, lr = ev.resolve_detector("logistic-regression", fresh_manager)
+    XA = subject.featurize(parts["A"].iloc[:1500])
+    XB = subject.featurize(parts["B"].iloc[:1500])
+    XS = subject.featurize(shuffled(parts["B"].iloc[:1500]))
+    same_gb = ev.realism_auc(XA, XB, gb, folds=3)
+    same_lr = ev.realism_auc(XA, XB, lr, folds=3)
+    shuf_gb = ev.realism_auc(XA, XS, gb, folds=3)
+    shuf_lr = ev.realism_auc(XA, XS, lr, folds=3)
+    assert abs(same_gb["mean"] - 0.5) < 0.06, same_gb
+    assert abs(same_lr["mean"] - 0.5) < 0.06, same_lr
+    assert shuf_gb["mean"] > 0.9, shuf_gb
+    # the linear detector is blind to broken dependence: why the report carries both
+    assert shuf_gb["mean"] - shuf_lr["mean"] > 0.2
+    assert same_gb["n_per_side"] == 1500 and len(same_gb["folds"]) == 3
+    # the correlation difference sees what the linear detector misses
+    assert ev.correlation_difference(XA, XS) > 2 * ev.correlation_difference(XA, XB)
+
+
+def test_realism_auc_uses_equal_counts_and_rejects_tiny_inputs(subject, parts, fresh_manager):
+    _, lr = ev.resolve_detector("logistic-regression", fresh_manager)
+    XA = subject.featurize(parts["A"])
+    r = ev.realism_auc(XA, XA[:400], lr, folds=2)
+    assert r["n_per_side"] == 400
+    with pytest.raises(AdvgenError, match="at least 10"):
+        ev.realism_auc(XA, XA[:4], lr, folds=5)
+
+
+# --- fidelity -------------------------------------------------------------------------------------
+
+
+def test_table_fidelity_reads_marginals_and_dependence(subject, parts):
+    A, B = parts["A"], parts["B"]
+    same = ev.table_fidelity(A, B, subject.columns)
+    shuf = ev.table_fidelity(A, shuffled(B), subject.columns)
+    assert same["ks_complement"]["mean"] > 0.95 and same["tv_complement"]["mean"] > 0.95
+    # shuffling keeps every marginal: KS and TV cannot tell, the correlations can
+    assert shuf["ks_complement"]["mean"] == pytest.approx(same["ks_complement"]["mean"])
+    assert shuf["tv_complement"]["mean"] == pytest.approx(same["tv_complement"]["mean"])
+    assert shuf["correlation_difference"] > 3 * same["correlation_difference"]
+    bent = B.copy()
+    bent["src_bytes"] = bent["src_bytes"] * 10 + 1
+    bent["protocol_type"] = "icmp"
+    bad = ev.table_fidelity(A, bent, subject.columns)
+    assert bad["ks_complement"]["per_column"]["src_bytes"] < same["ks_complement"]["per_column"]["src_bytes"] - 0.3
+    assert bad["tv_complement"]["per_column"]["protocol_type"] < 0.3
+    assert bad["ks_complement"]["per_column"]["count"] == same["ks_complement"]["per_column"]["count"]
+
+
+def test_missing_column_is_one_clear_error(subject, parts):
+    with pytest.raises(InvalidDataError, match="synthetic data lacks 1 column.*src_bytes"):
+        ev.table_fidelity(parts["A"], parts["B"].drop(columns=["src_bytes"]), subject.columns)
+    with pytest.raises(InvalidDataError, match="src_bytes"):
+        subject.featurize(parts["B"].drop(columns=["src_bytes"]))
+
+
+# --- labels: label fidelity, utility ----------------------------------------------------------------
+
+
+def test_tstr_matches_trtr_for_real_rows_and_collapses_with_swapped_labels(subject, parts):
+    A, B, H = parts["A"], parts["B"], parts["H"]
+    XA, XB, XH = subject.featurize(A), subject.featurize(B), subject.featurize(H)
+    yA, yB, yH = subject.y(A), subject.y(B), subject.y(H)
+    assert set(yA) <= {"normal", "dos", "probe", "r2l", "u2r"}  # labels mapped to categories
+    good = ev.utility(XA, yA, XB, yB, XH, yH, small_forest, seeds=[0, 1])
+    swapped = ev.utility(XA, yA, XB, np.random.default_rng(0).permutation(yB), XH, yH, small_forest, seeds=[0, 1])
+    assert good["ratio"]["macro_f1"] > 0.85
+    assert swapped["tstr"]["macro_f1"]["mean"] < 0.5 * swapped["trtr"]["macro_f1"]["mean"]
+    assert swapped["tstr"]["accuracy"]["mean"] < 0.7 * swapped["trtr"]["accuracy"]["mean"]
+    assert good["trtr"] == swapped["trtr"]  # same real fits, same seeds
+
+
+def test_label_fidelity_drops_when_labels_are_wrong(subject, parts):
+    A, B, H = parts["A"], parts["B"], parts["H"]
+    XA, XB = subject.featurize(A), subject.featurize(B)
+    yA, yB = subject.y(A), subject.y(B)
+    good = ev.label_fidelity(XA, yA, XB, yB, small_forest, test_X=subject.featurize(H), test_y=subject.y(H))
+    bad = ev.label_fidelity(XA, yA, XB, np.random.default_rng(0).permutation(yB), small_forest)
+    assert good["per_class"]["dos"]["agreement"] > 0.95
+    assert good["per_class"]["dos"]["n"] == int((yB == "dos").sum())
+    assert good["mean"] > bad["mean"] + 0.3
+    assert good["real_test_recall_mean"] is not None and bad["real_test_recall_mean"] is None
+
+
+# --- augmentation ---------------------------------------------------------------------------------
+
+
+def _uplift(subject, parts, extra: pd.DataFrame) -> dict:
+    A, H = parts["A"], parts["H"]
+    return ev.augmentation_uplift(
+        subject.featurize(A), subject.y(A), subject.featurize(extra), subject.y(extra),
+        subject.featurize(H), subject.y(H), small_forest, seeds=[0, 1, 2],
+    )
+
+
+def test_augmentation_with_real_rare_rows_raises_recall(subject, parts):
+    A, pool = parts["A"], parts["pool"]
+    cats = subject.y(pool)
+    copies = pd.concat([A[subject.y(A) == "r2l"]] * 5, ignore_index=True)
+    unseen = pool[cats == "r2l"].head(150)
+    by_copies = _uplift(subject, parts, copies)
+    by_unseen = _uplift(subject, parts, unseen)
+    assert by_copies["added"] == {"r2l": len(copies)}
+    assert by_copies["delta"]["per_class"]["r2l"]["recall"] > 0
+    # rows the detector has not seen (an ideal generator) teach it more than copies do
+    assert by_unseen["delta"]["per_class"]["r2l"]["recall"] > max(0.05, by_copies["delta"]["per_class"]["r2l"]["recall"])
+    r2l = by_unseen["augmented"]["per_class"]["r2l"]
+    assert set(r2l) == {"precision", "recall", "f1", "support"} and r2l["recall"]["std"] >= 0
+
+
+def test_noise_labelled_rare_shows_no_gain_once_precision_and_fpr_are_read(subject, parts):
+    noise = shuffled(parts["pool"].sample(150, random_state=0))
+    noise["label"] = "guess_passwd"  # an r2l attack name
+    up = _uplift(subject, parts, noise)
+    d = up["delta"]
+    assert d["per_class"]["r2l"]["precision"] < -0.03
+    assert d["macro_f1"] < 0.005
+    assert d["fpr_normal"] >= 0
+    assert "fpr_normal" in up["base"] and 0 <= up["base"]["fpr_normal"]["mean"] < 0.05
+
+
+# --- memorisation, validity -----------------------------------------------------------------------
+
+
+def test_memorisation_tells_copies_from_fresh_rows(subject, parts):
+    XA, XB, XH = (subject.featurize(parts[k]) for k in ("A", "B", "H"))
+    fresh = ev.memorisation(XA, XB, XH, max_rows=1000)
+    copied = ev.memorisation(XA, XA[:1000], XH, max_rows=1000)
+    assert 0.8 < fresh["median_ratio"] < 1.25
+    assert fresh["exact_copies"] < 0.02
+    assert copied["exact_copies"] == 1.0 and copied["median_ratio"] < 1e-5
+    assert copied["closer_than_holdout_p05"] == 1.0
+
+
+def test_validity_per_rule_and_group(parts):
+    rules = [
+        Validator("rates_in_unit", "rates in [0, 1]", lambda df: df["serror_rate"].between(0, 1).to_numpy(), "schema"),
+        Validator("srv_le_count", "srv_count <= 511", lambda df: (df["srv_count"] <= 511).to_numpy(), "cross-column"),
+    ]
+    broken = parts["B"].copy()
+    broken.loc[: len(broken) // 4 - 1, "serror_rate"] = 2.0
+    real = ev.validity(parts["A"], rules, len(parts["A"]))
+    synth = ev.validity(broken, rules, len(broken))
+    assert real["pass_rate"] == 1.0
+    assert synth["per_rule"]["rates_in_unit"] == pytest.approx(0.75)
+    assert synth["per_group"] == {"schema": pytest.approx(0.75), "cross-column": 1.0}
+
+
+# --- the whole report -----------------------------------------------------------------------------
+
+
+def test_evaluate_api_report_is_complete_json_and_renders(subject, parts, tmp_path, fresh_manager):
+    rule = Validator("srv_le_count", "srv_count <= 511", lambda df: (df["srv_count"] <= 511).to_numpy(), "cross-column")
+    subject.validators = [rule]
+    synth = shuffled(parts["B"].iloc[:1500])
+    report = ev.evaluate(
+        synth, parts["A"].iloc[:1500], parts["H"].iloc[:1500], subject=subject, detector=small_forest,
+        seeds=2, rare=["r2l"], folds=2, max_rows=600, manager=fresh_manager,
+        realism_detectors=(small_boosting, "logistic-regression"),
+    )
+    for key in ("realism", "fidelity", "label_fidelity", "utility", "augmentation", "memorisation", "validity"):
+        assert key in report, key
+    assert report["skipped"] == {}
+    assert set(report["realism"]["auc"]) == {"small_boosting", "logistic-regression"}
+    assert report["realism"]["cross_column_validity"] == {"real": 1.0, "synthetic": 1.0}
+    assert report["augmentation"]["classes"] == ["r2l"]
+    assert report["utility"]["seeds"] == [0, 1]
+    assert report["metrics"]["realism_auc"]["ideal"] == "0.5"
+    json.dumps(report, allow_nan=False)
+    text = ev.format_report(report)
+    assert "realism AUC (small_boosting)" in text and "r2l*" in text
+    images = ev.write_plots(report, subject, parts["A"].iloc[:1500], synth, tmp_path)
+    assert [p.name for p in images] == ["eval_histograms.png", "eval_augmentation_recall.png"]
+    page = ev.write_html(report, images, tmp_path / "r.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "Augmentation" in page
+
+
+def test_evaluate_skips_what_it_cannot_compute_and_rejects_bad_input(subject, parts, fresh_manager):
+    A = parts["A"].iloc[:600]
+    report = ev.evaluate(
+        parts["B"].iloc[:600], A, None, subject=subject, detector=small_forest, seeds=1, folds=2,
+        sections=("realism", "utility", "augmentation"), manager=fresh_manager,
+        realism_detectors=("logistic-regression",),
+    )
+    assert report["skipped"] == {
+        "utility": "no test set", "augmentation": "no test set", "validity": "no validators for these samples"
+    }
+    with pytest.raises(InvalidDataError, match="synthetic samples are empty"):
+        ev.evaluate(A.iloc[:0], A, None, subject=subject, manager=fresh_manager)
+    no_u2r = parts["H"][subject.y(parts["H"]) != "u2r"]
+    with pytest.raises(InvalidDataError, match="u2r do not occur in the test set"):
+        ev.evaluate(parts["B"].iloc[:600], A, no_u2r, subject=subject, detector=small_forest, rare=["u2r"],
+                    sections=("augmentation",), manager=fresh_manager)
+    with pytest.raises(AdvgenError, match="unknown detector 'nope'; available: .*random-forest"):
+        ev.evaluate(parts["B"], A, None, subject=subject, detector="nope", manager=fresh_manager)
+
+
+def test_pickled_detector_is_cloned_per_seed(tmp_path):
+    path = tmp_path / "det.pkl"
+    path.write_bytes(pickle.dumps(RandomForestClassifier(n_estimators=7)))
+    factory = ev.load_pickled_detector(path)
+    a, b = factory(3), factory(4)
+    assert a is not b and a.random_state == 3 and b.n_estimators == 7
+    (tmp_path / "junk.pkl").write_bytes(pickle.dumps({"not": "an estimator"}))
+    with pytest.raises(AdvgenError, match="not an estimator"):
+        ev.load_pickled_detector(tmp_path / "junk.pkl")
+
+
+# --- augment --------------------------------------------------------------------------------------
+
+
+class RealRowsRun:
+    """Stands in for a conditional tabular run: 'samples' real rows of the requested category."""
+
+    def __init__(self, pool: pd.DataFrame, category_map: dict[str, str]):
+        from advgen.domain import Domain
+
+        self.pool = pool
+        self.cats = pool["label"].map(category_map).fillna(pool["label"])
+        labels = sorted(pool["label"].unique())
+        self.spec = {"conditions": {"name": "label", "classes": labels, "counts": [1] * len(labels)},
+                     "category_map": category_map}
+        self.run_dir = Path("fake")
+        cats = self.cats
+
+        class Tab(Domain):
+            name = "tabular"
+
+            def condition_classes(self, spec, key, value):
+                if key != "category" or value not in set(cats):
+                    raise AdvgenError(f"unknown condition {key}={value}")
+                return [0]
+
+        self.domain = Tab()
+        self.calls: list = []
+
+    def sample(self, n, condition=None, seed=None):
+        self.calls.append((n, dict(condition), seed))
+        rows = self.pool[self.cats == condition["category"]]
+        return rows.sample(n, replace=True, random_state=seed).reset_index(drop=True)
+
+
+def test_augment_adds_marked_rows_per_class_and_balances(nsl, parts, tmp_path):
+    train, _ = nsl
+    run = RealRowsRun(parts["pool"], train.category_map)
+    A = parts["A"]
+    out = augment(run, A, ["r2l", "u2r"], per_class=40, seed=5)
+    assert len(out) == len(A) + 80 and out["synthetic"].sum() == 80
+    assert list(out.columns) == [*A.columns, "category", "synthetic"]
+    assert out.loc[out["synthetic"] == 1, "category"].value_counts().to_dict() == {"r2l": 40, "u2r": 40}
+    assert (out.loc[out["synthetic"] == 0].drop(columns=["category", "synthetic"]).equals(A))
+    assert out["src_bytes"].dtype == A["src_bytes"].dtype
+    assert run.calls == [(40, {"category": "r2l"}, 5), (40, {"category": "u2r"}, 6)]
+    balanced = augment(run, A, ["u2r"], balance=True)
+    counts = balanced["category"].value_counts()
+    assert counts["u2r"] == counts["normal"] == counts.max()
+    for path in (tmp_path / "aug.csv", tmp_path / "aug.parquet"):
+        write_table(out, path)
+        back = read_table(path)
+        assert back.shape == out.shape and back["synthetic"].sum() == 80
+    with pytest.raises(AdvgenError, match="unknown condition category=nope"):
+        augment(run, A, ["nope"], per_class=3)
+    with pytest.raises(AdvgenError, match="exactly one"):
+        augment(run, A, ["r2l"], per_class=3, balance=True)
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def files(tmp_path, parts, data_dir):
+    """Header-less NSL-KDD-layout subsets (read with --dataset nsl-kdd) and a synthetic CSV."""
+    lines = (data_dir / "nsl-kdd" / "KDDTrain+_20Percent.txt").read_text().splitlines()
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(lines))
+    (tmp_path / "train.txt").write_text("\n".join(lines[i] for i in idx[:1500]) + "\n")
+    (tmp_path / "test.txt").write_text("\n".join(lines[i] for i in idx[1500:3000]) + "\n")
+    synth = parts["pool"].iloc[:1500]
+    synth.to_csv(tmp_path / "synth.csv", index=False)
+    return tmp_path
+
+
+def _cli(args):
+    from advgen.cli import cli
+
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def test_cli_evaluate_writes_json_and_html(files):
+    d = files
+    res = _cli([
+        "evaluate", str(d / "synth.csv"), "--real", str(d / "train.txt"), "--test", str(d / "test.txt"),
+        "--dataset", "nsl-kdd", "--seeds", "1", "--folds", "2", "--max-rows", "500", "--rare", "r2l",
+        "--realism", "logistic-regression",
+        "--json", str(d / "r.json"), "--html", str(d / "r.html"), "-q",
+    ])
+    assert res.exit_code == 0, res.output
+    assert "realism AUC (logistic-regression)" in res.output and "r2l*" in res.output
+    report = json.loads((d / "r.json").read_text())
+    assert report["n"] == {"synthetic": 1500, "real": 1500, "test": 1500}
+    assert report["detector"] == "random-forest"
+    assert abs(report["realism"]["auc"]["logistic-regression"]["mean"] - 0.5) < 0.1
+    assert "data:image/png;base64," in (d / "r.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: read_table(d / "synth.csv").drop(columns=["flag"]).to_csv(d / "synth.csv", index=False),
+         "synthetic data lacks 1 column(s) of the schema: flag"),
+        (lambda d: (d / "synth.csv").write_text(""), "synth.csv is empty"),
+        (lambda d: (d / "synth.csv").write_text(read_table(d / "synth.csv").columns.str.cat(sep=",") + "\n"),
+         "has a header but no rows"),
+    ],
+    ids=["missing-column", "empty-file", "header-only"],
+)
+def test_cli_evaluate_bad_samples_give_one_line(files, mutate, message):
+    d = files
+    mutate(d)
+    res = _cli(["evaluate", str(d / "synth.csv"), "--real", str(d / "train.txt"), "--dataset", "nsl-kdd", "-q"])
+    assert res.exit_code == 1
+    assert message in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_cli_evaluate_rare_class_missing_from_test_and_unknown_detector(files):
+    d = files
+    test = [line for line in (d / "test.txt").read_text().splitlines() if ",buffer_overflow," not in line
+            and not any(f",{a}," in line for a in ("rootkit", "loadmodule", "perl"))]
+    (d / "test.txt").write_text("\n".join(test) + "\n")
+    base = ["evaluate", str(d / "synth.csv"), "--real", str(d / "train.txt"), "--test", str(d / "test.txt"),
+            "--dataset", "nsl-kdd", "-q", "--seeds", "1"]
+    res = _cli([*base, "--rare", "u2r"])
+    assert res.exit_code == 1 and "u2r do not occur in the test set" in res.output
+    res = _cli([*base, "--detector", "nope"])
+    assert res.exit_code == 1 and "unknown detector 'nope'" in res.output
+    res = _cli(["evaluate", "--help"])
+    assert "--unsafe-load-detector" in res.output and "executes" in res.output
+    res = _cli(["evaluate", str(d / "synth.csv")])
+    assert res.exit_code != 0 and "--real" in res.output
