@@ -414,3 +414,10 @@ def test_cli_evaluate_rare_class_missing_from_test_and_unknown_detector(files):
     assert "--unsafe-load-detector" in res.output and "executes" in res.output
     res = _cli(["evaluate", str(d / "synth.csv")])
     assert res.exit_code != 0 and "--real" in res.output
+
+
+def test_every_metric_is_documented_with_direction_and_ideal():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+    for key, info in ev.METRICS.items():
+        assert f"## {key}:" in doc, key
+        assert info.direction and info.ideal
