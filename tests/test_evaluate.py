@@ -421,3 +421,20 @@ def test_every_metric_is_documented_with_direction_and_ideal():
     for key, info in ev.METRICS.items():
         assert f"## {key}:" in doc, key
         assert info.direction and info.ideal
+
+
+def test_cli_evaluate_run_of_another_domain_goes_through_its_featurize(tmp_path):
+    """Curves have no labels and no columns: realism and validity are computed, the rest is skipped."""
+    from advgen.api import train
+
+    run = train({"plugin": "curves", "steps": 30, "out": str(tmp_path / "run"), "n_samples": 50, "threads": 1})
+    res = _cli(["evaluate", str(run.run_dir), "-n", "400", "--folds", "2", "--realism", "logistic-regression",
+                "--json", str(tmp_path / "r.json"), "-q"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["subject"] == "curves" and report["n"]["synthetic"] == 400
+    assert 0.5 <= report["realism"]["auc"]["logistic-regression"]["mean"] <= 1.0
+    assert report["validity"]["real"]["pass_rate"] > report["validity"]["synthetic"]["pass_rate"]
+    assert report["skipped"]["fidelity"].startswith("per-column fidelity needs table samples")
+    assert report["skipped"]["label_fidelity"] == "samples have no labels"
+    assert (run.run_dir / "eval_samples.png").is_file()
