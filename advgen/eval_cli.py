@@ -60,12 +60,6 @@ def load_real_table(ref: str, *, label: str | None = None, schema: list[Any] | N
     )
 
 
-def _schema_of(spec_columns: list[dict[str, Any]]) -> list[Any]:
-    from advgen_datasets import ColumnSchema
-
-    return [ColumnSchema(c["name"], c["kind"], c.get("role", "feature")) for c in spec_columns]
-
-
 def register(cli: click.Group) -> None:
     """Add ``evaluate`` and ``augment`` to the ``advgen`` command group."""
     cli.add_command(evaluate_cmd)
@@ -91,7 +85,7 @@ def register(cli: click.Group) -> None:
 @click.option("--seeds", type=int, default=5, show_default=True, help="Detector seeds (augmentation reports mean and spread over them).")
 @click.option("--utility-seeds", type=int, help="Detector seeds for TSTR/TRTR (default: --seeds).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and subsampling.")
-@click.option("--rare", help="Classes to augment, comma separated (default: classes under 5%% of the training rows).")
+@click.option("--rare", help="Classes to augment, comma separated (default: classes under 5% of the training rows).")
 @click.option("--normal", default="normal", show_default=True, help="The benign class whose false-positive rate is reported.")
 @click.option("--aug-per-class", type=int, default=1000, show_default=True, help="Synthetic rows per rare class added for the augmentation uplift.")
 @click.option("--folds", type=int, default=5, show_default=True, help="Cross-validation folds of the realism AUC.")
@@ -127,13 +121,14 @@ def evaluate_cmd(
 ) -> None:
     """Judge generated samples with scikit-learn detectors, against real training and test data.
 
-    \b
     Reports realism (real-vs-synthetic AUC with gradient boosting and logistic
     regression, correlation difference, cross-column validity), per-column
     fidelity (tables), label fidelity, utility (TSTR vs TRTR), augmentation
     uplift of the rare classes (recall, precision, macro-F1, false positives on
     the normal class, over --seeds detector seeds), memorisation (distance to
     the closest training row) and validity. docs/metrics.md defines each.
+
+    \b
     Examples:
       advgen evaluate runs/tabular --real nsl-kdd:train20 --test nsl-kdd:test --html report.html
       advgen evaluate samples.csv --real nsl-kdd:train20 --test nsl-kdd:test --rare r2l,u2r --json r.json
@@ -347,9 +342,10 @@ def augment_cmd(
 ) -> None:
     """Write an augmented training set: the real rows plus synthetic rows of chosen classes.
 
-    \b
     A column `synthetic` (0 real, 1 generated) marks the generated rows, so a
     detector pipeline can train on both or filter them out.
+
+    \b
     Examples:
       advgen augment runs/tabular --data nsl-kdd:train20 --classes r2l,u2r --per-class 2000 -o aug.csv
       advgen augment runs/tabular --classes u2r --balance -o aug.parquet
