@@ -20,7 +20,7 @@ LOG2 = math.log(2.0)
 
 
 def small(tmp_path, **kw):
-    cfg = {"plugin": "curves", "steps": 30, "log_every": 10, "n_samples": 64, "out": str(tmp_path / "run"),
+    cfg = {"plugin": "curves", "steps": 30, "log_every": 10, "n_samples": 64, "out": str(tmp_path / "run"), "device": "cpu",
            "options": {"n_real": 512}}
     cfg.update(kw)
     return cfg
