@@ -203,8 +203,12 @@ class GeneratorModel:
                 raise ModelError("this table model is conditional but no conditions were generated")
             columns[section["condition_column"]] = np.asarray(generated.labels, dtype=object)
         for name, rule in (section.get("derived_columns") or {}).items():
-            mapping, default = rule["map"], rule.get("default")
-            columns[name] = np.asarray([mapping.get(str(v), default) for v in columns[rule["from"]]], dtype=object)
+            # values the map lacks are kept as they are unless the rule names a default
+            mapping, source = rule["map"], columns[rule["from"]]
+            if "default" in rule:
+                columns[name] = np.asarray([mapping.get(str(v), rule["default"]) for v in source], dtype=object)
+            else:
+                columns[name] = np.asarray([mapping.get(str(v), str(v)) for v in source], dtype=object)
         for name, value in (section.get("constants") or {}).items():
             columns[name] = np.full(n, value)
         return pd.DataFrame({name: columns[name] for name in section["columns"]})
