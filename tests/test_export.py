@@ -203,6 +203,8 @@ def test_table_manifest_holds_vocabularies_and_condition_selectors(exported: dic
     assert manifest["outputs"][1]["vocabularies"] == [PROTOCOLS]
     assert manifest["plugin"]["name"] == "toy-table" and manifest["plugin"]["domain_version"] == "3"
     assert manifest["latent"]["size"] == 6
+    images = json.loads(manifest_path(exported["images"]).read_text())["sample"]
+    assert images == {"kind": "image", "output": "images", "shape": [1, 4, 4], "layout": "CHW"}
 
 
 def test_parity_failure_reports_largest_difference(exported: dict[str, Path]) -> None:

@@ -416,8 +416,12 @@ def _sample_section(
             section["kind"] = "array"
     if section["kind"] != "table":
         section.setdefault("output", next((o["name"] for o in outputs if o.get("kind") == "image"), outputs[0]["name"]))
-        if section["output"] not in {o["name"] for o in outputs}:
+        primary = next((o for o in outputs if o["name"] == section["output"]), None)
+        if primary is None:
             raise ExportError(f"export_manifest names output {section['output']!r}, which export_outputs lacks")
+        section.setdefault("shape", list(primary.get("shape", spec["shape"])))  # e.g. the image shape
+        if section["kind"] == "image":
+            section.setdefault("layout", primary.get("layout", "CHW"))
         return section
     produced = [c for o in outputs for c in o.get("columns") or []]
     if len(set(produced)) != len(produced):
