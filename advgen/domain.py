@@ -136,6 +136,9 @@ class Domain:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     version: ClassVar[str] = "0"
+    #: torch-vs-onnxruntime parity tolerance for float outputs of ``export_module`` (abs and relative),
+    #: a float or ``{"atol": ..., "rtol": ...}``; category outputs must always match exactly
+    export_tolerance: ClassVar[float | dict[str, float]] = 1e-4
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -172,6 +175,11 @@ class Domain:
                 f"{key}={value} never occurred in training; known values: {shown}"
             )
         return [classes.index(str(value))]
+
+    def condition_values(self, spec: dict[str, Any]) -> dict[str, list[str]]:
+        """Every ``key -> [values]`` a user may pass as ``--condition key=value`` (export stores them)."""
+        cond = spec.get("conditions")
+        return {cond["name"]: [str(c) for c in cond["classes"]]} if cond else {}
 
     # --- nets ----------------------------------------------------------------------------------
 
@@ -238,5 +246,14 @@ class Domain:
         return generator
 
     def export_outputs(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
-        """Describe ``export_module``'s outputs for the ONNX manifest: name, dtype and meaning."""
+        """Describe ``export_module``'s outputs for the ONNX manifest: name, dtype and meaning.
+
+        The keys a runtime understands (``columns``, ``kinds``, ``vocabularies``, ``layout``, ...) are
+        listed in ``docs/export.md``.
+        """
         return [{"name": "x", "dtype": "float32", "shape": list(spec["shape"])}]
+
+    def export_manifest(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Extra JSON for the ONNX manifest's ``sample`` section (tables: final column order, derived
+        columns, constants), so the torch-free runtime can assemble final samples. Default: nothing."""
+        return {}
