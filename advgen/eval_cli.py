@@ -237,43 +237,47 @@ def _load_for_evaluation(
         run = load_run(run_ref)
 
     table_run = run is not None and bool(run.spec.get("columns"))
+    from_run = run is not None and _is_run(target)
     if run is None or table_run:
-        # tables: the real table (and its schema, label and category map) comes from --real or the run's data
+        # tables: the real table (schema, label, category map) comes from --real or the run's data; with a
+        # run, every table is read with the run's schema, so its validators find the columns they know
         if real_ref is None and run is None:
             raise click.UsageError("evaluating a samples file needs --real TRAIN (a file or DATASET:SPLIT)")
+        schema = _schema_of(run.spec["columns"]) if run is not None else None
+        layout = dataset or (_registered(run.spec.get("dataset")) if run is not None else None)
         if real_ref is None:
-            real_src = _run_table(run)
+            real_src = _run_table(run, schema)
         else:
-            real_src = load_real_table(real_ref, label=label, dataset=dataset)
+            real_src = load_real_table(real_ref, label=label, dataset=layout, schema=schema)
         table = real_src.table
         for note in table.notes:
             notes.append(f"real: {note}")
         if table.label is None:
             raise InvalidDataError("the real table has no label column; pass --label COLUMN")
         columns = [c.to_dict() for c in table.columns]
-        label_map = _label_map(table, target_kind)
+        label_map = _label_map(table, target_kind, run.spec.get("category_map") if run is not None else None)
         validators = run.validators() if run is not None else []
         if run is None:
-            notes.append("no run given: validators not applied (pass RUN_DIR to apply the domain's rules)")
+            notes.append("no run given: validators not applied (pass --run RUN_DIR to apply the domain's rules)")
         subject = ev.Subject.for_table(
             columns, table.df, label=table.label, label_map=label_map, validators=validators, name=table.name
         )
         test = None
         if test_ref is not None:
-            test_src = load_real_table(test_ref, schema=table.columns, dataset=dataset or real_src.dataset)
+            test_src = load_real_table(test_ref, schema=table.columns, dataset=layout or real_src.dataset)
             test = test_src.table.df
             if len(test) == 0:
                 raise InvalidDataError(f"the test data {test_ref} has no rows")
         augment_with = None
-        if run is None:
-            synthetic = read_table(target)
-            ev.check_columns(table.df, synthetic, columns)
-        else:
+        if from_run:
             count = n or min(len(table.df), 50_000)
             say(f"sampling {count} rows from {run.run_dir}")
             synthetic = run.sample(count, seed=seed)
             augment_with = _sample_rare(run, table, subject, rare, aug_per_class, seed, notes)
-        return _Loaded(subject, synthetic, table.df, test, augment_with, run.run_dir if run else None, notes)
+        else:
+            synthetic = read_table(target)
+            ev.check_columns(table.df, synthetic, columns)
+        return _Loaded(subject, synthetic, table.df, test, augment_with, run.run_dir if from_run else None, notes)
 
     # any other domain: the run's domain reads and featurizes everything
     subject = ev.Subject.from_domain(run.domain, run.spec, validators=run.validators(), label_map=None)
@@ -290,23 +294,39 @@ def _load_for_evaluation(
     return _Loaded(subject, synthetic, real, test, None, run.run_dir if _is_run(target) else None, notes)
 
 
-def _run_table(run: Any) -> TableSource:
+def _schema_of(spec_columns: list[dict[str, Any]]) -> list[Any]:
+    from advgen_datasets import ColumnSchema
+
+    return [ColumnSchema(c["name"], c["kind"], c.get("role", "feature")) for c in spec_columns]
+
+
+def _registered(name: str | None) -> str | None:
+    """``name`` when it is a registered dataset (a run on a plain file records the file's stem instead)."""
+    if not name:
+        return None
+    from advgen_datasets import registry
+
+    return name if name in registry() else None
+
+
+def _run_table(run: Any, schema: list[Any] | None = None) -> TableSource:
     """The run's own training table, read again with the dataset registry."""
     cfg = run.config
     if cfg.data:
-        return load_real_table(cfg.data, label=cfg.label, dataset=cfg.dataset)
+        return load_real_table(cfg.data, label=cfg.label, dataset=cfg.dataset, schema=schema)
     dataset = cfg.dataset or run.spec.get("dataset")
+    split = cfg.split or run.spec.get("split")
     if not dataset:
         raise click.UsageError("cannot tell which data the run trained on; pass --real TRAIN")
-    ref = f"{dataset}:{cfg.split}" if cfg.split else str(dataset)
-    return load_real_table(ref)
+    ref = f"{dataset}:{split}" if split else str(dataset)
+    return load_real_table(ref, schema=schema)
 
 
-def _label_map(table: Any, target_kind: str) -> dict[str, str] | None:
+def _label_map(table: Any, target_kind: str, fallback: dict[str, str] | None = None) -> dict[str, str] | None:
     if target_kind == "label":
         return None
-    if table.category_map:
-        return dict(table.category_map)
+    if table.category_map or fallback:
+        return dict(table.category_map or fallback)
     if target_kind == "category":
         raise InvalidDataError(f"{table.name} maps no label to a category; use --target label")
     return None
@@ -332,13 +352,14 @@ def _sample_rare(run: Any, table: Any, subject: Any, rare: list[str] | None, per
 @click.argument("run_dir", type=click.Path(exists=True))
 @click.option("--data", "data_ref", help="Real training data: a file or DATASET:SPLIT (default: the run's own training data).")
 @click.option("--label", help="Label column of a table file without a manifest.")
+@click.option("--dataset", help="Read a --data file with this registered dataset's layout (default: the run's dataset).")
 @click.option("--classes", required=True, help="Classes to add synthetic rows of, comma separated (e.g. r2l,u2r).")
 @click.option("--per-class", type=int, help="Synthetic rows added per class.")
 @click.option("--balance", is_flag=True, help="Add to each class as many rows as it lacks to match the largest class.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Output table: .csv or .parquet.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
 def augment_cmd(
-    run_dir: str, data_ref: str | None, label: str | None, classes: str, per_class: int | None, balance: bool, output: str, seed: int
+    run_dir: str, data_ref: str | None, label: str | None, dataset: str | None, classes: str, per_class: int | None, balance: bool, output: str, seed: int
 ) -> None:
     """Write an augmented training set: the real rows plus synthetic rows of chosen classes.
 
@@ -363,7 +384,9 @@ def augment_cmd(
     run = load_run(run_dir)
     if not run.spec.get("columns"):
         raise click.ClickException(f"{run_dir} is a {run.domain.name} run; augment works on table runs")
-    src = load_real_table(data_ref, label=label) if data_ref else _run_table(run)
+    schema = _schema_of(run.spec["columns"])
+    layout = dataset or _registered(run.spec.get("dataset"))
+    src = load_real_table(data_ref, label=label, dataset=layout, schema=schema) if data_ref else _run_table(run, schema)
     df = augment(
         run, src.table.df, wanted, per_class=per_class, balance=balance, seed=seed, category_map=src.table.category_map
     )

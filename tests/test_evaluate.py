@@ -438,3 +438,34 @@ def test_cli_evaluate_run_of_another_domain_goes_through_its_featurize(tmp_path)
     assert report["skipped"]["fidelity"].startswith("per-column fidelity needs table samples")
     assert report["skipped"]["label_fidelity"] == "samples have no labels"
     assert (run.run_dir / "eval_samples.png").is_file()
+
+
+@pytest.fixture
+def tabular_run(tmp_path, data_dir):
+    """A short conditional tabular run on KDDTrain+_20Percent: poor rows, but every code path of a real run."""
+    from advgen.api import train
+
+    return train({"plugin": "tabular", "steps": 30, "out": str(tmp_path / "run"), "n_samples": 0, "threads": 1})
+
+
+def test_cli_evaluate_and_augment_a_tabular_run(tabular_run, files):
+    d = files
+    res = _cli(["evaluate", str(tabular_run.run_dir), "--real", str(d / "train.txt"), "--test", str(d / "test.txt"),
+                "--dataset", "nsl-kdd", "-n", "1000", "--seeds", "1", "--folds", "2", "--max-rows", "500",
+                "--realism", "logistic-regression", "--rare", "r2l", "--aug-per-class", "100",
+                "--json", str(d / "r.json"), "-q"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((d / "r.json").read_text())
+    assert report["n"]["synthetic"] == 1000
+    assert report["augmentation"]["added"] == {"r2l": 100}  # sampled from the run with condition category=r2l
+    assert set(report["validity"]["synthetic"]["per_group"]) == {"schema", "cross-column"}
+    assert report["validity"]["real"]["pass_rate"] > 0.99
+    assert (tabular_run.run_dir / "eval_augmentation_recall.png").is_file()
+
+    res = _cli(["augment", str(tabular_run.run_dir), "--data", str(d / "train.txt"),
+                "--classes", "r2l,u2r", "--per-class", "25", "-o", str(d / "aug.csv")])
+    assert res.exit_code == 0, res.output
+    aug = read_table(d / "aug.csv")
+    assert len(aug) == 1500 + 50 and aug["synthetic"].sum() == 50
+    res = _cli(["augment", str(tabular_run.run_dir), "--classes", "nope", "--per-class", "5", "-o", str(d / "x.csv")])
+    assert res.exit_code == 1 and "category=nope never occurred in training; known values: dos, normal" in res.output
