@@ -212,7 +212,7 @@ def worker_advgen(args: argparse.Namespace) -> None:
 
     # generator FLOPs per row (matmuls and convolutions, as torch's flop counter counts them)
     batch = 4096
-    x_probe, cond = run.sample_encoded(8, seed=0)
+    _, cond = run.sample_encoded(8, seed=0)
     z = torch.randn(batch, run.config.z_dim)
     c = torch.as_tensor(np.resize(cond, batch)) if cond is not None else None
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -225,11 +225,7 @@ def worker_advgen(args: argparse.Namespace) -> None:
         shapes.append((16384, widest.in_features, widest.out_features))
     rate = matmul_rate(args.threads, shapes)
 
-    keys = []
-    parts = []
-    for i, cat in enumerate(args.rare):
-        parts.append(run.sample(args.aug_per_class, condition={"category": cat}, seed=10 + i))
-        keys.append(cat)
+    parts = [run.sample(args.aug_per_class, condition={"category": cat}, seed=10 + i) for i, cat in enumerate(args.rare)]
     pd.concat(parts, ignore_index=True).to_parquet(work / "advgen_aug.parquet", index=False)
     samples.to_parquet(work / "advgen_samples.parquet", index=False)
     result.update({
