@@ -364,8 +364,10 @@ def _cli(args):
 
 def test_cli_evaluate_writes_json_and_html(files):
     d = files
+    (d / "det.pkl").write_bytes(pickle.dumps(RandomForestClassifier(n_estimators=20)))
     res = _cli([
         "evaluate", str(d / "synth.csv"), "--real", str(d / "train.txt"), "--test", str(d / "test.txt"),
+        "--unsafe-load-detector", str(d / "det.pkl"),
         "--dataset", "nsl-kdd", "--seeds", "1", "--folds", "2", "--max-rows", "500", "--rare", "r2l",
         "--realism", "logistic-regression",
         "--json", str(d / "r.json"), "--html", str(d / "r.html"), "-q",
@@ -374,7 +376,7 @@ def test_cli_evaluate_writes_json_and_html(files):
     assert "realism AUC (logistic-regression)" in res.output and "r2l*" in res.output
     report = json.loads((d / "r.json").read_text())
     assert report["n"] == {"synthetic": 1500, "real": 1500, "test": 1500}
-    assert report["detector"] == "random-forest"
+    assert report["detector"] == "pickled:det.pkl"
     assert abs(report["realism"]["auc"]["logistic-regression"]["mean"] - 0.5) < 0.1
     assert "data:image/png;base64," in (d / "r.html").read_text()
 
@@ -456,7 +458,7 @@ def test_cli_evaluate_and_augment_a_tabular_run(tabular_run, files):
                 "--json", str(d / "r.json"), "-q"])
     assert res.exit_code == 0, res.output
     report = json.loads((d / "r.json").read_text())
-    assert report["n"]["synthetic"] == 1000
+    assert report["n"]["synthetic"] == 1000 and report["detector"] == "random-forest"
     assert report["augmentation"]["added"] == {"r2l": 100}  # sampled from the run with condition category=r2l
     assert set(report["validity"]["synthetic"]["per_group"]) == {"schema", "cross-column"}
     assert report["validity"]["real"]["pass_rate"] > 0.99
