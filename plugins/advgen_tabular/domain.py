@@ -1,0 +1,507 @@
+"""The ``tabular`` domain: rows of a mixed-type table, network-traffic features first.
+
+Data comes from :func:`advgen_datasets.load_table`: a registered dataset (NSL-KDD's
+KDDTrain+_20Percent when nothing is named) or any CSV/Parquet file with a label column. Rows are
+encoded by :class:`~advgen_tabular.transform.TableTransform`, the generator is conditioned on the
+label (rare attack classes are drawn often enough by the engine's class-first batches), decoding
+gives typed rows with the label and its derived category, and the validators are fitted on the
+training rows. Everything the other methods need lives in the JSON ``spec``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from advgen.domain import Domain, RealData, Validator
+from advgen.errors import AdvgenError, InvalidDataError
+from advgen.io import atomic_path
+from advgen_tabular.nets import CATEGORICAL_MODES, TabularDiscriminator, TabularGenerator
+from advgen_tabular.transform import (
+    DISCRETE_KINDS,
+    ENCODINGS,
+    NUMERIC_KINDS,
+    TableDecoder,
+    TableTransform,
+    frame_from_arrays,
+)
+from advgen_tabular.validators import build_validators, fit_rules
+
+if TYPE_CHECKING:  # pragma: no cover
+    from advgen.config import TrainConfig
+
+DEFAULT_DATASET = "nsl-kdd"
+# conditioning on a column with more distinct values than this is almost surely a mistake
+MAX_CLASSES = 1000
+SUFFIXES = (".csv", ".parquet")
+
+DEFAULT_OPTIONS: dict[str, Any] = {
+    # data
+    "schema": None,  # TOML file overriding column kinds and roles (see advgen datasets docs)
+    # transform
+    "encoding": "quantile",  # numeric encoding: quantile | log | msn
+    "n_quantiles": 1001,
+    "joint_max": 1000,  # encode the categoricals jointly when they form at most this many combinations
+    "snap_fractions": True,  # decode rates that are fractions of a count as such
+    # nets
+    "hidden": 256,
+    "depth": 2,
+    "embed_dim": 32,
+    "categorical": "sample",  # sample | straight-through | gumbel
+    "tau": 1.0,
+    "d_hidden": 256,
+    "d_depth": 2,
+    "dropout": 0.1,
+    "spectral_norm": True,
+    "pac": 1,
+}
+
+
+def _options(cfg: TrainConfig) -> dict[str, Any]:
+    opts = dict(DEFAULT_OPTIONS)
+    opts.update(cfg.options or {})
+    if opts["encoding"] not in ENCODINGS:
+        raise AdvgenError(f"option encoding must be one of {', '.join(ENCODINGS)}, got {opts['encoding']!r}")
+    if opts["categorical"] not in CATEGORICAL_MODES:
+        raise AdvgenError(
+            f"option categorical must be one of {', '.join(CATEGORICAL_MODES)}, got {opts['categorical']!r}"
+        )
+    for key in ("hidden", "depth", "embed_dim", "d_hidden", "d_depth", "pac", "n_quantiles"):
+        value = opts[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise AdvgenError(f"option {key} must be a positive integer, got {value!r}")
+    if not (0 <= float(opts["dropout"]) < 1):
+        raise AdvgenError(f"option dropout must be in [0, 1), got {opts['dropout']!r}")
+    if not (float(opts["tau"]) > 0):
+        raise AdvgenError(f"option tau must be positive, got {opts['tau']!r}")
+    return opts
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+class TabularDomain(Domain):
+    name = "tabular"
+    description = "rows of a mixed-type table (network-traffic features); default data NSL-KDD"
+    version = "0.1.0"
+
+    def __init__(self) -> None:
+        self._decoders: dict[int, tuple[dict[str, Any], TableDecoder]] = {}
+
+    # --- configuration -------------------------------------------------------------------------
+
+    def default_config(self) -> dict[str, Any]:
+        return {
+            "steps": 8000,
+            "batch_size": 512,
+            "z_dim": 64,
+            "loss": "non-saturating",
+            "lr_g": 2e-4,
+            "lr_d": 2e-4,
+            "beta1": 0.5,
+            "beta2": 0.999,
+            "ema": 0.999,
+            "cond_sampling": "log",
+            "log_every": 100,
+            "ckpt_every": 2000,
+            "n_samples": 10000,
+            "options": dict(DEFAULT_OPTIONS),
+        }
+
+    # --- data ----------------------------------------------------------------------------------
+
+    def load_data(self, cfg: TrainConfig) -> RealData:
+        from advgen_datasets import load_table
+
+        opts = _options(cfg)
+        if cfg.data:
+            table = load_table(
+                dataset=cfg.dataset, split=cfg.split, path=cfg.data, label=cfg.label, schema_file=opts["schema"]
+            )
+        else:
+            table = load_table(
+                dataset=cfg.dataset or DEFAULT_DATASET, split=cfg.split, label=cfg.label, schema_file=opts["schema"]
+            )
+        return self.encode_table(table, cfg, opts)
+
+    def encode_table(self, table: Any, cfg: TrainConfig, opts: dict[str, Any] | None = None) -> RealData:
+        """Fit the transform and the validators on a loaded :class:`advgen_datasets.Table`."""
+        opts = opts or _options(cfg)
+        df = table.df
+        if len(df) == 0:
+            raise InvalidDataError(f"{table.name} has no rows")
+        features = [(c.name, c.kind) for c in table.columns if c.role == "feature"]
+        if not features:
+            raise InvalidDataError(f"{table.name} has no feature columns to generate")
+        label = table.label
+        notes = list(table.notes)
+        conditions = None
+        cond = None
+        encoded = list(features)
+        if label is not None:
+            labels = df[label].astype(str)
+            classes = sorted(labels.unique().tolist())
+            if cfg.conditional:
+                if len(classes) > MAX_CLASSES:
+                    raise InvalidDataError(
+                        f"label column {label!r} has {len(classes)} distinct values; conditioning needs at most "
+                        f"{MAX_CLASSES} (pick another --label, or train with --no-conditional)"
+                    )
+                counts = labels.value_counts().reindex(classes).to_numpy()
+                conditions = {"name": label, "classes": classes, "counts": [int(c) for c in counts]}
+                codes = pd.Categorical(labels, categories=classes).codes.astype(np.int64)
+                cond = torch.from_numpy(codes)
+            else:
+                encoded.append((label, "categorical"))  # an unconditional run generates the label too
+        transform = TableTransform(
+            encoding=opts["encoding"],
+            n_quantiles=int(opts["n_quantiles"]),
+            joint_max=int(opts["joint_max"]),
+            snap_fractions=bool(opts["snap_fractions"]),
+        ).fit(df, encoded, seed=cfg.seed)
+        x = transform.transform(df, rng=np.random.default_rng(cfg.seed))
+        decimals = {p["name"]: p.get("decimals") for p in transform.plans if p["kind"] in NUMERIC_KINDS}
+        rules = fit_rules(df, features, label, decimals=decimals, seed=cfg.seed)
+        joint = [p for p in transform.plans if p["kind"] == "joint"]
+        notes.append(
+            f"encoded {len(encoded)} columns into {transform.dim} values ({opts['encoding']} numerics"
+            + (f", {joint[0]['name'].replace('|', '/')} as {len(joint[0]['vocab'])} joint values" if joint else "")
+            + (f", {len(transform.fractions)} rates decoded as fractions of counts" if transform.fractions else "")
+            + f"); fitted {len(rules)} validation rules"
+        )
+        category_map = dict(table.category_map) if table.category_map and label is not None else None
+        spec: dict[str, Any] = {
+            "shape": [transform.dim],
+            "conditions": conditions,
+            "dataset": table.name,
+            "split": getattr(table, "split", None),
+            "columns": [{"name": c.name, "kind": c.kind, "role": c.role} for c in table.columns],
+            "label": label,
+            "category_map": category_map,
+            "category_column": table.category_column if category_map else None,
+            "target": (table.category_column if category_map else label),
+            "constants": {k: _json_value(v) for k, v in (table.constants or {}).items()},
+            "feature_groups": dict(getattr(table, "feature_groups", {}) or {}),
+            "transform": transform.to_dict(),
+            "rules": rules,
+        }
+        samples = self._finish_frame(df[[n for n, _ in features] + ([label] if label else [])].copy(), spec)
+        return RealData(x=torch.from_numpy(x), spec=spec, cond=cond, samples=samples, notes=notes)
+
+    # --- conditions ----------------------------------------------------------------------------
+
+    def condition_classes(self, spec: dict[str, Any], key: str, value: str) -> list[int]:
+        cond = spec.get("conditions")
+        if not cond:
+            raise AdvgenError("this tabular run is not conditional; --condition cannot be used")
+        classes = [str(c) for c in cond["classes"]]
+        category_column = spec.get("category_column")
+        if key in (cond["name"], "label"):
+            if str(value) not in classes:
+                shown = ", ".join(classes[:30]) + (" ..." if len(classes) > 30 else "")
+                raise AdvgenError(f"{key}={value} never occurred in training; known values: {shown}")
+            return [classes.index(str(value))]
+        if category_column and key in (category_column, "category") and spec.get("category_map"):
+            cmap = spec["category_map"]
+            picked = [i for i, c in enumerate(classes) if cmap.get(c, c) == str(value)]
+            if not picked:
+                known = sorted({cmap.get(c, c) for c in classes})
+                raise AdvgenError(f"{key}={value} never occurred in training; known values: {', '.join(known)}")
+            return picked
+        keys = [cond["name"]] + ([category_column] if category_column and spec.get("category_map") else [])
+        raise AdvgenError(f"unknown condition {key!r}; this run is conditioned on {' or '.join(keys)}")
+
+    def condition_values(self, spec: dict[str, Any]) -> dict[str, list[str]]:
+        """Every value ``condition_classes`` accepts, per key (for the ONNX manifest)."""
+        cond = spec.get("conditions")
+        if not cond:
+            return {}
+        out = {cond["name"]: [str(c) for c in cond["classes"]]}
+        if spec.get("category_map") and spec.get("category_column"):
+            cmap = spec["category_map"]
+            out[spec["category_column"]] = sorted({cmap.get(str(c), str(c)) for c in cond["classes"]})
+        return out
+
+    # --- nets ----------------------------------------------------------------------------------
+
+    def build_generator(self, spec: dict[str, Any], cfg: TrainConfig) -> nn.Module:
+        opts = _options(cfg)
+        cond = spec.get("conditions")
+        return TabularGenerator(
+            cfg.z_dim,
+            TableTransform.from_dict(spec["transform"]).segments(),
+            n_classes=len(cond["classes"]) if cond else 0,
+            hidden=int(opts["hidden"]),
+            depth=int(opts["depth"]),
+            embed_dim=int(opts["embed_dim"]),
+            categorical=opts["categorical"],
+            tau=float(opts["tau"]),
+        )
+
+    def build_discriminator(self, spec: dict[str, Any], cfg: TrainConfig) -> nn.Module:
+        opts = _options(cfg)
+        cond = spec.get("conditions")
+        return TabularDiscriminator(
+            int(spec["shape"][0]),
+            n_classes=len(cond["classes"]) if cond else 0,
+            hidden=int(opts["d_hidden"]),
+            depth=int(opts["d_depth"]),
+            embed_dim=int(opts["embed_dim"]),
+            dropout=float(opts["dropout"]),
+            spectral=bool(opts["spectral_norm"]),
+            pac=int(opts["pac"]),
+        )
+
+    # --- samples -------------------------------------------------------------------------------
+
+    def decoder(self, spec: dict[str, Any]) -> TableDecoder:
+        """The spec's decoder, built once per spec."""
+        key = id(spec["transform"])
+        cached = self._decoders.get(key)
+        if cached is None or cached[0] is not spec["transform"]:
+            cached = (spec["transform"], TableDecoder(spec["transform"]).eval())
+            self._decoders[key] = cached
+        return cached[1]
+
+    def decode(self, x: torch.Tensor, cond: np.ndarray | None, spec: dict[str, Any]) -> pd.DataFrame:
+        x = torch.as_tensor(x).detach().to("cpu", torch.float32)
+        if x.ndim != 2 or x.shape[1] != spec["shape"][0]:
+            raise AdvgenError(f"expected encoded rows of width {spec['shape'][0]}, got shape {tuple(x.shape)}")
+        with torch.no_grad():
+            num, cat = self.decoder(spec)(x)
+        transform = TableTransform.from_dict(spec["transform"])
+        frame = frame_from_arrays(num.numpy(), cat.numpy(), transform.output_info())
+        conditions = spec.get("conditions")
+        if conditions is not None:
+            if cond is None or len(cond) != len(frame):
+                raise AdvgenError("a conditional run's samples need one class index per row")
+            classes = np.asarray([str(c) for c in conditions["classes"]], dtype=object)
+            frame[conditions["name"]] = classes[np.asarray(cond, dtype=np.int64)]
+        return self._finish_frame(frame, spec)
+
+    def _finish_frame(self, frame: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+        """Constants written back, columns in the table's order, then the label and its category."""
+        for name, value in spec.get("constants", {}).items():
+            frame[name] = value
+        label = spec.get("label")
+        features = [c["name"] for c in spec["columns"] if c["role"] == "feature"]
+        order = features + [c for c in spec.get("constants", {}) if c not in features]
+        if label is not None:
+            order.append(label)
+            if spec.get("category_map") and spec.get("category_column"):
+                cmap = spec["category_map"]
+                labels = frame[label].astype(str)
+                frame[spec["category_column"]] = labels.map(cmap).fillna(labels).astype(str)
+                order.append(spec["category_column"])
+        return frame[order].reset_index(drop=True)
+
+    def sample_suffixes(self) -> tuple[str, ...]:
+        return SUFFIXES
+
+    def write_samples(self, samples: Any, path: Path, spec: dict[str, Any]) -> None:
+        p = Path(path)
+        suffix = p.suffix.lower()
+        if suffix not in SUFFIXES:
+            raise AdvgenError(f"cannot write table samples as {suffix or 'a file without suffix'}; use .csv or .parquet")
+        frame = pd.DataFrame(samples)
+        with atomic_path(p) as tmp:
+            if suffix == ".csv":
+                frame.to_csv(tmp, index=False)
+            else:
+                try:
+                    frame.to_parquet(tmp, index=False)
+                except ImportError:
+                    raise AdvgenError("writing Parquet needs pyarrow: pip install 'advgen[parquet]'") from None
+
+    def read_samples(self, path: Path, spec: dict[str, Any]) -> pd.DataFrame:
+        p = Path(path)
+        if not p.is_file():
+            raise InvalidDataError(f"samples file not found: {p}")
+        suffix = p.suffix.lower()
+        try:
+            if suffix == ".csv":
+                frame = pd.read_csv(p, low_memory=False)
+            elif suffix == ".parquet":
+                frame = pd.read_parquet(p)
+            else:
+                raise InvalidDataError(f"cannot read table samples from {p}: use .csv or .parquet")
+        except ImportError:
+            raise AdvgenError("reading Parquet needs pyarrow: pip install 'advgen[parquet]'") from None
+        except (ValueError, OSError, pd.errors.ParserError) as exc:
+            raise InvalidDataError(f"cannot read table samples from {p}: {str(exc).splitlines()[0]}") from None
+        frame.columns = [str(c).strip() for c in frame.columns]
+        missing = [c["name"] for c in spec["columns"] if c["name"] not in frame.columns]
+        if missing:
+            shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise InvalidDataError(f"{p} lacks {len(missing)} columns of this run's table: {shown}")
+        for c in spec["columns"]:
+            if c["kind"] == "categorical":
+                frame[c["name"]] = frame[c["name"]].astype(str)
+        for col in (spec.get("category_column"),):
+            if col and col in frame.columns:
+                frame[col] = frame[col].astype(str)
+        return frame
+
+    def plot(self, real: Any, fake: Any, path: Path, spec: dict[str, Any]) -> bool:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return False
+        columns = _plot_columns(real, spec)
+        if not columns:
+            return False
+        ncols = 4
+        nrows = math.ceil(len(columns) / ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
+        for ax, (name, kind) in zip(axes.ravel(), columns):
+            if kind in NUMERIC_KINDS:
+                a = pd.to_numeric(real[name], errors="coerce").to_numpy(dtype=np.float64)
+                b = pd.to_numeric(fake[name], errors="coerce").to_numpy(dtype=np.float64)
+                log = kind != "rate" and np.nanmin(a) >= 0 and np.nanmax(a) > 100
+                if log:
+                    a, b = np.log1p(a), np.log1p(np.maximum(b, 0))
+                bins = np.histogram_bin_edges(np.concatenate([a, b])[np.isfinite(np.concatenate([a, b]))], bins=40)
+                ax.hist(a, bins=bins, alpha=0.5, density=True, label="real")
+                ax.hist(b, bins=bins, alpha=0.5, density=True, label="synthetic")
+                ax.set_title(f"log1p({name})" if log else name, fontsize=9)
+            else:
+                pa = real[name].astype(str).value_counts(normalize=True)
+                pb = fake[name].astype(str).value_counts(normalize=True)
+                top = pa.index[:12]
+                pos = np.arange(len(top))
+                ax.bar(pos - 0.2, pa.reindex(top).to_numpy(), width=0.4, label="real")
+                ax.bar(pos + 0.2, pb.reindex(top, fill_value=0).to_numpy(), width=0.4, label="synthetic")
+                ax.set_xticks(pos, [str(t)[:10] for t in top], rotation=60, fontsize=7)
+                ax.set_title(name, fontsize=9)
+        for ax in axes.ravel()[len(columns) :]:
+            ax.axis("off")
+        axes.ravel()[0].legend(fontsize=8)
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=80)
+        plt.close(fig)
+        return True
+
+    # --- judging -------------------------------------------------------------------------------
+
+    def validators(self, spec: dict[str, Any]) -> list[Validator]:
+        return build_validators(spec.get("rules", []))
+
+    def featurize(self, samples: Any, spec: dict[str, Any]) -> np.ndarray:
+        """Numerics (log1p for non-negative counts and continuous values, whose tails span decades),
+        flags as 0/1, categoricals one-hot over the training vocabulary (unseen values: all zeros)."""
+        frame = pd.DataFrame(samples)
+        transform = TableTransform.from_dict(spec["transform"])
+        blocks = []
+        for c in spec["columns"]:
+            if c["role"] != "feature":
+                continue
+            name, kind = c["name"], c["kind"]
+            if name not in frame.columns:
+                raise InvalidDataError(f"samples have no column {name!r}")
+            if kind in DISCRETE_KINDS and kind == "categorical":
+                vocab = np.asarray([str(v) for v in transform.vocabulary(name)], dtype=object)
+                values = frame[name].astype(str).to_numpy(dtype=object)
+                blocks.append((values[:, None] == vocab[None, :]).astype(np.float64))
+                continue
+            v = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
+            v = np.where(np.isfinite(v), v, 0.0)
+            if kind in ("count", "continuous") and transform.plan(name).get("min", 0.0) >= 0:
+                v = np.log1p(np.maximum(v, 0.0))
+            blocks.append(v[:, None])
+        return np.concatenate(blocks, axis=1) if blocks else np.zeros((len(frame), 0))
+
+    def labels(self, samples: Any, spec: dict[str, Any]) -> np.ndarray | None:
+        frame = pd.DataFrame(samples)
+        label = spec.get("label")
+        if label is None:
+            return None
+        target = spec.get("target") or label
+        if target in frame.columns:
+            return frame[target].astype(str).to_numpy(dtype=object)
+        if label not in frame.columns:
+            raise InvalidDataError(f"samples have no label column {label!r}")
+        labels = frame[label].astype(str)
+        if target != label and spec.get("category_map"):
+            labels = labels.map(spec["category_map"]).fillna(labels)
+        return labels.to_numpy(dtype=object)
+
+    # --- export --------------------------------------------------------------------------------
+
+    def export_module(self, generator: nn.Module, spec: dict[str, Any]) -> nn.Module:
+        return TabularExport(generator, TableDecoder(spec["transform"]))
+
+    def export_outputs(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
+        info = TableTransform.from_dict(spec["transform"]).output_info()
+        kinds = {c["name"]: c["kind"] for c in spec["columns"]}
+        return [
+            {
+                "name": "numeric",
+                "dtype": "float32",
+                "shape": [len(info["numeric"])],
+                "meaning": "numeric and flag columns, decoded, rounded to their resolution",
+                "columns": [c["name"] for c in info["numeric"]],
+                "kinds": [c["kind"] for c in info["numeric"]],
+                "dtypes": [c["dtype"] for c in info["numeric"]],
+                "decimals": [c["decimals"] for c in info["numeric"]],
+            },
+            {
+                "name": "categorical",
+                "dtype": "int64",
+                "shape": [len(info["categorical"])],
+                "meaning": "index of each categorical column's value in its vocabulary",
+                "columns": [c["name"] for c in info["categorical"]],
+                "kinds": [kinds.get(c["name"], "categorical") for c in info["categorical"]],
+                "vocabularies": [[str(v) for v in c["vocab"]] for c in info["categorical"]],
+            },
+        ]
+
+    def export_manifest(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """How the runtime assembles rows: column order, the condition, the category, constants."""
+        features = [c["name"] for c in spec["columns"] if c["role"] == "feature"]
+        constants = dict(spec.get("constants", {}))
+        columns = features + [c for c in constants if c not in features]
+        section: dict[str, Any] = {"kind": "table", "constants": constants}
+        label = spec.get("label")
+        if label is not None:
+            columns.append(label)
+            if spec.get("category_map") and spec.get("category_column"):
+                section["derived_columns"] = {
+                    spec["category_column"]: {"from": label, "map": dict(spec["category_map"])}
+                }
+                columns.append(spec["category_column"])
+        section["columns"] = columns
+        return section
+
+
+class TabularExport(nn.Module):
+    """Generator, then the tensor-math decoder: ``(z, cond) -> (numeric float32, category int64)``."""
+
+    def __init__(self, generator: nn.Module, decoder: TableDecoder):
+        super().__init__()
+        self.generator = generator.eval()
+        self.decoder = decoder.eval()
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.decoder(self.generator(z, cond))
+
+
+def _plot_columns(real: pd.DataFrame, spec: dict[str, Any], limit: int = 12) -> list[tuple[str, str]]:
+    """A handful of columns worth looking at: every categorical, then the numerics that vary most."""
+    feats = [(c["name"], c["kind"]) for c in spec["columns"] if c["role"] == "feature" and c["name"] in real]
+    cats = [(n, k) for n, k in feats if k == "categorical"][:4]
+    nums = [(n, k) for n, k in feats if k in NUMERIC_KINDS]
+    nonzero = sorted(nums, key=lambda nk: -float((pd.to_numeric(real[nk[0]], errors="coerce") != 0).mean()))
+    return cats + nonzero[: limit - len(cats)]

@@ -1,0 +1,181 @@
+"""Generator and discriminator for encoded table rows.
+
+The generator is an MLP with residual blocks whose last layer is split into the transform's
+segments: numeric segments stay linear (quantile and log encodings) or pass through tanh (the
+scalar of mode-specific normalisation). One-hot groups are exact one-hots, as in real rows (a soft
+one-hot is a give-away to the discriminator), with gradients through the softmax (straight-through).
+By default (``sample``) each group's category is drawn from its softmax with a uniform read off z;
+``straight-through`` takes the argmax instead, and ``gumbel`` samples Gumbel-softmax (CTGAN's
+choice) in training with the argmax of the logits at evaluation.
+
+Both nets take the condition as a learned embedding of the class index, concatenated to the input.
+The discriminator is an MLP with LeakyReLU, dropout and spectral normalisation, and optionally packs
+``pac`` rows into one decision (PacGAN), which penalises a generator that collapses to few modes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advgen_tabular.transform import Segment
+
+
+CATEGORICAL_MODES = ("sample", "straight-through", "gumbel")
+
+
+class _Residual(nn.Module):
+    """Linear, layer norm, ReLU, added back onto the input (same width)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + F.relu(self.norm(self.fc(h)))
+
+
+class TabularGenerator(nn.Module):
+    """``(z [N, z_dim], cond [N] int64 | None) -> encoded rows [N, D]``."""
+
+    def __init__(
+        self,
+        z_dim: int,
+        segments: Sequence[Segment],
+        n_classes: int = 0,
+        hidden: int = 256,
+        depth: int = 2,
+        embed_dim: int = 32,
+        categorical: str = "sample",
+        tau: float = 0.5,
+    ):
+        super().__init__()
+        if categorical not in CATEGORICAL_MODES:
+            raise ValueError(f"unknown categorical output {categorical!r}")
+        self.z_dim = z_dim
+        self.n_classes = n_classes
+        self.categorical = categorical
+        self.tau = tau
+        self.embed = nn.Embedding(n_classes, embed_dim) if n_classes else None
+        in_dim = z_dim + (embed_dim if n_classes else 0)
+        self.stem = nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.ReLU())
+        self.blocks = nn.Sequential(*[_Residual(hidden) for _ in range(depth)])
+        self.dim = max(s.end for s in segments)
+        self.head = nn.Linear(hidden, self.dim)
+        self.softmax_groups = [(s.start, s.end) for s in segments if s.activation == "softmax"]
+        tanh = [s.start for s in segments if s.activation == "tanh"]
+        # numeric positions keep their raw value, except those marked tanh
+        self.register_buffer("tanh_mask", torch.zeros(self.dim, dtype=torch.bool))
+        self.tanh_mask[tanh] = True
+        self.has_tanh = bool(tanh)
+        # "sample": one uniform per one-hot group, read off z by fixed orthonormal directions, picks
+        # the category by inverse-CDF sampling of the head's softmax (see _sample)
+        n_groups = len(self.softmax_groups)
+        gen = torch.Generator().manual_seed(0)
+        proj = torch.randn(z_dim, max(n_groups, 1), generator=gen)
+        if n_groups <= z_dim:
+            proj = torch.linalg.qr(proj).Q
+        self.register_buffer("u_proj", proj / proj.norm(dim=0, keepdim=True))
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        h = z
+        if self.embed is not None:
+            if cond is None:
+                raise ValueError("this generator is conditional: pass cond")
+            h = torch.cat([z, self.embed(cond)], dim=1)
+        raw = self.head(self.blocks(self.stem(h)))
+        out = torch.where(self.tanh_mask, torch.tanh(raw), raw) if self.has_tanh else raw
+        if not self.softmax_groups:
+            return out
+        parts = []
+        prev = 0
+        u = 0.5 * (1.0 + torch.erf((z @ self.u_proj) * (1.0 / math.sqrt(2.0))))
+        for g, (s, e) in enumerate(self.softmax_groups):
+            if s > prev:
+                parts.append(out[:, prev:s])
+            if self.categorical == "sample":
+                parts.append(self._sample(raw[:, s:e], u[:, g : g + 1]))
+            else:
+                parts.append(self._onehot(raw[:, s:e]))
+            prev = e
+        if prev < self.dim:
+            parts.append(out[:, prev:])
+        return torch.cat(parts, dim=1)
+
+    def _sample(self, logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Category ``k`` with probability ``softmax(logits)[k]``, chosen by a uniform ``u`` from z.
+
+        An argmax head must learn every category's share through the discriminator alone and
+        collapses onto the frequent ones (NSL-KDD's neptune rows spread over 54 services; an argmax
+        generator produced 8). Sampling gives the softmax's shares directly, and since ``u`` is a
+        function of z, the rest of the row can still depend on the category drawn. The gradient is
+        the softmax's (straight-through); at evaluation the same ``u`` makes sampling deterministic
+        given z, so the exported graph needs no random op.
+        """
+        p = torch.softmax(logits, dim=1)
+        below = (torch.cumsum(p, dim=1) < u).sum(dim=1)
+        idx = torch.clamp(below, max=logits.shape[1] - 1)
+        hard = F.one_hot(idx, logits.shape[1]).to(p.dtype)
+        if not self.training:
+            return hard
+        return hard + p - p.detach()
+
+    def _onehot(self, logits: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            # the decoder takes the argmax; a hard one-hot keeps the output in the real rows' format
+            return F.one_hot(logits.argmax(dim=1), logits.shape[1]).to(logits.dtype)
+        if self.categorical == "gumbel":
+            return F.gumbel_softmax(logits, tau=self.tau, hard=False)
+        soft = torch.softmax(logits / self.tau, dim=1)
+        hard = F.one_hot(soft.argmax(dim=1), logits.shape[1]).to(soft.dtype)
+        return hard + soft - soft.detach()
+
+
+class TabularDiscriminator(nn.Module):
+    """``(x [N, D], cond [N] | None) -> logits [N]``; with ``pac > 1`` each group of ``pac`` rows
+    shares one logit (repeated so that the output still has one entry per row)."""
+
+    def __init__(
+        self,
+        dim: int,
+        n_classes: int = 0,
+        hidden: int = 256,
+        depth: int = 2,
+        embed_dim: int = 32,
+        dropout: float = 0.1,
+        spectral: bool = True,
+        pac: int = 1,
+    ):
+        super().__init__()
+        self.pac = pac
+        self.embed = nn.Embedding(n_classes, embed_dim) if n_classes else None
+        row = dim + (embed_dim if n_classes else 0)
+        norm = nn.utils.parametrizations.spectral_norm if spectral else (lambda m: m)
+        layers: list[nn.Module] = []
+        width = row * pac
+        for _ in range(depth):
+            layers += [norm(nn.Linear(width, hidden)), nn.LeakyReLU(0.2), nn.Dropout(dropout)]
+            width = hidden
+        layers.append(norm(nn.Linear(width, 1)))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        h = x.flatten(1)
+        if self.embed is not None:
+            if cond is None:
+                raise ValueError("this discriminator is conditional: pass cond")
+            h = torch.cat([h, self.embed(cond)], dim=1)
+        n = h.shape[0]
+        if self.pac > 1:
+            if n % self.pac:
+                # pad by repeating leading rows so any batch size works; their logits are dropped
+                extra = self.pac - n % self.pac
+                h = torch.cat([h, h[:extra]], dim=0)
+            logits = self.net(h.reshape(-1, self.pac * h.shape[1])).reshape(-1)
+            return logits.repeat_interleave(self.pac)[:n]
+        return self.net(h).reshape(-1)

@@ -1,0 +1,745 @@
+"""Reversible mixed-type encoding of table rows for a GAN, with the decoder as tensor math.
+
+Numeric columns (kinds ``continuous``, ``count``, ``rate``) are encoded, by default, with a
+*dequantised quantile-to-normal* map: an empirical quantile function ``Q`` on a uniform grid of
+probability levels, linear between the grid's knots, sends a standard-normal ``y`` to
+``Q(Phi(y))``. Encoding inverts it, and a value ``v`` that the decoder would round to ``v`` (the
+column's resolution: integers for counts, two decimals for NSL-KDD's rates, found from the data)
+is sent to a value drawn uniformly from the whole probability interval that decodes to ``v``.
+So point masses (90% zeros in most traffic counts) become intervals instead of spikes, every
+column's encoded marginal is close to N(0, 1), heavy tails (``src_bytes`` up to 1e9) cost nothing,
+and any generator output decodes inside the column's observed range.
+
+Two alternatives stay selectable for comparison (``encoding="log"``: log1p and standardise;
+``encoding="msn"``: CTGAN's mode-specific normalisation with a variational Gaussian mixture); the
+benchmark in ``benchmarks/tabular_quality.py --encoding`` measures them against each other.
+
+Flags and categoricals are one-hot groups. Decoding takes the argmax of each group, so it accepts
+hard one-hots, probabilities or raw logits alike.
+
+The decoder is one :class:`TableDecoder` module (gathers, ``erf``, clamps, rounding) shared by the
+NumPy path (:meth:`TableTransform.inverse_transform`) and the ONNX export, so both give the same
+numbers. Everything fitted is plain JSON (:meth:`TableTransform.to_dict`), kept in a run's spec.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.special import ndtri
+from torch import nn
+
+from advgen.errors import InvalidDataError
+
+NUMERIC_KINDS = ("continuous", "count", "rate")
+DISCRETE_KINDS = ("flag", "categorical")
+ENCODINGS = ("quantile", "log", "msn")
+MAX_DECIMALS = 6
+# probability levels are kept inside [U_EPS, 1 - U_EPS] so that encoded values stay within +-4.8
+U_EPS = 1e-6
+# a value decodes to v when it lies within this fraction of the resolution around v; < 0.5 leaves a
+# margin so that float32 decoding never lands on a rounding boundary
+ROUND_HALF = 0.49
+# a rate is snapped to fractions of a count when this share of real rows already is one ...
+FRACTION_MIN_PASS = 0.999
+# ... and no more than this share of rows with the count shuffled independently would be
+FRACTION_MAX_SHUFFLED = 0.98
+
+
+def fraction_ok(rate: np.ndarray, count: np.ndarray, decimals: int) -> np.ndarray:
+    """``rate`` equals ``k / count`` rounded to ``decimals`` for an integer ``0 <= k <= count``
+    (and is 0 where the count is 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.where(count > 0, count, 1.0)
+        k = np.clip(np.round(rate * c), 0, c)
+        half = 0.5 * 10.0 ** (-decimals) + 1e-6
+        ok = np.zeros(rate.shape, dtype=bool)
+        for dk in (-1.0, 0.0, 1.0):
+            ok |= np.abs(np.clip(k + dk, 0, c) / c - rate) <= half
+    return np.where(count > 0, ok, rate == 0)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A slice of the encoded row and how a generator should produce it."""
+
+    column: str
+    start: int
+    end: int
+    activation: str  # "linear", "tanh" or "softmax"
+
+
+def _decimals(values: np.ndarray, kind: str) -> int | None:
+    """The fewest decimals that represent every value exactly (counts: 0), or None when none do."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0
+    for d in range(0, MAX_DECIMALS + 1):
+        scaled = finite * 10.0**d
+        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled))):
+            return d
+    return 0 if kind == "count" else None
+
+
+def _rle(values: np.ndarray) -> list[list[float]]:
+    """Run-length encoding ``[[value, repeat], ...]``: quantile grids of traffic data are mostly runs."""
+    out: list[list[float]] = []
+    for v in values.tolist():
+        if out and out[-1][0] == v:
+            out[-1][1] += 1
+        else:
+            out.append([float(v), 1])
+    return out
+
+
+def _unrle(runs: list[list[float]]) -> np.ndarray:
+    return np.concatenate([np.full(int(n), v, dtype=np.float64) for v, n in runs]) if runs else np.zeros(0)
+
+
+def _json_scalar(v: Any) -> Any:
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, (np.bool_,)):
+        return bool(v)
+    return v
+
+
+class TableTransform:
+    """Fit on a DataFrame, encode rows to a float32 matrix, decode generator output to typed rows.
+
+    ``columns`` is a list of ``(name, kind)``; kinds are those of the dataset schema. Columns are
+    encoded in the given order; decoding returns them in the same order.
+    """
+
+    def __init__(
+        self,
+        encoding: str = "quantile",
+        n_quantiles: int = 1001,
+        msn_modes: int = 10,
+        joint_max: int = 1000,
+        snap_fractions: bool = True,
+    ):
+        if encoding not in ENCODINGS:
+            raise InvalidDataError(f"unknown numeric encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
+        if n_quantiles < 2:
+            raise InvalidDataError("n_quantiles must be at least 2")
+        self.encoding = encoding
+        self.n_quantiles = int(n_quantiles)
+        self.msn_modes = int(msn_modes)
+        self.joint_max = int(joint_max)
+        self.snap_fractions = bool(snap_fractions)
+        self.plans: list[dict[str, Any]] = []
+        self.order: list[str] = []
+        self.fractions: list[dict[str, Any]] = []
+
+    # --- fitting -------------------------------------------------------------------------------
+
+    def fit(self, df: pd.DataFrame, columns: Iterable[tuple[str, str]], seed: int = 0) -> TableTransform:
+        self.plans = []
+        columns = list(columns)
+        if not columns:
+            raise InvalidDataError("nothing to encode: the table has no feature columns")
+        if len(df) == 0:
+            raise InvalidDataError("cannot fit the transform on an empty table")
+        for name, kind in columns:
+            if name not in df.columns:
+                raise InvalidDataError(f"column {name!r} is missing from the data")
+            if kind in NUMERIC_KINDS:
+                values = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64)
+                if not np.isfinite(values).all():
+                    raise InvalidDataError(f"numeric column {name!r} holds missing or non-finite values")
+                self.plans.append(self._fit_numeric(name, kind, values, seed))
+            elif kind in DISCRETE_KINDS:
+                self.plans.append(self._fit_discrete(name, kind, df[name]))
+            else:
+                raise InvalidDataError(f"column {name!r} has unknown kind {kind!r}")
+        self.order = [name for name, _ in columns]
+        self._fit_joint(df)
+        self.fractions = self._fit_fractions(df, seed) if self.snap_fractions else []
+        return self
+
+    def _fit_joint(self, df: pd.DataFrame) -> None:
+        """Encode the categoricals as one categorical over the combinations seen, when they are few.
+
+        Independent one-hots let a generator pair a service with a protocol it never runs on; one
+        softmax over the observed combinations models their joint distribution directly and keeps
+        every decoded row's combination a real one.
+        """
+        cats = [p for p in self.plans if p["kind"] == "categorical"]
+        if len(cats) < 2 or self.joint_max < 2:
+            return
+        names = [p["name"] for p in cats]
+        combos = df[names].astype(str).drop_duplicates().sort_values(names)
+        if len(combos) > min(self.joint_max, max(50, 0.05 * len(df))):
+            return
+        table = [
+            [cats[j]["vocab"].index(v) for j, v in enumerate(row)] for row in combos.itertuples(index=False)
+        ]
+        joint = {
+            "name": "|".join(names),
+            "kind": "joint",
+            "encoding": "onehot",
+            "members": [{"name": p["name"], "vocab": p["vocab"]} for p in cats],
+            "vocab": table,
+        }
+        first = self.plans.index(cats[0])
+        self.plans = [p for p in self.plans if p["kind"] != "categorical"]
+        self.plans.insert(first, joint)
+
+    def _fit_fractions(self, df: pd.DataFrame, seed: int) -> list[dict[str, Any]]:
+        """Rates that are fractions ``k / count`` of a count column in (almost) every row.
+
+        Decoding rounds such a rate to the nearest fraction of its decoded count, as the rate's
+        own resolution (two decimals) is rounded: a rate of 0.5 with a count of 1 is no traffic
+        record. A pair is kept only when independent shuffling of the two columns breaks it (the
+        count carries information about the rate), and each rate takes the most informative count.
+        """
+        rng = np.random.default_rng(seed)
+        n = len(df)
+        rates = [p for p in self.plans if p["kind"] == "rate" and p.get("decimals") is not None]
+        counts = [p for p in self.plans if p["kind"] == "count" and p.get("decimals") == 0 and p["min"] >= 0]
+        out = []
+        for r in rates:
+            rv = df[r["name"]].to_numpy(dtype=np.float64)
+            best: tuple[float, str] | None = None
+            for c in counts:
+                cv = df[c["name"]].to_numpy(dtype=np.float64)
+                if np.mean(fraction_ok(rv, cv, r["decimals"])) < FRACTION_MIN_PASS:
+                    continue
+                shuffled = float(np.mean(fraction_ok(rv, cv[rng.permutation(n)], r["decimals"])))
+                if shuffled <= FRACTION_MAX_SHUFFLED and (best is None or shuffled < best[0]):
+                    best = (shuffled, c["name"])
+            if best is not None:
+                out.append({"rate": r["name"], "count": best[1], "decimals": int(r["decimals"])})
+        return out
+
+    def _fit_numeric(self, name: str, kind: str, values: np.ndarray, seed: int) -> dict[str, Any]:
+        lo, hi = float(values.min()), float(values.max())
+        plan: dict[str, Any] = {
+            "name": name,
+            "kind": kind,
+            "encoding": self.encoding,
+            "min": lo,
+            "max": hi,
+            "decimals": _decimals(values, kind),
+        }
+        if self.encoding == "quantile":
+            n_q = min(self.n_quantiles, max(2, values.size))
+            grid = np.quantile(values, np.linspace(0.0, 1.0, n_q))
+            grid = np.maximum.accumulate(grid)  # guard against float noise breaking monotonicity
+            plan["grid"] = _rle(grid)
+        elif self.encoding == "log":
+            shift = lo
+            t = np.log1p(values - shift) if kind != "rate" else values
+            plan.update(shift=shift, log=kind != "rate", mean=float(t.mean()), std=float(t.std() or 1.0))
+        else:
+            plan.update(_fit_msn(values, self.msn_modes, seed))
+        return plan
+
+    @staticmethod
+    def _fit_discrete(name: str, kind: str, series: pd.Series) -> dict[str, Any]:
+        if kind == "flag":
+            values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+            if not np.isfinite(values).all():
+                raise InvalidDataError(f"flag column {name!r} holds missing or non-numeric values")
+            vocab: list[Any] = sorted({_json_scalar(v) for v in np.unique(values).tolist()})
+            vocab = [int(v) if float(v).is_integer() else float(v) for v in vocab]
+        else:
+            vocab = sorted(series.astype(str).unique().tolist())
+        return {"name": name, "kind": kind, "encoding": "onehot", "vocab": vocab}
+
+    # --- layout --------------------------------------------------------------------------------
+
+    def _width(self, plan: dict[str, Any]) -> int:
+        if plan["encoding"] == "onehot":
+            return len(plan["vocab"])
+        if plan["encoding"] == "msn":
+            return 1 + len(plan["means"])
+        return 1
+
+    @property
+    def dim(self) -> int:
+        return sum(self._width(p) for p in self.plans)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.order)
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        """Columns of the decoder's float output: numerics and flags, in table order."""
+        return _numeric_columns(self.to_dict())
+
+    @property
+    def categorical_columns(self) -> list[str]:
+        """Columns of the decoder's index output: categoricals, in table order."""
+        return [c["name"] for c in _categorical_members(self.to_dict())]
+
+    def vocabulary(self, name: str) -> list[Any]:
+        """The values a categorical or flag column decodes to."""
+        for c in _categorical_members(self.to_dict()):
+            if c["name"] == name:
+                return list(c["vocab"])
+        return list(self.plan(name)["vocab"])
+
+    def plan(self, name: str) -> dict[str, Any]:
+        for p in self.plans:
+            if p["name"] == name:
+                return p
+        raise KeyError(name)
+
+    def segments(self) -> list[Segment]:
+        out: list[Segment] = []
+        pos = 0
+        for p in self.plans:
+            w = self._width(p)
+            if p["encoding"] == "onehot":
+                out.append(Segment(p["name"], pos, pos + w, "softmax"))
+            elif p["encoding"] == "msn":
+                out.append(Segment(p["name"], pos, pos + 1, "tanh"))
+                out.append(Segment(p["name"], pos + 1, pos + w, "softmax"))
+            else:
+                out.append(Segment(p["name"], pos, pos + 1, "linear"))
+            pos += w
+        return out
+
+    # --- encoding ------------------------------------------------------------------------------
+
+    def transform(
+        self, df: pd.DataFrame, rng: np.random.Generator | None = None, dequantize: bool = True
+    ) -> np.ndarray:
+        """Encode rows. With ``dequantize`` (training), a value is spread uniformly over the encoded
+        interval that decodes to it; without, it goes to the middle of that interval."""
+        if not self.plans:
+            raise InvalidDataError("the transform has not been fitted")
+        rng = rng if rng is not None else np.random.default_rng(0)
+        n = len(df)
+        blocks: list[np.ndarray] = []
+        for p in self.plans:
+            names = [m["name"] for m in p["members"]] if p["kind"] == "joint" else [p["name"]]
+            for name in names:
+                if name not in df.columns:
+                    raise InvalidDataError(f"column {name!r} is missing from the data")
+            col = df[names] if p["kind"] == "joint" else df[p["name"]]
+            if p["encoding"] == "onehot":
+                blocks.append(_onehot(p, col))
+                continue
+            values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+            if not np.isfinite(values).all():
+                raise InvalidDataError(f"numeric column {p['name']!r} holds missing or non-finite values")
+            if p["encoding"] == "quantile":
+                blocks.append(_quantile_encode(p, values, rng, dequantize).reshape(n, 1))
+            elif p["encoding"] == "log":
+                t = np.log1p(np.maximum(values - p["shift"], 0.0)) if p["log"] else values
+                blocks.append(((t - p["mean"]) / p["std"]).astype(np.float32).reshape(n, 1))
+            else:
+                blocks.append(_msn_encode(p, values, rng))
+        return np.concatenate(blocks, axis=1).astype(np.float32, copy=False)
+
+    # --- decoding ------------------------------------------------------------------------------
+
+    def decoder(self) -> TableDecoder:
+        return TableDecoder(self.to_dict())
+
+    def decode_arrays(self, x: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Encoded rows to ``(numeric float32 [N, n_num], category index int64 [N, n_cat])``."""
+        t = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x)
+        with torch.no_grad():
+            num, cat = self.decoder()(t.detach().to("cpu", torch.float32))
+        return num.numpy(), cat.numpy()
+
+    def inverse_transform(self, x: np.ndarray | torch.Tensor) -> pd.DataFrame:
+        num, cat = self.decode_arrays(x)
+        return frame_from_arrays(num, cat, self.output_info())
+
+    def output_info(self) -> dict[str, Any]:
+        """What the decoder's two outputs hold, enough to build typed rows without torch."""
+        d = self.to_dict()
+        by_name = {p["name"]: p for p in self.plans}
+        numeric = [by_name[name] for name in _numeric_columns(d)]
+        cats = _categorical_members(d)
+        return {
+            "numeric": [
+                {
+                    "name": p["name"],
+                    "kind": p["kind"],
+                    "dtype": "int64" if _is_integral(p) else "float64",
+                    "decimals": p.get("decimals") if p["kind"] != "flag" else 0,
+                }
+                for p in numeric
+            ],
+            "categorical": [{"name": p["name"], "vocab": list(p["vocab"])} for p in cats],
+            "order": list(self.order),
+        }
+
+    # --- serialisation -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "encoding": self.encoding,
+            "n_quantiles": self.n_quantiles,
+            "msn_modes": self.msn_modes,
+            "joint_max": self.joint_max,
+            "snap_fractions": self.snap_fractions,
+            "plans": self.plans,
+            "order": self.order,
+            "fractions": self.fractions,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TableTransform:
+        t = cls(
+            d["encoding"],
+            d.get("n_quantiles", 1001),
+            d.get("msn_modes", 10),
+            d.get("joint_max", 1000),
+            d.get("snap_fractions", True),
+        )
+        t.plans = [dict(p) for p in d["plans"]]
+        t.order = list(d["order"])
+        t.fractions = [dict(f) for f in d.get("fractions", [])]
+        return t
+
+
+def _numeric_columns(d: dict[str, Any]) -> list[str]:
+    kinds = {p["name"] for p in d["plans"] if p["kind"] not in ("categorical", "joint")}
+    return [name for name in d["order"] if name in kinds]
+
+
+def _categorical_members(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every categorical column (joint groups expanded) with its vocabulary, in table order."""
+    found: dict[str, dict[str, Any]] = {}
+    for p in d["plans"]:
+        if p["kind"] == "categorical":
+            found[p["name"]] = {"name": p["name"], "vocab": p["vocab"]}
+        elif p["kind"] == "joint":
+            for m in p["members"]:
+                found[m["name"]] = {"name": m["name"], "vocab": m["vocab"]}
+    return [found[name] for name in d["order"] if name in found]
+
+
+def _is_integral(plan: dict[str, Any]) -> bool:
+    if plan["kind"] == "flag":
+        return all(float(v).is_integer() for v in plan["vocab"])
+    return plan.get("decimals") == 0
+
+
+def _onehot(plan: dict[str, Any], col: pd.Series | pd.DataFrame) -> np.ndarray:
+    vocab = plan["vocab"]
+    if plan["kind"] == "joint":
+        # each member's index into its own vocabulary, combined into one integer per combination
+        members = plan["members"]
+        codes = np.zeros(len(col), dtype=np.int64)
+        known = np.ones(len(col), dtype=bool)
+        for m in members:
+            member_idx = pd.Categorical(col[m["name"]].astype(str), categories=[str(v) for v in m["vocab"]]).codes
+            known &= member_idx >= 0
+            codes = codes * len(m["vocab"]) + np.maximum(member_idx, 0)
+        table = np.asarray(vocab, dtype=np.int64).reshape(len(vocab), len(members))
+        table_codes = np.zeros(len(vocab), dtype=np.int64)
+        for j, m in enumerate(members):
+            table_codes = table_codes * len(m["vocab"]) + table[:, j]
+        lookup = pd.Series(np.arange(len(vocab)), index=table_codes)
+        idx = np.where(known, pd.Series(codes).map(lookup).fillna(-1).to_numpy(dtype=np.int64), -1)
+        keys = col.astype(str).to_numpy()
+        keys = np.array(["/".join(r) for r in keys[idx < 0]], dtype=object) if (idx < 0).any() else keys[:0]
+        if (idx < 0).any():
+            raise InvalidDataError(
+                f"columns {plan['name'].replace('|', '/')} hold combinations never seen when fitting: "
+                + ", ".join(sorted(set(keys.tolist()))[:10])
+            )
+    elif plan["kind"] == "flag":
+        keys = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+        levels = np.asarray([float(v) for v in vocab])
+        idx = np.searchsorted(levels, keys).clip(0, len(levels) - 1)
+        idx = np.where(levels[idx] == keys, idx, -1)
+    else:
+        keys = col.astype(str).to_numpy()
+        idx = np.asarray(pd.Categorical(keys, categories=[str(v) for v in vocab]).codes, dtype=np.int64)
+    if (idx < 0).any():
+        unseen = sorted({str(k) for k in np.asarray(keys)[idx < 0]})
+        raise InvalidDataError(
+            f"column {plan['name']!r} holds values never seen when fitting: {', '.join(unseen[:10])}"
+        )
+    out = np.zeros((len(idx), len(vocab)), dtype=np.float32)
+    out[np.arange(len(idx)), idx] = 1.0
+    return out
+
+
+def _quantile_encode(
+    plan: dict[str, Any], values: np.ndarray, rng: np.random.Generator, dequantize: bool
+) -> np.ndarray:
+    grid = _unrle(plan["grid"])
+    dec = plan["decimals"]
+    half = ROUND_HALF * 10.0 ** (-dec) if dec is not None else 0.0
+    v = np.clip(values, grid[0], grid[-1])
+    lo_u = _cdf_lo(grid, v - half)
+    hi_u = _cdf_hi(grid, v + half)
+    hi_u = np.maximum(hi_u, lo_u)
+    if dequantize:
+        u = lo_u + rng.random(v.shape[0]) * (hi_u - lo_u)
+    else:
+        u = 0.5 * (lo_u + hi_u)
+    return ndtri(np.clip(u, U_EPS, 1.0 - U_EPS)).astype(np.float32)
+
+
+def _cdf_lo(grid: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """inf{u : Q(u) >= v} for the piecewise-linear quantile function on a uniform level grid."""
+    g = grid.shape[0]
+    k = np.searchsorted(grid, v, side="left")
+    return _segment_u(grid, v, k, g)
+
+
+def _cdf_hi(grid: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """sup{u : Q(u) <= v}."""
+    g = grid.shape[0]
+    k = np.searchsorted(grid, v, side="right")
+    return _segment_u(grid, v, k, g)
+
+
+def _segment_u(grid: np.ndarray, v: np.ndarray, k: np.ndarray, g: int) -> np.ndarray:
+    # v lies on the rising segment between knots k-1 and k (k == 0: below the grid, k == g: above)
+    u = np.empty_like(v)
+    below, above = k == 0, k == g
+    mid = ~(below | above)
+    km = k[mid]
+    a, b = grid[km - 1], grid[km]
+    frac = np.where(b > a, (v[mid] - a) / np.where(b > a, b - a, 1.0), 0.0)
+    u[mid] = (km - 1 + np.clip(frac, 0.0, 1.0)) / (g - 1)
+    u[below] = 0.0
+    u[above] = 1.0
+    return u
+
+
+def _fit_msn(values: np.ndarray, modes: int, seed: int) -> dict[str, Any]:
+    """CTGAN's mode-specific normalisation: a variational Gaussian mixture, modes of weight > 0.5%."""
+    from sklearn.mixture import BayesianGaussianMixture
+
+    rng = np.random.default_rng(seed)
+    sample = values if values.size <= 20000 else rng.choice(values, 20000, replace=False)
+    n_modes = int(min(modes, max(1, np.unique(sample).size)))
+    gm = BayesianGaussianMixture(
+        n_components=n_modes,
+        weight_concentration_prior_type="dirichlet_process",
+        weight_concentration_prior=0.001,
+        max_iter=100,
+        random_state=seed,
+    )
+    gm.fit(sample.reshape(-1, 1))
+    keep = gm.weights_ > 0.005
+    if not keep.any():
+        keep[np.argmax(gm.weights_)] = True
+    means = gm.means_.reshape(-1)[keep]
+    stds = np.sqrt(gm.covariances_.reshape(-1))[keep]
+    return {"means": means.tolist(), "stds": np.maximum(stds, 1e-6).tolist(), "weights": gm.weights_[keep].tolist()}
+
+
+def _msn_encode(plan: dict[str, Any], values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    means, stds = np.asarray(plan["means"]), np.asarray(plan["stds"])
+    weights = np.asarray(plan["weights"])
+    z = (values[:, None] - means[None, :]) / stds[None, :]
+    logp = -0.5 * z**2 - np.log(stds)[None, :] + np.log(weights)[None, :]
+    p = np.exp(logp - logp.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    cum = p.cumsum(axis=1)
+    mode = (rng.random((values.shape[0], 1)) > cum).sum(axis=1).clip(0, len(means) - 1)
+    alpha = np.clip((values - means[mode]) / (4 * stds[mode]), -0.99, 0.99)
+    out = np.zeros((values.shape[0], 1 + len(means)), dtype=np.float32)
+    out[:, 0] = alpha
+    out[np.arange(values.shape[0]), 1 + mode] = 1.0
+    return out
+
+
+class TableDecoder(nn.Module):
+    """Encoded rows ``[N, D]`` to ``(numeric float32 [N, n_num], category index int64 [N, n_cat])``.
+
+    Only ops that export to ONNX: index_select, indexing by a tensor, erf, floor, clamp, round,
+    argmax. The numeric output holds the numeric columns and the flags, in table order; the
+    categorical output holds each categorical's index into its vocabulary, in table order.
+    """
+
+    def __init__(self, transform: dict[str, Any]):
+        super().__init__()
+        plans = transform["plans"]
+        numeric_names = _numeric_columns(transform)
+        cat_names = [c["name"] for c in _categorical_members(transform)]
+        q_in, q_out, grids = [], [], []
+        l_in, l_out, l_mean, l_std, l_shift, l_log = [], [], [], [], [], []
+        self.msn: list[tuple[int, int, int, int]] = []  # (alpha pos, modes start, modes end, out index)
+        msn_params = []
+        self.flags: list[tuple[int, int, int]] = []  # (start, end, out index)
+        flag_values = []
+        self.cats: list[tuple[int, int, bool]] = []  # (start, end, joint?)
+        cat_order: list[int] = []
+        joint_tables = []
+        lo, hi, scale, rounded = [0.0] * len(numeric_names), [0.0] * len(numeric_names), [], []
+        scale = [1.0] * len(numeric_names)
+        rounded = [False] * len(numeric_names)
+        n_grid = 2
+        for p in plans:
+            if p["encoding"] == "quantile":
+                n_grid = max(n_grid, int(sum(n for _, n in p["grid"])))
+        pos = 0
+        for p in plans:
+            if p["encoding"] == "onehot":
+                w = len(p["vocab"])
+            elif p["encoding"] == "msn":
+                w = 1 + len(p["means"])
+            else:
+                w = 1
+            if p["kind"] not in ("categorical", "joint"):
+                out_idx = numeric_names.index(p["name"])
+                dec = p.get("decimals") if p["kind"] != "flag" else None
+                lo[out_idx] = float(p.get("min", min(float(v) for v in p.get("vocab", [0.0]))))
+                hi[out_idx] = float(p.get("max", max(float(v) for v in p.get("vocab", [0.0]))))
+                scale[out_idx] = 10.0**dec if dec is not None else 1.0
+                rounded[out_idx] = dec is not None
+            if p["encoding"] == "quantile":
+                grid = _unrle(p["grid"])
+                if grid.shape[0] != n_grid:  # resample to a common grid so one gather serves all columns
+                    grid = np.interp(np.linspace(0, 1, n_grid), np.linspace(0, 1, grid.shape[0]), grid)
+                q_in.append(pos)
+                q_out.append(out_idx)
+                grids.append(grid)
+            elif p["encoding"] == "log":
+                l_in.append(pos)
+                l_out.append(out_idx)
+                l_mean.append(p["mean"])
+                l_std.append(p["std"])
+                l_shift.append(p["shift"])
+                l_log.append(bool(p["log"]))
+            elif p["encoding"] == "msn":
+                self.msn.append((pos, pos + 1, pos + w, out_idx))
+                msn_params.append((p["means"], p["stds"]))
+            elif p["kind"] == "flag":
+                self.flags.append((pos, pos + w, out_idx))
+                flag_values.append([float(v) for v in p["vocab"]])
+            elif p["kind"] == "joint":
+                self.cats.append((pos, pos + w, True))
+                joint_tables.append(p["vocab"])
+                cat_order += [cat_names.index(m["name"]) for m in p["members"]]
+            else:
+                self.cats.append((pos, pos + w, False))
+                cat_order.append(cat_names.index(p["name"]))
+            pos += w
+        self.dim = pos
+        self.n_grid = n_grid
+        self.n_num = len(numeric_names)
+        f32 = torch.float32
+        self.register_buffer("q_in", torch.tensor(q_in, dtype=torch.long))
+        flat = np.stack(grids).reshape(-1) if grids else np.zeros(0)
+        self.register_buffer("grid_flat", torch.tensor(flat, dtype=f32))
+        self.register_buffer("grid_offset", torch.arange(len(grids), dtype=torch.long) * n_grid)
+        self.register_buffer("l_in", torch.tensor(l_in, dtype=torch.long))
+        self.register_buffer("l_mean", torch.tensor(l_mean, dtype=f32))
+        self.register_buffer("l_std", torch.tensor(l_std, dtype=f32))
+        self.register_buffer("l_shift", torch.tensor(l_shift, dtype=f32))
+        self.register_buffer("l_log", torch.tensor(l_log, dtype=torch.bool))
+        for i, (m, sd) in enumerate(msn_params):
+            self.register_buffer(f"msn_mean{i}", torch.tensor(m, dtype=f32))
+            self.register_buffer(f"msn_std{i}", torch.tensor(sd, dtype=f32))
+        for i, vals in enumerate(flag_values):
+            self.register_buffer(f"flag_values{i}", torch.tensor(vals, dtype=f32))
+        for i, table in enumerate(joint_tables):
+            self.register_buffer(f"joint_table{i}", torch.tensor(table, dtype=torch.long))
+        # decoded columns come out family by family; the permutations put them back in table order
+        order = q_out + l_out + [m[3] for m in self.msn] + [f[2] for f in self.flags]
+        self.register_buffer("perm", torch.tensor(np.argsort(np.asarray(order, dtype=np.int64)), dtype=torch.long))
+        self.register_buffer(
+            "cat_perm", torch.tensor(np.argsort(np.asarray(cat_order, dtype=np.int64)), dtype=torch.long)
+        )
+        self.register_buffer("lo", torch.tensor(lo, dtype=f32))
+        self.register_buffer("hi", torch.tensor(hi, dtype=f32))
+        self.register_buffer("scale", torch.tensor(scale, dtype=f32))
+        self.register_buffer("rounded", torch.tensor(rounded, dtype=torch.bool))
+        fr = transform.get("fractions", [])
+        self.register_buffer("frac_rate", torch.tensor([numeric_names.index(f["rate"]) for f in fr], dtype=torch.long))
+        self.register_buffer(
+            "frac_count", torch.tensor([numeric_names.index(f["count"]) for f in fr], dtype=torch.long)
+        )
+        self.register_buffer("frac_scale", torch.tensor([10.0 ** f["decimals"] for f in fr], dtype=f32))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.to(torch.float32)
+        n = x.shape[0]
+        parts: list[torch.Tensor] = []
+        if self.q_in.numel():
+            # Q(Phi(y)): the quantile function, linear between the knots of a uniform level grid
+            y = x.index_select(1, self.q_in)
+            u = 0.5 * (1.0 + torch.erf(y * (1.0 / math.sqrt(2.0))))
+            pos = (u * (self.n_grid - 1)).clamp(0.0, float(self.n_grid - 1))
+            k = torch.floor(pos).clamp(max=float(self.n_grid - 2))
+            frac = pos - k
+            idx = k.to(torch.long) + self.grid_offset.unsqueeze(0)
+            a = self.grid_flat[idx]
+            b = self.grid_flat[idx + 1]
+            parts.append(a + frac * (b - a))
+        if self.l_in.numel():
+            y = x.index_select(1, self.l_in) * self.l_std + self.l_mean
+            parts.append(torch.where(self.l_log, torch.expm1(y) + self.l_shift, y))
+        for i, (a_pos, m0, m1, _) in enumerate(self.msn):
+            mode = x[:, m0:m1].argmax(dim=1)
+            mean = getattr(self, f"msn_mean{i}")[mode]
+            std = getattr(self, f"msn_std{i}")[mode]
+            alpha = x[:, a_pos].clamp(-1.0, 1.0)
+            parts.append((alpha * 4.0 * std + mean).unsqueeze(1))
+        for i, (s, e, _) in enumerate(self.flags):
+            parts.append(getattr(self, f"flag_values{i}")[x[:, s:e].argmax(dim=1)].unsqueeze(1))
+        if parts:
+            num = torch.cat(parts, dim=1).index_select(1, self.perm)
+            num = torch.maximum(torch.minimum(num, self.hi), self.lo)
+            num = torch.where(self.rounded, torch.round(num * self.scale) / self.scale, num)
+            if self.frac_rate.numel():
+                num = self._snap_fractions(num)
+        else:
+            num = x.new_zeros((n, 0))
+        cat_parts: list[torch.Tensor] = []
+        j = 0
+        for s, e, joint in self.cats:
+            idx = x[:, s:e].argmax(dim=1)
+            if joint:
+                cat_parts.append(getattr(self, f"joint_table{j}")[idx])
+                j += 1
+            else:
+                cat_parts.append(idx.unsqueeze(1))
+        if cat_parts:
+            cat = torch.cat(cat_parts, dim=1).index_select(1, self.cat_perm)
+        else:
+            cat = torch.zeros((n, 0), dtype=torch.long, device=x.device)
+        return num, cat
+
+    def _snap_fractions(self, num: torch.Tensor) -> torch.Tensor:
+        """Round each fraction-like rate to ``k / count`` of its decoded count, then to its decimals."""
+        rate = num.index_select(1, self.frac_rate)
+        count = num.index_select(1, self.frac_count)
+        safe = torch.clamp(count, min=1.0)
+        snapped = torch.round(torch.round(rate * safe) / safe * self.frac_scale) / self.frac_scale
+        snapped = torch.where(count > 0, snapped, torch.zeros_like(snapped))
+        # scatter the snapped rates back by adding the difference at their positions
+        delta = torch.zeros_like(num).index_add(1, self.frac_rate, snapped - rate)
+        return num + delta
+
+
+def frame_from_arrays(num: np.ndarray, cat: np.ndarray, info: dict[str, Any]) -> pd.DataFrame:
+    """Typed DataFrame from the decoder's outputs: integers for counts and flags, rounded floats,
+    categories from their vocabulary; columns in table order. NumPy and pandas only."""
+    cols: dict[str, Any] = {}
+    for j, c in enumerate(info["numeric"]):
+        v = num[:, j].astype(np.float64)
+        if c["dtype"] == "int64":
+            cols[c["name"]] = np.rint(v).astype(np.int64)
+        elif c.get("decimals") is not None:
+            cols[c["name"]] = np.round(v, int(c["decimals"]))
+        else:
+            cols[c["name"]] = v
+    for j, c in enumerate(info["categorical"]):
+        vocab = np.asarray([str(v) for v in c["vocab"]], dtype=object)
+        cols[c["name"]] = vocab[np.asarray(cat[:, j], dtype=np.int64)]
+    return pd.DataFrame({name: cols[name] for name in info["order"] if name in cols})

@@ -1,0 +1,275 @@
+"""Rules a generated row must obey, fitted from the training table and kept as JSON in the spec.
+
+Two families:
+
+* ``schema``: each column's type and range for its kind (counts are non-negative integers, rates
+  lie in [0, 1], every numeric within the training range) and each categorical's vocabulary;
+* ``cross-column``: dependencies that hold in (almost) every real row, found from the data rather
+  than written for one dataset:
+  - combinations of the categorical columns seen in real rows, alone and together with the label
+    (NSL-KDD: protocol/service/flag, and protocol/service/flag/attack), when there are few enough
+    of them for "seen" to mean something;
+  - orderings ``a <= b`` between columns of the same kind (``srv_count <= count``);
+  - zero implications ``a == 0 => b == 0`` (a rate that is 0 whenever its count is);
+  - rates that are fractions of a count (``rate * count`` within rounding of an integer).
+
+A candidate rule is kept only when the real rows pass it (at least ``min_pass``, 99.9%) *and* it
+says something about dependence: rows whose columns are shuffled independently (same marginals)
+must fail it clearly more often (pass at most ``max_shuffled``). Without that test, hundreds of
+vacuous rules (``urgent <= count`` where ``urgent`` is almost always 0) would dilute the report.
+Every rule records the real data's own pass rate, shown beside the synthetic one.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from advgen.domain import Validator
+from advgen.errors import InvalidDataError
+
+NUMERIC_KINDS = ("continuous", "count", "rate")
+MIN_PASS = 0.999
+MAX_SHUFFLED = 0.98
+# a categorical combination rule is kept only while distinct combinations stay below this share of
+# the rows (otherwise "seen in training" would just memorise the table)
+MAX_COMBO_SHARE = 0.05
+FRACTION_TOLERANCE = 1e-6
+
+
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    if name not in df.columns:
+        raise InvalidDataError(f"samples have no column {name!r}")
+    return df[name]
+
+
+def _num(df: pd.DataFrame, name: str) -> np.ndarray:
+    return pd.to_numeric(_col(df, name), errors="coerce").to_numpy(dtype=np.float64)
+
+
+def _keys(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """One string key per row for a tuple of columns (numbers written canonically)."""
+    parts = []
+    for c in columns:
+        s = _col(df, c)
+        if pd.api.types.is_numeric_dtype(s):
+            v = s.to_numpy(dtype=np.float64)
+            parts.append(np.array([repr(float(x)) for x in v], dtype=object))
+        else:
+            parts.append(s.astype(str).to_numpy(dtype=object))
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + "\x1f" + p
+    return out
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+
+def _check(rule: dict[str, Any]) -> Callable[[pd.DataFrame], np.ndarray]:
+    t = rule["type"]
+    if t == "range":
+
+        def check(df: pd.DataFrame) -> np.ndarray:
+            v = _num(df, rule["column"])
+            ok = np.isfinite(v) & (v >= rule["min"]) & (v <= rule["max"])
+            if rule.get("integer"):
+                ok &= np.isclose(v, np.round(v), rtol=0, atol=1e-9)
+            elif rule.get("decimals") is not None:
+                s = v * 10.0 ** rule["decimals"]
+                ok &= np.abs(s - np.round(s)) <= 1e-6 * np.maximum(1.0, np.abs(s))
+            return ok
+
+    elif t == "vocab":
+        allowed = {str(v) for v in rule["values"]}
+        numeric = rule.get("numeric", False)
+
+        def check(df: pd.DataFrame) -> np.ndarray:
+            if numeric:
+                vals = {float(v) for v in rule["values"]}
+                return np.isin(_num(df, rule["column"]), list(vals))
+            return _col(df, rule["column"]).astype(str).isin(allowed).to_numpy()
+
+    elif t == "combo":
+        allowed_keys = set(rule["allowed"])
+
+        def check(df: pd.DataFrame) -> np.ndarray:
+            return pd.Series(_keys(df, rule["columns"])).isin(allowed_keys).to_numpy()
+
+    elif t == "order":
+
+        def check(df: pd.DataFrame) -> np.ndarray:
+            return _num(df, rule["a"]) <= _num(df, rule["b"]) + 1e-9
+
+    elif t == "zero":
+
+        def check(df: pd.DataFrame) -> np.ndarray:
+            return (_num(df, rule["a"]) != 0) | (_num(df, rule["b"]) == 0)
+
+    elif t == "fraction":
+
+        def check(df: pd.DataFrame) -> np.ndarray:
+            return _fraction_ok(_num(df, rule["rate"]), _num(df, rule["count"]), rule["decimals"])
+
+    else:
+        raise InvalidDataError(f"unknown rule type {t!r} in the run's spec")
+    return check
+
+
+def _fraction_ok(rate: np.ndarray, count: np.ndarray, decimals: int) -> np.ndarray:
+    """``rate`` equals ``k / count`` rounded to ``decimals`` for some integer ``0 <= k <= count``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.where(count > 0, count, 1.0)
+        k = np.clip(np.round(rate * c), 0, c)
+        half = 0.5 * 10.0 ** (-decimals) + FRACTION_TOLERANCE
+        # the rate is k/count rounded; the nearest integer k, or its neighbours, must reproduce it
+        ok = np.zeros(rate.shape, dtype=bool)
+        for dk in (-1.0, 0.0, 1.0):
+            kk = np.clip(k + dk, 0, c)
+            ok |= np.abs(kk / c - rate) <= half
+    return np.where(count > 0, ok, rate == 0)
+
+
+def _describe(rule: dict[str, Any]) -> tuple[str, str, str]:
+    """(name, description, group) of a rule."""
+    t = rule["type"]
+    if t == "range":
+        what = "integer" if rule.get("integer") else "number"
+        if rule.get("kind") == "rate":
+            what = "rate"
+        return (
+            f"{rule['column']}:range",
+            f"{rule['column']} is a {what} in [{rule['min']:g}, {rule['max']:g}]",
+            "schema",
+        )
+    if t == "vocab":
+        n = len(rule["values"])
+        return f"{rule['column']}:vocabulary", f"{rule['column']} is one of the {n} values seen in training", "schema"
+    if t == "combo":
+        cols = "/".join(rule["columns"])
+        n = len(rule["allowed"])
+        return f"combo:{cols}", f"({cols}) is one of the {n} combinations seen in training", "cross-column"
+    if t == "order":
+        return f"order:{rule['a']}<={rule['b']}", f"{rule['a']} <= {rule['b']}", "cross-column"
+    if t == "zero":
+        return f"zero:{rule['a']}=>{rule['b']}", f"{rule['b']} is 0 whenever {rule['a']} is 0", "cross-column"
+    if t == "fraction":
+        return (
+            f"fraction:{rule['rate']}/{rule['count']}",
+            f"{rule['rate']} is a fraction k/{rule['count']} (to {rule['decimals']} decimals)",
+            "cross-column",
+        )
+    raise InvalidDataError(f"unknown rule type {t!r} in the run's spec")
+
+
+def build_validators(rules: list[dict[str, Any]]) -> list[Validator]:
+    out = []
+    for rule in rules:
+        name, description, group = _describe(rule)
+        out.append(Validator(name=name, description=description, check=_check(rule), group=group))
+    return out
+
+
+# --- fitting -------------------------------------------------------------------------------------
+
+
+def fit_rules(
+    df: pd.DataFrame,
+    columns: list[tuple[str, str]],
+    label: str | None = None,
+    *,
+    decimals: dict[str, int | None] | None = None,
+    min_pass: float = MIN_PASS,
+    max_shuffled: float = MAX_SHUFFLED,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Fit schema and cross-column rules on the real training rows.
+
+    ``columns`` are the feature columns as ``(name, kind)``; ``label`` the label column, if any;
+    ``decimals`` each numeric column's resolution (from the transform), used for the fraction rules.
+    """
+    n = len(df)
+    if n == 0:
+        raise InvalidDataError("cannot fit validators on an empty table")
+    decimals = decimals or {}
+    rng = np.random.default_rng(seed)
+    kinds = dict(columns)
+    rules: list[dict[str, Any]] = []
+
+    # schema -------------------------------------------------------------------------------------
+    for name, kind in columns:
+        if kind in NUMERIC_KINDS:
+            v = _num(df, name)
+            rule: dict[str, Any] = {"type": "range", "column": name, "kind": kind, "min": float(v.min()),
+                                    "max": float(v.max())}
+            if kind == "count":
+                rule["min"] = min(rule["min"], 0.0) if rule["min"] >= 0 else rule["min"]
+                rule["integer"] = bool(np.all(v == np.round(v)))
+            if kind == "rate" and rule["min"] >= 0 and rule["max"] <= 1:
+                rule["min"], rule["max"] = 0.0, 1.0
+            dec = decimals.get(name)
+            if dec is not None and not rule.get("integer"):
+                rule["decimals"] = int(dec)
+            rules.append(rule)
+        elif kind == "flag":
+            vals = sorted({float(x) for x in _num(df, name)})
+            rules.append({"type": "vocab", "column": name, "numeric": True, "values": vals})
+        else:
+            rules.append({"type": "vocab", "column": name, "values": sorted(df[name].astype(str).unique().tolist())})
+    if label is not None and label in df.columns:
+        rules.append({"type": "vocab", "column": label, "values": sorted(df[label].astype(str).unique().tolist())})
+
+    # cross-column -------------------------------------------------------------------------------
+    shuffled = df.copy()
+    for c in shuffled.columns:
+        shuffled[c] = shuffled[c].to_numpy()[rng.permutation(n)]
+    candidates: list[dict[str, Any]] = []
+
+    cats = [c for c, k in columns if k == "categorical"]
+    if len(cats) >= 2:
+        candidates.append({"type": "combo", "columns": cats})
+    elif len(cats) == 1 and label is not None:
+        pass  # one categorical with the label is covered below
+    if cats and label is not None and label in df.columns:
+        candidates.append({"type": "combo", "columns": cats + [label]})
+    for cand in [c for c in candidates if c["type"] == "combo"]:
+        keys = _keys(df, cand["columns"])
+        allowed = sorted(set(keys.tolist()))
+        cand["allowed"] = allowed
+        if len(allowed) > max(50, MAX_COMBO_SHARE * n):
+            cand["skip"] = True
+
+    numeric = [c for c, k in columns if k in NUMERIC_KINDS]
+    values = {c: _num(df, c) for c in numeric + [c for c, k in columns if k == "flag"]}
+    for kind in NUMERIC_KINDS:
+        same = [c for c in numeric if kinds[c] == kind]
+        for a, b in itertools.permutations(same, 2):
+            if np.mean(values[a] <= values[b] + 1e-9) >= min_pass:
+                candidates.append({"type": "order", "a": a, "b": b})
+    zero_cols = [c for c in values if 0.01 <= np.mean(values[c] == 0) <= 0.99]
+    for a, b in itertools.permutations(zero_cols, 2):
+        if np.mean((values[a] != 0) | (values[b] == 0)) >= min_pass:
+            candidates.append({"type": "zero", "a": a, "b": b})
+    rates = [c for c in numeric if kinds[c] == "rate" and decimals.get(c) is not None]
+    counts = [c for c in numeric if kinds[c] == "count" and values[c].min() >= 0]
+    for r in rates:
+        for c in counts:
+            if np.mean(_fraction_ok(values[r], values[c], int(decimals[r]))) >= min_pass:
+                candidates.append({"type": "fraction", "rate": r, "count": c, "decimals": int(decimals[r])})
+
+    for cand in candidates:
+        if cand.pop("skip", False):
+            continue
+        check = _check(cand)
+        real = float(np.mean(check(df)))
+        if real < min_pass or float(np.mean(check(shuffled))) > max_shuffled:
+            continue
+        cand["real_pass"] = real
+        rules.append(cand)
+    for rule in rules:
+        if "real_pass" not in rule:
+            rule["real_pass"] = float(np.mean(_check(rule)(df)))
+    return rules
