@@ -173,9 +173,9 @@ class TabularDiscriminator(nn.Module):
         n = h.shape[0]
         if self.pac > 1:
             if n % self.pac:
-                # pad by repeating leading rows so any batch size works; their logits are dropped
-                extra = self.pac - n % self.pac
-                h = torch.cat([h, h[:extra]], dim=0)
+                # pad by cycling through the rows so any batch size works; the extra logits are dropped
+                padded = n + self.pac - n % self.pac
+                h = h[torch.arange(padded, device=h.device) % n]
             logits = self.net(h.reshape(-1, self.pac * h.shape[1])).reshape(-1)
             return logits.repeat_interleave(self.pac)[:n]
         return self.net(h).reshape(-1)

@@ -1,11 +1,12 @@
 """Reversible mixed-type encoding of table rows for a GAN, with the decoder as tensor math.
 
 Numeric columns (kinds ``continuous``, ``count``, ``rate``) are encoded, by default, with a
-*dequantised quantile-to-normal* map: an empirical quantile function ``Q`` on a uniform grid of
-probability levels, linear between the grid's knots, sends a standard-normal ``y`` to
-``Q(Phi(y))``. Encoding inverts it, and a value ``v`` that the decoder would round to ``v`` (the
-column's resolution: integers for counts, two decimals for NSL-KDD's rates, found from the data)
-is sent to a value drawn uniformly from the whole probability interval that decodes to ``v``.
+*dequantised quantile-to-normal* map. The decoder sends a standard-normal ``y`` to ``Q(Phi(y))``,
+the column's empirical quantile function, tabulated at knots evenly spaced in ``y`` (levels
+``Phi(y_k)``) and linear between them: one gather and one lerp, and no ``erf``, so that torch and
+onnxruntime give bit-identical results. Encoding inverts it, and a value ``v`` is sent to a point
+drawn (with Gaussian density) from the whole interval that decodes to ``v`` after rounding to the
+column's resolution (integers for counts, two decimals for NSL-KDD's rates, found from the data).
 So point masses (90% zeros in most traffic counts) become intervals instead of spikes, every
 column's encoded marginal is close to N(0, 1), heavy tails (``src_bytes`` up to 1e9) cost nothing,
 and any generator output decodes inside the column's observed range.
@@ -17,31 +18,34 @@ benchmark in ``benchmarks/tabular_quality.py --encoding`` measures them against 
 Flags and categoricals are one-hot groups. Decoding takes the argmax of each group, so it accepts
 hard one-hots, probabilities or raw logits alike.
 
-The decoder is one :class:`TableDecoder` module (gathers, ``erf``, clamps, rounding) shared by the
+The decoder is one :class:`TableDecoder` module (gathers, lerps, clamps, rounding) shared by the
 NumPy path (:meth:`TableTransform.inverse_transform`) and the ONNX export, so both give the same
 numbers. Everything fitted is plain JSON (:meth:`TableTransform.to_dict`), kept in a run's spec.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy.special import ndtri
+from scipy.special import ndtr, ndtri
 from torch import nn
 
 from advgen.errors import InvalidDataError
 
+# version of the JSON layout of a fitted transform (bumped whenever decoding changes meaning)
+FORMAT = 2
 NUMERIC_KINDS = ("continuous", "count", "rate")
 DISCRETE_KINDS = ("flag", "categorical")
 ENCODINGS = ("quantile", "log", "msn")
 MAX_DECIMALS = 6
-# probability levels are kept inside [U_EPS, 1 - U_EPS] so that encoded values stay within +-4.8
-U_EPS = 1e-6
+# the quantile knots sit at y = -Y_MAX ... Y_MAX, the end knots on the minimum and the maximum;
+# encoded values stay within the same range
+Y_MAX = 5.0
+U_EPS = float(ndtr(-Y_MAX))
 # a value decodes to v when it lies within this fraction of the resolution around v; < 0.5 leaves a
 # margin so that float32 decoding never lands on a rounding boundary
 ROUND_HALF = 0.49
@@ -121,7 +125,7 @@ class TableTransform:
     def __init__(
         self,
         encoding: str = "quantile",
-        n_quantiles: int = 1001,
+        n_quantiles: int = 2049,
         msn_modes: int = 10,
         joint_max: int = 1000,
         snap_fractions: bool = True,
@@ -231,8 +235,7 @@ class TableTransform:
             "decimals": _decimals(values, kind),
         }
         if self.encoding == "quantile":
-            n_q = min(self.n_quantiles, max(2, values.size))
-            grid = np.quantile(values, np.linspace(0.0, 1.0, n_q))
+            grid = np.quantile(values, quantile_levels(self.n_quantiles))
             grid = np.maximum.accumulate(grid)  # guard against float noise breaking monotonicity
             plan["grid"] = _rle(grid)
         elif self.encoding == "log":
@@ -383,6 +386,7 @@ class TableTransform:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "format": FORMAT,
             "encoding": self.encoding,
             "n_quantiles": self.n_quantiles,
             "msn_modes": self.msn_modes,
@@ -395,9 +399,10 @@ class TableTransform:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TableTransform:
+        _check_format(d)
         t = cls(
             d["encoding"],
-            d.get("n_quantiles", 1001),
+            d.get("n_quantiles", 2049),
             d.get("msn_modes", 10),
             d.get("joint_max", 1000),
             d.get("snap_fractions", True),
@@ -406,6 +411,14 @@ class TableTransform:
         t.order = list(d["order"])
         t.fractions = [dict(f) for f in d.get("fractions", [])]
         return t
+
+
+def _check_format(d: dict[str, Any]) -> None:
+    if d.get("format") != FORMAT:
+        raise InvalidDataError(
+            f"this run's table transform has format {d.get('format')!r}; this advgen-tabular reads format "
+            f"{FORMAT} (retrain the run with this version)"
+        )
 
 
 def _numeric_columns(d: dict[str, Any]) -> list[str]:
@@ -473,15 +486,25 @@ def _onehot(plan: dict[str, Any], col: pd.Series | pd.DataFrame) -> np.ndarray:
     return out
 
 
+def quantile_levels(n_knots: int) -> np.ndarray:
+    """Probability levels of the knots: ``Phi`` of ``n_knots`` points evenly spaced on [-Y_MAX, Y_MAX],
+    the end knots pinned to the minimum and maximum."""
+    levels = ndtr(np.linspace(-Y_MAX, Y_MAX, n_knots))
+    levels[0], levels[-1] = 0.0, 1.0
+    return levels
+
+
 def _quantile_encode(
     plan: dict[str, Any], values: np.ndarray, rng: np.random.Generator, dequantize: bool
 ) -> np.ndarray:
     grid = _unrle(plan["grid"])
+    step = 2 * Y_MAX / (grid.shape[0] - 1)
     dec = plan["decimals"]
     half = ROUND_HALF * 10.0 ** (-dec) if dec is not None else 0.0
     v = np.clip(values, grid[0], grid[-1])
-    lo_u = _cdf_lo(grid, v - half)
-    hi_u = _cdf_hi(grid, v + half)
+    # the y-interval [lo, hi] decodes to values within half a resolution step of v
+    lo_u = ndtr(-Y_MAX + step * _knot_position(grid, v - half, "left"))
+    hi_u = ndtr(-Y_MAX + step * _knot_position(grid, v + half, "right"))
     hi_u = np.maximum(hi_u, lo_u)
     if dequantize:
         u = lo_u + rng.random(v.shape[0]) * (hi_u - lo_u)
@@ -490,32 +513,21 @@ def _quantile_encode(
     return ndtri(np.clip(u, U_EPS, 1.0 - U_EPS)).astype(np.float32)
 
 
-def _cdf_lo(grid: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """inf{u : Q(u) >= v} for the piecewise-linear quantile function on a uniform level grid."""
+def _knot_position(grid: np.ndarray, v: np.ndarray, side: str) -> np.ndarray:
+    """Fractional knot index where the piecewise-linear ``grid`` first reaches ``v`` (side "left")
+    or last stays at or below ``v`` (side "right"); 0 below the grid, ``len(grid) - 1`` above."""
     g = grid.shape[0]
-    k = np.searchsorted(grid, v, side="left")
-    return _segment_u(grid, v, k, g)
-
-
-def _cdf_hi(grid: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """sup{u : Q(u) <= v}."""
-    g = grid.shape[0]
-    k = np.searchsorted(grid, v, side="right")
-    return _segment_u(grid, v, k, g)
-
-
-def _segment_u(grid: np.ndarray, v: np.ndarray, k: np.ndarray, g: int) -> np.ndarray:
-    # v lies on the rising segment between knots k-1 and k (k == 0: below the grid, k == g: above)
-    u = np.empty_like(v)
+    k = np.searchsorted(grid, v, side=side)
+    pos = np.empty_like(v)
     below, above = k == 0, k == g
     mid = ~(below | above)
     km = k[mid]
     a, b = grid[km - 1], grid[km]
     frac = np.where(b > a, (v[mid] - a) / np.where(b > a, b - a, 1.0), 0.0)
-    u[mid] = (km - 1 + np.clip(frac, 0.0, 1.0)) / (g - 1)
-    u[below] = 0.0
-    u[above] = 1.0
-    return u
+    pos[mid] = km - 1 + np.clip(frac, 0.0, 1.0)
+    pos[below] = 0.0
+    pos[above] = g - 1.0
+    return pos
 
 
 def _fit_msn(values: np.ndarray, modes: int, seed: int) -> dict[str, Any]:
@@ -560,13 +572,14 @@ def _msn_encode(plan: dict[str, Any], values: np.ndarray, rng: np.random.Generat
 class TableDecoder(nn.Module):
     """Encoded rows ``[N, D]`` to ``(numeric float32 [N, n_num], category index int64 [N, n_cat])``.
 
-    Only ops that export to ONNX: index_select, indexing by a tensor, erf, floor, clamp, round,
-    argmax. The numeric output holds the numeric columns and the flags, in table order; the
+    Only elementary ops that export to ONNX and that onnxruntime computes bit for bit as torch does:
+    index_select, indexing by a tensor, add, multiply, floor, clamp, round, argmax. The numeric output holds the numeric columns and the flags, in table order; the
     categorical output holds each categorical's index into its vocabulary, in table order.
     """
 
     def __init__(self, transform: dict[str, Any]):
         super().__init__()
+        _check_format(transform)
         plans = transform["plans"]
         numeric_names = _numeric_columns(transform)
         cat_names = [c["name"] for c in _categorical_members(transform)]
@@ -582,10 +595,7 @@ class TableDecoder(nn.Module):
         lo, hi, scale, rounded = [0.0] * len(numeric_names), [0.0] * len(numeric_names), [], []
         scale = [1.0] * len(numeric_names)
         rounded = [False] * len(numeric_names)
-        n_grid = 2
-        for p in plans:
-            if p["encoding"] == "quantile":
-                n_grid = max(n_grid, int(sum(n for _, n in p["grid"])))
+        n_grid = int(transform.get("n_quantiles", 2049))
         pos = 0
         for p in plans:
             if p["encoding"] == "onehot":
@@ -603,8 +613,8 @@ class TableDecoder(nn.Module):
                 rounded[out_idx] = dec is not None
             if p["encoding"] == "quantile":
                 grid = _unrle(p["grid"])
-                if grid.shape[0] != n_grid:  # resample to a common grid so one gather serves all columns
-                    grid = np.interp(np.linspace(0, 1, n_grid), np.linspace(0, 1, grid.shape[0]), grid)
+                if grid.shape[0] != n_grid:
+                    raise InvalidDataError(f"column {p['name']!r} has {grid.shape[0]} quantile knots, expected {n_grid}")
                 q_in.append(pos)
                 q_out.append(out_idx)
                 grids.append(grid)
@@ -637,6 +647,12 @@ class TableDecoder(nn.Module):
         flat = np.stack(grids).reshape(-1) if grids else np.zeros(0)
         self.register_buffer("grid_flat", torch.tensor(flat, dtype=f32))
         self.register_buffer("grid_offset", torch.arange(len(grids), dtype=torch.long) * n_grid)
+        # float32 constants shared by torch and the exported graph
+        self.register_buffer("y_max", torch.tensor(Y_MAX, dtype=f32))
+        self.register_buffer("inv_step", torch.tensor((n_grid - 1) / (2 * Y_MAX), dtype=f32))
+        self.has_quantile = bool(q_in)
+        self.has_log = bool(l_in)
+        self.has_fractions = bool(transform.get("fractions"))
         self.register_buffer("l_in", torch.tensor(l_in, dtype=torch.long))
         self.register_buffer("l_mean", torch.tensor(l_mean, dtype=f32))
         self.register_buffer("l_std", torch.tensor(l_std, dtype=f32))
@@ -665,23 +681,27 @@ class TableDecoder(nn.Module):
             "frac_count", torch.tensor([numeric_names.index(f["count"]) for f in fr], dtype=torch.long)
         )
         self.register_buffer("frac_scale", torch.tensor([10.0 ** f["decimals"] for f in fr], dtype=f32))
+        # column j of the snapped output is column take[j] of [num, snapped rates]
+        take = list(range(len(numeric_names)))
+        for i, f in enumerate(fr):
+            take[numeric_names.index(f["rate"])] = len(numeric_names) + i
+        self.register_buffer("frac_take", torch.tensor(take, dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.to(torch.float32)
         n = x.shape[0]
         parts: list[torch.Tensor] = []
-        if self.q_in.numel():
-            # Q(Phi(y)): the quantile function, linear between the knots of a uniform level grid
+        if self.has_quantile:
+            # Q(Phi(y)), tabulated at knots evenly spaced in y and linear between them
             y = x.index_select(1, self.q_in)
-            u = 0.5 * (1.0 + torch.erf(y * (1.0 / math.sqrt(2.0))))
-            pos = (u * (self.n_grid - 1)).clamp(0.0, float(self.n_grid - 1))
+            pos = ((y + self.y_max) * self.inv_step).clamp(0.0, float(self.n_grid - 1))
             k = torch.floor(pos).clamp(max=float(self.n_grid - 2))
             frac = pos - k
             idx = k.to(torch.long) + self.grid_offset.unsqueeze(0)
             a = self.grid_flat[idx]
             b = self.grid_flat[idx + 1]
             parts.append(a + frac * (b - a))
-        if self.l_in.numel():
+        if self.has_log:
             y = x.index_select(1, self.l_in) * self.l_std + self.l_mean
             parts.append(torch.where(self.l_log, torch.expm1(y) + self.l_shift, y))
         for i, (a_pos, m0, m1, _) in enumerate(self.msn):
@@ -696,7 +716,7 @@ class TableDecoder(nn.Module):
             num = torch.cat(parts, dim=1).index_select(1, self.perm)
             num = torch.maximum(torch.minimum(num, self.hi), self.lo)
             num = torch.where(self.rounded, torch.round(num * self.scale) / self.scale, num)
-            if self.frac_rate.numel():
+            if self.has_fractions:
                 num = self._snap_fractions(num)
         else:
             num = x.new_zeros((n, 0))
@@ -722,9 +742,7 @@ class TableDecoder(nn.Module):
         safe = torch.clamp(count, min=1.0)
         snapped = torch.round(torch.round(rate * safe) / safe * self.frac_scale) / self.frac_scale
         snapped = torch.where(count > 0, snapped, torch.zeros_like(snapped))
-        # scatter the snapped rates back by adding the difference at their positions
-        delta = torch.zeros_like(num).index_add(1, self.frac_rate, snapped - rate)
-        return num + delta
+        return torch.cat([num, snapped], dim=1).index_select(1, self.frac_take)
 
 
 def frame_from_arrays(num: np.ndarray, cat: np.ndarray, info: dict[str, Any]) -> pd.DataFrame:
