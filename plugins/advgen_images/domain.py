@@ -104,6 +104,7 @@ class ImagesDomain(Domain):
             v = opts[key]
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise AdvgenError(f"option {key} must be a positive integer, got {v!r}")
+
         if opts["cond_mode"] not in ("projection", "embedding"):
             raise AdvgenError(f"option cond_mode must be projection or embedding, got {opts['cond_mode']!r}")
         if not isinstance(opts["d_dropout"], (int, float)) or not 0 <= opts["d_dropout"] < 1:
@@ -159,7 +160,7 @@ class ImagesDomain(Domain):
             "classifier": judge,
             "levels": _levels(data.images),
         }
-        x = torch.from_numpy(data.images * 2.0 - 1.0)
+        x = encode_pixels(torch.from_numpy(data.images), spec)
         samples = ImageSamples(to_uint8(data.images), _names(data.labels, data.classes))
         return RealData(x=x, spec=spec, cond=cond, samples=samples, notes=notes)
 
@@ -183,7 +184,7 @@ class ImagesDomain(Domain):
     # --- samples -------------------------------------------------------------------------------
 
     def decode(self, x: torch.Tensor, cond: np.ndarray | None, spec: dict[str, Any]) -> ImageSamples:
-        images = to_uint8((x.detach().float().cpu() + 1.0) / 2.0)
+        images = to_uint8(decode_pixels(x.detach().float().cpu(), spec))
         if spec.get("levels"):
             images = level_table(spec["levels"])[images]
         classes = spec["conditions"]["classes"] if spec.get("conditions") else None
@@ -283,7 +284,7 @@ class ImagesDomain(Domain):
     # --- export --------------------------------------------------------------------------------
 
     def export_module(self, generator: nn.Module, spec: dict[str, Any]) -> nn.Module:
-        return ImageExport(generator, spec.get("levels"))
+        return ImageExport(generator, spec)
 
     def export_outputs(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
         c, h, w = spec["shape"]
@@ -322,18 +323,20 @@ class ImagesDomain(Domain):
 class ImageExport(nn.Module):
     """The generator with decoding in the graph: ``(z, cond) -> (uint8 NHWC, float NCHW in [0, 1])``.
 
-    The same steps as :meth:`ImagesDomain.decode`: scale to 0..255, round, snap to the data's grey
-    levels through a 256-entry table when the spec has them.
+    The same steps as :meth:`ImagesDomain.decode`: undo the encoding, scale to 0..255, round, snap to
+    the data's grey levels through a 256-entry table when the spec has them.
     """
 
-    def __init__(self, generator: nn.Module, levels: list[int] | None = None):
+    def __init__(self, generator: nn.Module, spec: dict[str, Any]):
         super().__init__()
         self.generator = generator
+        self.spec = {"pixel_range": spec.get("pixel_range")}
+        levels = spec.get("levels")
         table = level_table(levels) if levels else np.arange(256, dtype=np.uint8)
         self.register_buffer("table", torch.from_numpy(table.astype(np.int64)), persistent=False)
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        scaled = ((self.generator(z, cond) + 1.0) * 127.5).clamp(0.0, 255.0).round()
+        scaled = (decode_pixels(self.generator(z, cond), self.spec) * 255.0).round()
         snapped = self.table[scaled.long()]
         images = snapped.to(torch.uint8).permute(0, 2, 3, 1)
         return images, snapped.float() / 255.0
@@ -343,6 +346,18 @@ class ImageExport(nn.Module):
 
 
 MAX_LEVELS = 64
+
+
+def encode_pixels(images01: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
+    """Pixels in [0, 1] to the nets' space, ``spec["pixel_range"]`` (tanh's [-1, 1])."""
+    lo, hi = spec.get("pixel_range") or (-1.0, 1.0)
+    return images01 * (hi - lo) + lo
+
+
+def decode_pixels(x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
+    """The nets' space back to pixels in [0, 1], clipped."""
+    lo, hi = spec.get("pixel_range") or (-1.0, 1.0)
+    return ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
 
 
 def _levels(images01: np.ndarray) -> list[int] | None:
