@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tstr-seeds", type=int, default=3, help="random-forest seeds for TSTR/TRTR (default 3)")
     p.add_argument("--no-tstr", action="store_true", help="skip TSTR (no test split needed)")
     p.add_argument("--json", help="write every figure to this JSON file")
+    p.add_argument("--rules", action="store_true", help="print every validation rule, synthetic beside real")
     args = p.parse_args(argv)
 
     import torch
@@ -102,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
 
     synth_report = run.validate(synth)
     real_report = run.validate(real)
+    if args.rules:
+        from advgen_tabular.validators import format_validation
+
+        print(format_validation(synth_report, real_report, run.validators()))
     report["validity"] = {
         "synthetic": {"all": synth_report.pass_rate, **synth_report.group_rates()},
         "real": {"all": real_report.pass_rate, **real_report.group_rates()},

@@ -19,7 +19,7 @@ from advgen.errors import AdvgenError, InvalidDataError
 from advgen_tabular import TabularDomain
 from advgen_tabular.nets import TabularDiscriminator, TabularGenerator
 from advgen_tabular.transform import TableDecoder, TableTransform
-from advgen_tabular.validators import build_validators, fit_rules
+from advgen_tabular.validators import build_validators, fit_rules, format_validation
 
 DOMAIN = TabularDomain()
 
@@ -237,6 +237,10 @@ def test_real_data_passes_its_fitted_rules_and_shuffled_rows_do_not(nsl_table, n
     fake = run_validators(shuffled, validators, len(df))
     assert fake.group_rates()["schema"] == 1.0  # each column is still a real column
     assert fake.group_rates()["cross-column"] < 0.3
+    table = format_validation(fake, real, validators).splitlines()
+    assert table[0].split() == ["rule", "synthetic", "real"]
+    group_row = next(row.split() for row in table if row.split()[0] == "[cross-column]")
+    assert float(group_row[1]) < 0.3 and float(group_row[2]) >= 0.998
     bad = df.head(4).copy()
     bad["count"] = [-1, 2.5, 3, 4]
     bad["serror_rate"] = [0.0, 0.0, 1.5, 0.0]
@@ -292,7 +296,7 @@ def test_short_training_improves_fidelity(tmp_path, nsl_table):
     from advgen.api import train
     from advgen.evaluate import table_fidelity
 
-    run = train({"plugin": "tabular", "steps": 400, "n_samples": 0, "out": str(tmp_path / "run"), "seed": 0})
+    run = train({"plugin": "tabular", "steps": 200, "n_samples": 0, "out": str(tmp_path / "run"), "seed": 0})
     spec, real = run.spec, run.load_real().samples
     cfg = TrainConfig.from_dict(run.config.to_dict())
     torch.manual_seed(0)

@@ -46,7 +46,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "schema": None,  # TOML file overriding column kinds and roles (see advgen datasets docs)
     # transform
     "encoding": "quantile",  # numeric encoding: quantile | log | msn
-    "n_quantiles": 1001,
+    "n_quantiles": 2049,  # knots of each quantile function
     "joint_max": 1000,  # encode the categoricals jointly when they form at most this many combinations
     "snap_fractions": True,  # decode rates that are fractions of a count as such
     # nets
@@ -64,6 +64,11 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 
 
 def _options(cfg: TrainConfig) -> dict[str, Any]:
+    unknown = sorted(set(cfg.options or {}) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise AdvgenError(
+            f"unknown tabular option(s) {', '.join(unknown)}; known: {', '.join(sorted(DEFAULT_OPTIONS))}"
+        )
     opts = dict(DEFAULT_OPTIONS)
     opts.update(cfg.options or {})
     if opts["encoding"] not in ENCODINGS:

@@ -12,11 +12,15 @@ column's encoded marginal is close to N(0, 1), heavy tails (``src_bytes`` up to 
 and any generator output decodes inside the column's observed range.
 
 Two alternatives stay selectable for comparison (``encoding="log"``: log1p and standardise;
-``encoding="msn"``: CTGAN's mode-specific normalisation with a variational Gaussian mixture); the
-benchmark in ``benchmarks/tabular_quality.py --encoding`` measures them against each other.
+``encoding="msn"``: CTGAN's mode-specific normalisation with a variational Gaussian mixture);
+``benchmarks/tabular_quality.py --option encoding=log`` measures them. On NSL-KDD the quantile
+encoding gave the best fidelity of the three (docs/tabular.md has the figures).
 
-Flags and categoricals are one-hot groups. Decoding takes the argmax of each group, so it accepts
-hard one-hots, probabilities or raw logits alike.
+Flags and categoricals are one-hot groups. When the categoricals form few distinct combinations in
+the data (NSL-KDD: 234 protocol/service/flag triples), they are encoded jointly, as one categorical
+over the combinations seen. Rates that are fractions ``k / count`` of a count column in the real rows
+(found from the data) decode as such fractions of the decoded count. Decoding takes the argmax of
+each group, so it accepts hard one-hots, probabilities or raw logits alike.
 
 The decoder is one :class:`TableDecoder` module (gathers, lerps, clamps, rounding) shared by the
 NumPy path (:meth:`TableTransform.inverse_transform`) and the ONNX export, so both give the same

@@ -28,8 +28,9 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from advgen.domain import Validator
+from advgen.domain import ValidationReport, Validator
 from advgen.errors import InvalidDataError
+from advgen_tabular.transform import fraction_ok
 
 NUMERIC_KINDS = ("continuous", "count", "rate")
 MIN_PASS = 0.999
@@ -37,7 +38,6 @@ MAX_SHUFFLED = 0.98
 # a categorical combination rule is kept only while distinct combinations stay below this share of
 # the rows (otherwise "seen in training" would just memorise the table)
 MAX_COMBO_SHARE = 0.05
-FRACTION_TOLERANCE = 1e-6
 
 
 def _col(df: pd.DataFrame, name: str) -> pd.Series:
@@ -112,25 +112,11 @@ def _check(rule: dict[str, Any]) -> Callable[[pd.DataFrame], np.ndarray]:
     elif t == "fraction":
 
         def check(df: pd.DataFrame) -> np.ndarray:
-            return _fraction_ok(_num(df, rule["rate"]), _num(df, rule["count"]), rule["decimals"])
+            return fraction_ok(_num(df, rule["rate"]), _num(df, rule["count"]), rule["decimals"])
 
     else:
         raise InvalidDataError(f"unknown rule type {t!r} in the run's spec")
     return check
-
-
-def _fraction_ok(rate: np.ndarray, count: np.ndarray, decimals: int) -> np.ndarray:
-    """``rate`` equals ``k / count`` rounded to ``decimals`` for some integer ``0 <= k <= count``."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        c = np.where(count > 0, count, 1.0)
-        k = np.clip(np.round(rate * c), 0, c)
-        half = 0.5 * 10.0 ** (-decimals) + FRACTION_TOLERANCE
-        # the rate is k/count rounded; the nearest integer k, or its neighbours, must reproduce it
-        ok = np.zeros(rate.shape, dtype=bool)
-        for dk in (-1.0, 0.0, 1.0):
-            kk = np.clip(k + dk, 0, c)
-            ok |= np.abs(kk / c - rate) <= half
-    return np.where(count > 0, ok, rate == 0)
 
 
 def _describe(rule: dict[str, Any]) -> tuple[str, str, str]:
@@ -206,7 +192,8 @@ def fit_rules(
             rule: dict[str, Any] = {"type": "range", "column": name, "kind": kind, "min": float(v.min()),
                                     "max": float(v.max())}
             if kind == "count":
-                rule["min"] = min(rule["min"], 0.0) if rule["min"] >= 0 else rule["min"]
+                if rule["min"] >= 0:
+                    rule["min"] = 0.0  # counts are non-negative, whatever the smallest one seen
                 rule["integer"] = bool(np.all(v == np.round(v)))
             if kind == "rate" and rule["min"] >= 0 and rule["max"] <= 1:
                 rule["min"], rule["max"] = 0.0, 1.0
@@ -231,8 +218,6 @@ def fit_rules(
     cats = [c for c, k in columns if k == "categorical"]
     if len(cats) >= 2:
         candidates.append({"type": "combo", "columns": cats})
-    elif len(cats) == 1 and label is not None:
-        pass  # one categorical with the label is covered below
     if cats and label is not None and label in df.columns:
         candidates.append({"type": "combo", "columns": cats + [label]})
     for cand in [c for c in candidates if c["type"] == "combo"]:
@@ -257,19 +242,61 @@ def fit_rules(
     counts = [c for c in numeric if kinds[c] == "count" and values[c].min() >= 0]
     for r in rates:
         for c in counts:
-            if np.mean(_fraction_ok(values[r], values[c], int(decimals[r]))) >= min_pass:
+            if np.mean(fraction_ok(values[r], values[c], int(decimals[r]))) >= min_pass:
                 candidates.append({"type": "fraction", "rate": r, "count": c, "decimals": int(decimals[r])})
 
+    best_fraction: dict[str, tuple[float, dict[str, Any]]] = {}
     for cand in candidates:
         if cand.pop("skip", False):
             continue
         check = _check(cand)
         real = float(np.mean(check(df)))
-        if real < min_pass or float(np.mean(check(shuffled))) > max_shuffled:
+        shuffled_pass = float(np.mean(check(shuffled)))
+        if real < min_pass or shuffled_pass > max_shuffled:
             continue
         cand["real_pass"] = real
+        if cand["type"] == "fraction":
+            # a rate is a fraction of one count: keep the count that explains it best (as the
+            # transform's decoder does)
+            held = best_fraction.get(cand["rate"])
+            if held is None or shuffled_pass < held[0]:
+                best_fraction[cand["rate"]] = (shuffled_pass, cand)
+            continue
         rules.append(cand)
+    rules += [cand for _, cand in best_fraction.values()]
     for rule in rules:
         if "real_pass" not in rule:
             rule["real_pass"] = float(np.mean(_check(rule)(df)))
     return rules
+
+
+def format_validation(
+    synthetic: ValidationReport, real: ValidationReport | None = None, validators: list[Validator] | None = None
+) -> str:
+    """A per-group and per-rule table of pass rates, the real data's own rate beside the synthetic one.
+
+    A rule the real rows themselves fail now and then (a held-out file, say) reads differently from
+    one only the generator breaks; printing both side by side keeps that visible. ``validators``
+    (the list the reports were made with) gives each rule its group.
+    """
+    group_of = {v.name: v.group for v in validators or []}
+    groups: dict[str, list[str]] = {}
+    for name in synthetic.per_rule:
+        groups.setdefault(group_of.get(name, "rules"), []).append(name)
+    s_rules = synthetic.rule_rates()
+    r_rules = real.rule_rates() if real is not None else {}
+    r_groups = real.group_rates() if real is not None else {}
+    s_groups = synthetic.group_rates()
+    width = max([len(n) + 2 for n in synthetic.per_rule] + [20])
+
+    def line(name: str, s: float, r: float | None) -> str:
+        return f"{name:<{width}}  {s:9.4f}  " + (f"{r:9.4f}" if r is not None else f"{'-':>9}")
+
+    out = [f"{'rule':<{width}}  {'synthetic':>9}  {'real':>9}"]
+    out.append(line("all rules", synthetic.pass_rate, real.pass_rate if real is not None else None))
+    for group in sorted(groups):
+        if group in s_groups:
+            out.append(line(f"[{group}]", s_groups[group], r_groups.get(group)))
+        for name in sorted(groups[group], key=lambda n: s_rules[n]):
+            out.append(line(f"  {name}", s_rules[name], r_rules.get(name)))
+    return "\n".join(out)
