@@ -289,6 +289,16 @@ def test_net_shapes(shape, cond_mode):
     assert bh * 2**n_up == shape[1] and bh >= 4
 
 
+def test_generator_snaps_to_grey_levels_and_still_learns():
+    levels = [0, 16, 128, 255]
+    g = ImageGenerator([1, 8, 8], z_dim=8, n_classes=2, width=8, levels=levels)
+    x = g(torch.randn(16, 8), torch.randint(0, 2, (16,)))
+    pixel_values = set(((x.detach() + 1) * 127.5).round().int().unique().tolist())
+    assert pixel_values <= set(levels)
+    x.sum().backward()  # straight-through: rounding does not cut the gradient
+    assert g.to_image.weight.grad.abs().sum() > 0
+
+
 def test_unconditional_nets_and_plan():
     g = ImageGenerator([3, 32, 32], z_dim=8, n_classes=0, width=8)
     d = ImageDiscriminator([3, 32, 32], n_classes=0, width=8, spectral_norm=False)

@@ -42,6 +42,7 @@ OPTIONS: dict[str, Any] = {
     "cond_mode": "projection",  # discriminator conditioning: projection or embedding
     "spectral_norm": True,  # spectral norm on the discriminator
     "d_dropout": 0.0,  # dropout before the discriminator's head
+    "snap": True,  # the generator snaps its pixels to the data's grey levels (when there are few)
 }
 
 
@@ -172,8 +173,9 @@ class ImagesDomain(Domain):
 
     def build_generator(self, spec: dict[str, Any], cfg: TrainConfig) -> nn.Module:
         opts = self.options(cfg)
+        levels = spec.get("levels") if opts["snap"] else None
         return ImageGenerator(spec["shape"], cfg.z_dim, self._n_classes(spec), width=opts["width"],
-                              embed_dim=opts["embed_dim"])
+                              embed_dim=opts["embed_dim"], levels=levels)
 
     def build_discriminator(self, spec: dict[str, Any], cfg: TrainConfig) -> nn.Module:
         opts = self.options(cfg)
@@ -371,14 +373,10 @@ def _levels(images01: np.ndarray) -> list[int] | None:
 
 
 def level_table(levels: list[int]) -> np.ndarray:
-    """A 256-entry uint8 table mapping each byte value to the nearest of ``levels``."""
+    """A 256-entry uint8 table mapping each byte value to the nearest of ``levels`` (ties: the lower)."""
     lv = np.asarray(sorted(levels), dtype=np.int64)
     values = np.arange(256)
-    pos = np.clip(np.searchsorted(lv, values), 1, len(lv) - 1) if len(lv) > 1 else np.zeros(256, dtype=np.int64)
-    if len(lv) == 1:
-        return np.full(256, lv[0], dtype=np.uint8)
-    lower, upper = lv[pos - 1], lv[pos]
-    return np.where(values - lower <= upper - values, lower, upper).astype(np.uint8)
+    return lv[np.abs(values[:, None] - lv[None, :]).argmin(axis=1)].astype(np.uint8)
 
 
 def _names(idx: np.ndarray | torch.Tensor | None, classes: list[str] | None) -> np.ndarray | None:

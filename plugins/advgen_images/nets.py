@@ -51,7 +51,8 @@ class ConditionalBatchNorm2d(nn.Module):
 class ImageGenerator(nn.Module):
     """``forward(z [N, z_dim], cond [N] or None) -> images [N, C, H, W]`` in ``[-1, 1]`` (tanh)."""
 
-    def __init__(self, shape: list[int], z_dim: int, n_classes: int = 0, width: int = 64, embed_dim: int = 32):
+    def __init__(self, shape: list[int], z_dim: int, n_classes: int = 0, width: int = 64, embed_dim: int = 32,
+                 levels: list[float] | None = None):
         super().__init__()
         c, h, w = shape
         self.bh, self.bw, n_up = plan(h, w)
@@ -68,6 +69,8 @@ class ImageGenerator(nn.Module):
         self.bns = nn.ModuleList(ConditionalBatchNorm2d(chans[i + 1], n_classes) for i in range(n_up))
         self.to_image = nn.Conv2d(chans[-1], c, 3, padding=1)
         self.apply(_dcgan_init)
+        # not saved in checkpoints: the table is rebuilt from spec["levels"]
+        self.register_buffer("snap", snap_table(levels) if levels else None, persistent=False)
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is not None:
@@ -78,7 +81,21 @@ class ImageGenerator(nn.Module):
         h = torch.relu(self.bn0(h, cond))
         for up, bn in zip(self.ups, self.bns):
             h = torch.relu(bn(up(h), cond))
-        return torch.tanh(self.to_image(h))
+        x = torch.tanh(self.to_image(h))
+        if self.snap is not None:
+            # Straight-through snapping to the data's grey levels: the discriminator sees the same
+            # pixel alphabet as in real images, the gradient flows as if no rounding happened.
+            index = ((x.detach() + 1.0) * 127.5).round().clamp(0, 255).long()
+            x = x + (self.snap[index] - x).detach()
+        return x
+
+
+def snap_table(levels: list[float]) -> torch.Tensor:
+    """256 values in [-1, 1]: for each 8-bit pixel value, the nearest of ``levels`` (given in 0..255)."""
+    lv = torch.tensor(sorted(float(v) for v in levels))
+    values = torch.arange(256, dtype=torch.float32)
+    nearest = lv[(values[:, None] - lv[None, :]).abs().argmin(dim=1)]
+    return nearest / 127.5 - 1.0
 
 
 class ImageDiscriminator(nn.Module):
