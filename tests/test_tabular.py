@@ -22,6 +22,9 @@ from advgen_tabular.transform import TableDecoder, TableTransform
 from advgen_tabular.validators import build_validators, fit_rules, format_validation
 
 DOMAIN = TabularDomain()
+# these nets are small: one thread trains them about as fast, and two threads on a busy two-core
+# machine can be twenty times slower (the threads spin waiting for each other)
+ONE_THREAD = {"threads": 1}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +57,7 @@ def short_run(tmp_path_factory, nsl_table):
     from advgen.api import train
 
     out = tmp_path_factory.mktemp("tabular") / "run"
-    return train({"plugin": "tabular", "steps": 40, "n_samples": 0, "out": str(out), "log_every": 20})
+    return train({"plugin": "tabular", "steps": 40, "n_samples": 0, "out": str(out), "log_every": 20, **ONE_THREAD})
 
 
 # --- transform -----------------------------------------------------------------------------------
@@ -296,7 +299,7 @@ def test_short_training_improves_fidelity(tmp_path, nsl_table):
     from advgen.api import train
     from advgen.evaluate import table_fidelity
 
-    run = train({"plugin": "tabular", "steps": 200, "n_samples": 0, "out": str(tmp_path / "run"), "seed": 0})
+    run = train({"plugin": "tabular", "steps": 200, "n_samples": 0, "out": str(tmp_path / "run"), "seed": 0, **ONE_THREAD})
     spec, real = run.spec, run.load_real().samples
     cfg = TrainConfig.from_dict(run.config.to_dict())
     torch.manual_seed(0)
@@ -337,7 +340,7 @@ def test_user_csv_with_a_label_trains_and_samples(tmp_path):
     df.to_csv(path, index=False)
     run = train(
         {"plugin": "tabular", "data": str(path), "label": "Label", "steps": 60, "n_samples": 100,
-         "out": str(tmp_path / "run")}
+         "out": str(tmp_path / "run"), **ONE_THREAD}
     )
     samples = pd.read_csv(tmp_path / "run" / "samples.csv")
     assert list(samples.columns) == ["Proto", "Bytes", "Packets", "SynRatio", "Label"]
