@@ -370,7 +370,7 @@ def test_decode_snaps_to_grey_levels_and_export_matches(digits):
 
 
 def test_short_run_beats_the_untrained_generator(tmp_path):
-    run = train({"plugin": "images", "steps": 150, "ckpt_every": 75, "out": str(tmp_path / "run"),
+    run = train({"plugin": "images", "steps": 300, "ckpt_every": 150, "out": str(tmp_path / "run"),
                  "n_samples": 200, "seed": 0})
     cond = np.repeat(np.arange(10), 30)
     x, _ = run.sample_encoded(300, cond, seed=1)
@@ -381,10 +381,10 @@ def test_short_run_beats_the_untrained_generator(tmp_path):
         "class-consistency"
     ]
     assert untrained < 0.3
-    assert trained > 0.7 and trained > untrained + 0.4
+    assert trained > 0.8 and trained > untrained + 0.5
     # a grid per checkpoint and the final comparison grid
-    assert (tmp_path / "run" / "grid-step000075.png").is_file()
     assert (tmp_path / "run" / "grid-step000150.png").is_file()
+    assert (tmp_path / "run" / "grid-step000300.png").is_file()
     assert (tmp_path / "run" / "samples.png").is_file()
     result = CliRunner().invoke(cli, ["sample", str(tmp_path / "run"), "-n", "20", "-o", str(tmp_path / "s3.npz"),
                                       "--condition", "label=3", "--seed", "2"])
