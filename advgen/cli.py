@@ -69,7 +69,7 @@ def cli() -> None:
 
     \b
     Quick start:
-      advgen train --plugin curves            # a toy domain, about a minute on a CPU
+      advgen train --plugin curves            # a toy domain, seconds on a CPU
       advgen train --plugin tabular           # NSL-KDD intrusion-detection records
       advgen sample RUN_DIR -n 1000 -o rows.csv --condition category=r2l
     """
