@@ -190,7 +190,7 @@ def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:
 @cli.command()
 @click.argument("run_dir", type=click.Path())
 @click.option("-n", "n", type=int, required=True, help="Number of samples.")
-@click.option("--output", "-o", "output", required=True, type=click.Path(dir_okay=False), help="Output file; the suffix picks the format.")
+@click.option("--output", "-o", "output", required=True, type=click.Path(), help="Output file (the suffix picks the format), or a folder where the domain writes one (images).")
 @click.option("--condition", "-c", multiple=True, help="KEY=VALUE, e.g. category=r2l or label=guess_passwd (repeatable).")
 @click.option("--seed", type=int, default=None, help="Seed: the same seed gives the same samples.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
