@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 
 from advgen.errors import AdvgenError, InvalidDataError
-from advgen.io import atomic_path
+from advgen.io import TABLE_SUFFIXES, read_table, write_table  # noqa: F401 (re-exported)
 
 SYNTHETIC_COLUMN = "synthetic"
-TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
 def condition_key(run: Any, classes: Sequence[str]) -> str:
@@ -147,47 +146,3 @@ def _like(rows: pd.DataFrame, real: pd.DataFrame) -> pd.DataFrame:
         except (ValueError, TypeError):
             pass  # keep the generated dtype: a value the real column cannot hold is for validators to flag
     return rows
-
-
-def write_table(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``df`` as CSV or Parquet (by suffix), atomically: a failed write leaves no partial file."""
-    target = Path(path)
-    suffix = target.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise AdvgenError(f"cannot write a table as {suffix or 'a file without suffix'}; use .csv or .parquet")
-    with atomic_path(target) as tmp:
-        if suffix == ".csv":
-            df.to_csv(tmp, index=False)
-        else:
-            try:
-                df.to_parquet(tmp, index=False)
-            except ImportError:
-                raise AdvgenError("writing Parquet needs pyarrow: pip install 'advgen[parquet]'") from None
-    return target
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet table written by advgen (or any tool), with one clear error when it cannot."""
-    p = Path(path)
-    if not p.is_file():
-        raise InvalidDataError(f"file not found: {p}")
-    suffix = p.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            df = pd.read_parquet(p)
-        elif suffix in (".csv", ".txt"):
-            df = pd.read_csv(p)
-        else:
-            raise InvalidDataError(f"cannot read {p}: use a .csv or .parquet file")
-    except InvalidDataError:
-        raise
-    except pd.errors.EmptyDataError:
-        raise InvalidDataError(f"{p} is empty") from None
-    except ImportError:
-        raise AdvgenError("reading Parquet needs pyarrow: pip install 'advgen[parquet]'") from None
-    except (ValueError, OSError) as exc:
-        raise InvalidDataError(f"cannot read {p}: {exc}") from None
-    if len(df) == 0:
-        raise InvalidDataError(f"{p} has a header but no rows")
-    df.columns = [str(c).strip() for c in df.columns]
-    return df

@@ -21,7 +21,7 @@ from torch import nn
 
 from advgen.domain import Domain, RealData, Validator
 from advgen.errors import AdvgenError, InvalidDataError
-from advgen.io import atomic_path
+from advgen.io import atomic_path, write_table
 from advgen_tabular.nets import CATEGORICAL_MODES, TabularDiscriminator, TabularGenerator
 from advgen_tabular.transform import (
     DISCRETE_KINDS,
@@ -313,19 +313,7 @@ class TabularDomain(Domain):
         return SUFFIXES
 
     def write_samples(self, samples: Any, path: Path, spec: dict[str, Any]) -> None:
-        p = Path(path)
-        suffix = p.suffix.lower()
-        if suffix not in SUFFIXES:
-            raise AdvgenError(f"cannot write table samples as {suffix or 'a file without suffix'}; use .csv or .parquet")
-        frame = pd.DataFrame(samples)
-        with atomic_path(p) as tmp:
-            if suffix == ".csv":
-                frame.to_csv(tmp, index=False)
-            else:
-                try:
-                    frame.to_parquet(tmp, index=False)
-                except ImportError:
-                    raise AdvgenError("writing Parquet needs pyarrow: pip install 'advgen[parquet]'") from None
+        write_table(pd.DataFrame(samples), path)
 
     def read_samples(self, path: Path, spec: dict[str, Any]) -> pd.DataFrame:
         p = Path(path)
