@@ -39,14 +39,10 @@ class MinimaxLoss(GANLoss):
         return -F.softplus(fake).mean()
 
 
-class NonSaturatingLoss(GANLoss):
+class NonSaturatingLoss(MinimaxLoss):
     """The same discriminator; G maximises log D(G(z)) instead, which keeps gradients alive early."""
 
     name = "non-saturating"
-
-    @staticmethod
-    def d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return F.softplus(-real).mean() + F.softplus(fake).mean()
 
     @staticmethod
     def g_loss(fake: torch.Tensor) -> torch.Tensor:
