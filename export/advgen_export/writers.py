@@ -1,44 +1,25 @@
 """Writing runtime samples to files: CSV, Parquet, ``.npz`` and PNG, each written atomically.
 
-The runtime cannot import ``advgen.io`` (the core package may pull torch in through its other
-modules), so the atomic-write helper is repeated here in a few lines; PNG files are encoded with zlib
-so that images need no imaging library.
+The atomic-write helper comes from ``advgen.io``, which imports no torch (tests/test_export.py proves
+the runtime works with torch absent); PNG files are encoded with zlib so that images need no imaging
+library.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import struct
-import tempfile
 import zlib
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from advgen.io import atomic_path
 from advgen_export.manifest import ModelError
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 ARRAY_SUFFIXES = (".npz", ".csv")
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` and rename it over ``path`` only on success."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
-        raise
 
 
 def write_table(df: Any, path: Path) -> None:
