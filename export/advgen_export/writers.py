@@ -15,7 +15,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from advgen.errors import AdvgenError
 from advgen.io import atomic_path
+from advgen.io import write_table as io_write_table
 from advgen_export.manifest import ModelError
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -23,17 +25,12 @@ ARRAY_SUFFIXES = (".npz", ".csv")
 
 
 def write_table(df: Any, path: Path) -> None:
-    suffix = path.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise ModelError(f"cannot write a table as {suffix or 'a folder'}; use {' or '.join(TABLE_SUFFIXES)}")
-    with atomic_path(path) as tmp:
-        if suffix == ".csv":
-            df.to_csv(tmp, index=False)
-        else:
-            try:
-                df.to_parquet(tmp, index=False)
-            except ImportError:
-                raise ModelError("writing Parquet needs pyarrow: pip install pyarrow") from None
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise ModelError(f"cannot write a table as {path.suffix or 'a folder'}; use {' or '.join(TABLE_SUFFIXES)}")
+    try:
+        io_write_table(df, path)
+    except AdvgenError as exc:  # the runtime reports its own error type
+        raise ModelError(str(exc)) from None
 
 
 def write_arrays(arrays: Mapping[str, np.ndarray], labels: Sequence[str] | None, path: Path, primary: str) -> None:

@@ -104,7 +104,7 @@ def bytes_to_images(src: str | Path, out: str | Path, width: int = 64, size: int
         meta = {"source": str(src.resolve()), "width": width, "size": size, "max_bytes": max_bytes,
                 "classes": report.per_class, "skipped": len(report.skipped)}
         (tmp / MARKER).write_text(json.dumps(meta, indent=2) + "\n")
-        _swap_into_place(tmp, out)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -134,7 +134,7 @@ def _check_target(out: Path, overwrite: bool) -> None:
         raise AdvgenError(f"{out} already holds a data set; pass --overwrite to replace it")
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
+def swap_into_place(tmp: Path, out: Path) -> None:
     """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and removed after."""
     if out.exists():
         old = out.with_name(f".{out.name}.old")

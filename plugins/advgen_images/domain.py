@@ -22,6 +22,7 @@ from torch import nn
 from advgen.domain import Domain, RealData, Validator
 from advgen.errors import AdvgenError, InvalidDataError
 from advgen_images import classifier
+from advgen_images.bytes2img import swap_into_place
 from advgen_images.data import ImageSet, conform, load_digits, load_folder, load_source
 from advgen_images.nets import ImageDiscriminator, ImageGenerator
 from advgen_images.png import encode_png, grid, write_png
@@ -470,14 +471,7 @@ def write_image_folder(samples: ImageSamples, out: Path) -> None:
             folder.mkdir(exist_ok=True)
             (folder / f"{i:06d}.png").write_bytes(encode_png(img))
         (tmp / SAMPLES_MARKER).write_text(json.dumps({"images": len(samples)}) + "\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
