@@ -20,7 +20,7 @@ from torch import nn
 from advgen.checkpoint import CHECKPOINT_NAME, load_checkpoint, resolve_checkpoint
 from advgen.config import TrainConfig
 from advgen.domain import Domain, RealData, ValidationReport, run_validators
-from advgen.engine import Trainer, resolve_device, seed_everything, write_json
+from advgen.engine import Trainer, amp_supported, resolve_device, seed_everything, write_json
 from advgen.errors import AdvgenError, CheckpointError
 from advgen.plugins import PluginManager, get_manager
 
@@ -146,6 +146,9 @@ class Run:
         self.config = config
         self.generator = generator.eval()
         self.device = device
+        # sample in bfloat16 where training would use it (CUDA, CPUs with native bf16), as the generator
+        # was trained; decoding stays in float32
+        self.amp = bool(config.amp) and amp_supported(device)
         self.manager = manager
         self.step = step
         self.summary: dict[str, Any] = {}
@@ -209,7 +212,9 @@ class Run:
         for i in range(0, n, batch):
             zb = z[i : i + batch].to(self.device)
             cb = cond[i : i + batch].to(self.device) if cond is not None else None
-            parts.append(self.generator(zb, cb).float().cpu())
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                out = self.generator(zb, cb)
+            parts.append(out.float().cpu())
         x = torch.cat(parts) if parts else torch.zeros((0, *self.spec["shape"]))
         return x, (cond.numpy() if cond is not None else None)
 

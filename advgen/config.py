@@ -31,6 +31,7 @@ class TrainConfig:
     z_dim: int = 64
     loss: str = "non-saturating"
     d_steps: int = 1
+    reuse_fake: bool = True  # the generator step scores the batch the last D step generated (DCGAN's loop)
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     beta1: float = 0.5
@@ -38,10 +39,10 @@ class TrainConfig:
     gp_weight: float = 10.0
     ema: float = 0.999  # decay of the generator's weight average; 0 disables it
     conditional: bool = True  # train conditioned on labels when the domain has them
-    cond_sampling: str = "log"  # class frequencies when drawing training conditions: empirical|log|uniform
+    cond_sampling: str = "log"  # class frequencies when drawing training conditions: empirical|sqrt|log|uniform
     # machinery
     device: str = "auto"
-    amp: bool = True  # mixed precision (bfloat16 autocast) on CUDA; ignored on CPU
+    amp: bool = True  # bfloat16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX); else fp32
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     log_every: int = 50
@@ -70,9 +71,9 @@ class TrainConfig:
             raise AdvgenError(f"ema must be in [0, 1), got {self.ema!r}")
         if self.gp_weight < 0 or not math.isfinite(self.gp_weight):
             raise AdvgenError(f"gp_weight must be >= 0, got {self.gp_weight!r}")
-        if self.cond_sampling not in ("empirical", "log", "uniform"):
+        if self.cond_sampling not in ("empirical", "sqrt", "log", "uniform"):
             raise AdvgenError(
-                f"cond_sampling must be empirical, log or uniform, got {self.cond_sampling!r}"
+                f"cond_sampling must be empirical, sqrt, log or uniform, got {self.cond_sampling!r}"
             )
         if self.batch_size > 1_000_000 or self.steps > 100_000_000:
             raise AdvgenError("steps or batch_size is absurdly large")

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from advgen.api import load_run, train
+from advgen import engine
+from advgen.api import build_config, load_run, train
 from advgen.checkpoint import load_checkpoint
 from advgen.config import TrainConfig, parse_option
-from advgen.engine import BatchSampler, class_probabilities
+from advgen.engine import BatchSampler, Trainer, class_probabilities
 from advgen.domain import RealData
 from advgen.errors import AdvgenError, CheckpointError
 from advgen.losses import BUILTIN_LOSSES, gradient_penalty
+from advgen.plugins import get_manager
+from conftest import EXAMPLE_PLUGIN
 
 LOG2 = math.log(2.0)
 
@@ -147,3 +151,37 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(AdvgenError, match="CUDA is not available"):
             resolve_device("cuda:0")
+
+
+@pytest.mark.parametrize("amp", [True, False])
+def test_cpu_bfloat16_autocast_learns(tmp_path, monkeypatch, amp):
+    """The CPU bf16 path (taken on CPUs with native bf16) runs the nets' products in bf16 and still
+    learns the example plugin's pattern; --no-amp keeps fp32 everywhere."""
+    monkeypatch.setattr(engine, "amp_supported", lambda device: True)
+    manager = get_manager([str(EXAMPLE_PLUGIN)])
+    run = train({"plugin": "pattern", "out": str(tmp_path / "p"), "device": "cpu", "amp": amp, "n_samples": 0},
+                manager=manager)
+    assert run.summary["amp"] is amp
+    trainer = Trainer(run.config, run.domain, run.load_real(), manager, tmp_path / "probe")
+    seen = []
+    first = next(m for m in trainer.discriminator.modules() if isinstance(m, torch.nn.Linear))
+    first.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    trainer.d_step()
+    assert set(seen) == {torch.bfloat16 if amp else torch.float32}
+    samples = run.sample(500, seed=0)
+    assert np.abs(samples.mean(axis=0) - [1, 0, 1, 0]).max() < 0.1
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_generator_batches_per_step(tmp_path, fresh_manager, reuse):
+    """With reuse_fake the generator step scores the batch the last discriminator step made: one
+    generator pass per D step; without it, one more fresh batch per step. Both train."""
+    cfg, domain = build_config("curves", small(tmp_path, d_steps=2, reuse_fake=reuse), fresh_manager)
+    trainer = Trainer(cfg, domain, domain.load_data(cfg), fresh_manager, tmp_path / "run")
+    calls = []
+    trainer.generator.register_forward_hook(lambda mod, inp, out: calls.append(out.requires_grad))
+    trainer.train(progress=False)
+    assert len(calls) == cfg.steps * (2 if reuse else 3)
+    assert sum(calls) == cfg.steps  # only the batch the generator step scores carries gradients
+    losses = [json.loads(line)["loss_g"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses)

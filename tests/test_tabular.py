@@ -214,11 +214,52 @@ def test_generator_emits_exact_one_hots_and_sampled_shares(nsl_transform):
     assert torch.allclose(shares, torch.softmax(logits[0], 0), atol=0.02)
 
 
-def test_packed_discriminator_scores_every_row():
-    d = TabularDiscriminator(10, n_classes=4, pac=4)
-    for n in (8, 10, 1):
-        out = d(torch.randn(n, 10), torch.randint(0, 4, (n,)))
-        assert out.shape == (n,)
+def test_rare_categories_survive_bf16_autocast():
+    """Under bfloat16 autocast (CUDA, CPUs with native bf16) the category draw stays in float32: a
+    bf16 running sum or uniform would never pick the last categories of a long vocabulary."""
+    from advgen_tabular.transform import Segment
+
+    k = 234
+    probs = torch.full((k,), 0.5 / (k - 1))
+    probs[0] = 0.5  # one frequent category, then 233 rare ones (p = 0.0021 each)
+    g = TabularGenerator(64, [Segment("joint", 0, k, "softmax")]).eval()
+    with torch.no_grad():
+        for m in g.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.zero_()
+        g.head.bias.copy_(probs.log())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            x = g(torch.randn(200_000, 64, generator=torch.Generator().manual_seed(0)))
+    shares = x.float().mean(0)
+    assert shares[0].item() == pytest.approx(0.5, abs=0.01)
+    tail = shares[-40:]  # the categories a bf16 cumulative sum above 0.9 would skip
+    assert (tail > 0).all() and tail.sum().item() == pytest.approx(40 * 0.5 / (k - 1), rel=0.15)
+
+
+@pytest.mark.parametrize("pac", [1, 4])
+def test_discriminator_scores_every_row(pac):
+    for projection in (False, True):
+        d = TabularDiscriminator(10, n_classes=4, pac=pac, projection=projection)
+        for n in (8, 10, 1):
+            out = d(torch.randn(n, 10), torch.randint(0, 4, (n,)))
+            assert out.shape == (n,) and torch.isfinite(out).all()
+
+
+def test_projection_lets_the_class_change_the_score():
+    """With projection, the same row scores differently under different classes even when the
+    input-side label embedding is silenced."""
+    torch.manual_seed(0)
+    d = TabularDiscriminator(10, n_classes=3, projection=True, spectral=False).eval()
+    with torch.no_grad():
+        d.embed.weight.zero_()
+        x = torch.randn(5, 10).repeat(3, 1)
+        c = torch.arange(3).repeat_interleave(5)
+        scores = d(x, c).reshape(3, 5)
+    assert (scores[0] - scores[1]).abs().min() > 0 and (scores[1] - scores[2]).abs().min() > 0
+    plain = TabularDiscriminator(10, n_classes=3, projection=False, spectral=False).eval()
+    with torch.no_grad():
+        plain.embed.weight.zero_()
+        assert torch.allclose(plain(x, c).reshape(3, 5)[0], plain(x, c).reshape(3, 5)[1])
 
 
 # --- validators ------------------------------------------------------------------------------------
@@ -299,7 +340,7 @@ def test_short_training_improves_fidelity(tmp_path, nsl_table):
     from advgen.api import train
     from advgen.evaluate import table_fidelity
 
-    run = train({"plugin": "tabular", "steps": 200, "n_samples": 0, "out": str(tmp_path / "run"), "seed": 0, **ONE_THREAD})
+    run = train({"plugin": "tabular", "steps": 400, "n_samples": 0, "out": str(tmp_path / "run"), "seed": 0, **ONE_THREAD})
     spec, real = run.spec, run.load_real().samples
     cfg = TrainConfig.from_dict(run.config.to_dict())
     torch.manual_seed(0)

@@ -57,9 +57,10 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "tau": 1.0,
     "d_hidden": 256,
     "d_depth": 2,
-    "dropout": 0.1,
+    "dropout": 0.0,  # 0.1 scored the same (boosting AUC 0.991 vs 0.990 at 16k steps) and costs 40% more time
     "spectral_norm": True,
     "pac": 1,
+    "projection": False,  # class enters the discriminator by projection too (worse on NSL-KDD, see docs)
 }
 
 
@@ -106,7 +107,7 @@ class TabularDomain(Domain):
 
     def default_config(self) -> dict[str, Any]:
         return {
-            "steps": 8000,
+            "steps": 20000,
             "batch_size": 512,
             "z_dim": 64,
             "loss": "non-saturating",
@@ -117,7 +118,7 @@ class TabularDomain(Domain):
             "ema": 0.999,
             "cond_sampling": "log",
             "log_every": 100,
-            "ckpt_every": 2000,
+            "ckpt_every": 5000,
             "n_samples": 10000,
             "options": dict(DEFAULT_OPTIONS),
         }
@@ -264,6 +265,7 @@ class TabularDomain(Domain):
             dropout=float(opts["dropout"]),
             spectral=bool(opts["spectral_norm"]),
             pac=int(opts["pac"]),
+            projection=bool(opts["projection"]),
         )
 
     # --- samples -------------------------------------------------------------------------------
@@ -289,8 +291,13 @@ class TabularDomain(Domain):
         if conditions is not None:
             if cond is None or len(cond) != len(frame):
                 raise AdvgenError("a conditional run's samples need one class index per row")
-            classes = np.asarray([str(c) for c in conditions["classes"]], dtype=object)
-            frame[conditions["name"]] = classes[np.asarray(cond, dtype=np.int64)]
+            classes = [str(c) for c in conditions["classes"]]
+            index = np.asarray(cond, dtype=np.int64)
+            frame[conditions["name"]] = np.asarray(classes, dtype=object)[index]
+            cmap, ccol = spec.get("category_map"), spec.get("category_column")
+            if cmap and ccol and conditions["name"] == spec.get("label"):
+                # one lookup per class, not per row
+                frame[ccol] = np.asarray([str(cmap.get(c, c)) for c in classes], dtype=object)[index]
         return self._finish_frame(frame, spec)
 
     def _finish_frame(self, frame: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
@@ -303,9 +310,10 @@ class TabularDomain(Domain):
         if label is not None:
             order.append(label)
             if spec.get("category_map") and spec.get("category_column"):
-                cmap = spec["category_map"]
-                labels = frame[label].astype(str)
-                frame[spec["category_column"]] = labels.map(cmap).fillna(labels).astype(str)
+                if spec["category_column"] not in frame:
+                    cmap = spec["category_map"]
+                    labels = frame[label].astype(str)
+                    frame[spec["category_column"]] = labels.map(cmap).fillna(labels).astype(str)
                 order.append(spec["category_column"])
         return frame[order].reset_index(drop=True)
 
