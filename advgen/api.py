@@ -188,7 +188,7 @@ class Run:
         n: int,
         condition: str | dict[str, Any] | np.ndarray | None = None,
         seed: int | None = None,
-        batch: int = 16384,
+        batch: int = 8192,
     ) -> tuple[torch.Tensor, np.ndarray | None]:
         """Generator output in the encoded space (CPU tensor) and each sample's class index.
 

@@ -115,7 +115,7 @@ class TabularDomain(Domain):
             "lr_d": 2e-4,
             "beta1": 0.5,
             "beta2": 0.999,
-            "ema": 0.999,
+            "ema": 0.9995,  # boosting AUC 0.9875 against 0.9885 at 0.999; the raw generator scores 0.998
             "cond_sampling": "log",
             "log_every": 100,
             "ckpt_every": 5000,

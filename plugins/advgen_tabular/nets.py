@@ -28,6 +28,11 @@ from advgen_tabular.transform import Segment
 CATEGORICAL_MODES = ("sample", "straight-through", "gumbel")
 
 
+def _one_hot(idx: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
+    """Float one-hot rows by scatter: ``F.one_hot`` builds an int64 matrix first, 8x slower here."""
+    return torch.zeros(idx.shape[0], k, dtype=dtype, device=idx.device).scatter_(1, idx.unsqueeze(1), 1.0)
+
+
 class _Residual(nn.Module):
     """Linear, layer norm, ReLU, added back onto the input (same width)."""
 
@@ -121,9 +126,9 @@ class TabularGenerator(nn.Module):
         # float32 even under bf16 autocast: a bf16 running sum has steps of 1/256 near 1, which would
         # skip the rare categories at the end of a 234-way vocabulary
         p = torch.softmax(logits.float(), dim=1)
-        below = (torch.cumsum(p, dim=1) < u).sum(dim=1)
+        below = torch.sum(torch.cumsum(p, dim=1) < u, dim=1, dtype=torch.int32).long()  # int32: 2x faster
         idx = torch.clamp(below, max=logits.shape[1] - 1)
-        hard = F.one_hot(idx, logits.shape[1]).to(p.dtype)
+        hard = _one_hot(idx, logits.shape[1], p.dtype)
         if not self.training:
             return hard
         return hard + p - p.detach()
@@ -131,11 +136,11 @@ class TabularGenerator(nn.Module):
     def _onehot(self, logits: torch.Tensor) -> torch.Tensor:
         if not self.training:
             # the decoder takes the argmax; a hard one-hot keeps the output in the real rows' format
-            return F.one_hot(logits.argmax(dim=1), logits.shape[1]).to(logits.dtype)
+            return _one_hot(logits.argmax(dim=1), logits.shape[1], logits.dtype)
         if self.categorical == "gumbel":
             return F.gumbel_softmax(logits, tau=self.tau, hard=False)
         soft = torch.softmax(logits / self.tau, dim=1)
-        hard = F.one_hot(soft.argmax(dim=1), logits.shape[1]).to(soft.dtype)
+        hard = _one_hot(soft.argmax(dim=1), logits.shape[1], soft.dtype)
         return hard + soft - soft.detach()
 
 
