@@ -56,8 +56,9 @@ def test_gradient_penalty_of_a_linear_critic():
 
 def test_class_sampling_reaches_rare_classes():
     counts = np.array([10000, 100, 1])
-    emp, log, uni = (class_probabilities(counts, m) for m in ("empirical", "log", "uniform"))
-    assert emp[2] < 1e-3 < log[2] < uni[2] == pytest.approx(1 / 3)
+    emp, sqrt, log, uni = (class_probabilities(counts, m) for m in ("empirical", "sqrt", "log", "uniform"))
+    assert emp[2] < 1e-3 < sqrt[2] < log[2] < uni[2] == pytest.approx(1 / 3)
+    assert sqrt[0] == pytest.approx(100 / 111)
     x = torch.arange(10101, dtype=torch.float32).unsqueeze(1)
     cond = torch.tensor([0] * 10000 + [1] * 100 + [2])
     spec = {"shape": [1], "conditions": {"name": "label", "classes": ["a", "b", "c"], "counts": counts.tolist()}}
