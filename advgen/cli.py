@@ -195,13 +195,24 @@ def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:
 @click.option("--seed", type=int, default=None, help="Seed: the same seed gives the same samples.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--validate/--no-validate", default=True, help="Report the validator pass rate of the samples.")
-def sample(run_dir: str, n: int, output: str, condition: tuple[str, ...], seed: int | None, device: str, validate: bool) -> None:
+@click.option(
+    "--amp/--no-amp", default=None,
+    help="bfloat16 autocast (default: as the run trained, where the device has native bf16); --no-amp samples "
+    "in float32, as an exported ONNX model does.",
+)
+def sample(
+    run_dir: str, n: int, output: str, condition: tuple[str, ...], seed: int | None, device: str, validate: bool,
+    amp: bool | None,
+) -> None:
     """Write N samples of a trained run to a file (CSV, Parquet, NPZ ... as the domain allows)."""
     from advgen.api import load_run
+    from advgen.engine import amp_supported
 
     if n < 0:
         raise click.BadParameter(f"must be >= 0, got {n}", param_hint="-n")
     run = load_run(run_dir, device=device)
+    if amp is not None:
+        run.amp = amp and amp_supported(run.device)
     suffix = Path(output).suffix.lower()
     if suffix not in run.domain.sample_suffixes():
         raise click.BadParameter(

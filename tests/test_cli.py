@@ -141,3 +141,18 @@ def test_existing_output_survives_a_failed_sample(trained_run, tmp_path):
     out.write_text("precious\n")
     assert_clean_error(invoke("sample", str(trained_run), "-n", "5", "-o", str(out), "--condition", "a=b"), "not conditional")
     assert out.read_text() == "precious\n"
+
+
+def test_sample_amp_flag_picks_the_precision(trained_run, tmp_path, monkeypatch):
+    """--amp samples under bf16 autocast where the device supports it; --no-amp in float32, which is
+    what the run itself does when it trained without autocast (the curves default)."""
+    import advgen.engine as engine
+    from advgen.api import load_run
+
+    monkeypatch.setattr(engine, "amp_supported", lambda device: True)
+    for flag, name in (("--amp", "a.npz"), ("--no-amp", "b.npz")):
+        result = invoke("sample", str(trained_run), "-n", "64", "-o", str(tmp_path / name), "--seed", "1", flag)
+        assert result.exit_code == 0, result.output
+    a, b = (np.load(tmp_path / name)["x"] for name in ("a.npz", "b.npz"))
+    np.testing.assert_array_equal(b, load_run(trained_run).sample(64, seed=1))
+    assert not np.array_equal(a, b) and np.allclose(a, b, atol=0.1)
