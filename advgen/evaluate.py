@@ -32,7 +32,7 @@ import pandas as pd
 
 from advgen.domain import Domain, Validator, run_validators
 from advgen.errors import AdvgenError, InvalidDataError
-from advgen.io import atomic_path, atomic_write_text
+from advgen.io import atomic_write_text, save_figure
 
 DetectorFactory = Callable[[int], Any]
 
@@ -1115,7 +1115,7 @@ def plot_table_histograms(
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_recall_bars(report: dict[str, Any], path: str | Path) -> Path:
@@ -1135,16 +1135,7 @@ def plot_recall_bars(report: dict[str, Any], path: str | Path) -> Path:
         ax.set_title(f"per-class {metric} on the real test set ({report['detector']})")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    plt = _pyplot()
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
-    return target
+    return save_figure(fig, path)
 
 
 def write_plots(

@@ -97,6 +97,18 @@ def write_table(df: Any, path: str | Path) -> Path:
     return target
 
 
+def save_figure(fig: Any, path: str | Path, dpi: int = 90) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it (plots are written next to results
+    people keep, so a crash must not leave half a file)."""
+    import matplotlib.pyplot as plt
+
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return target
+
+
 def read_table(path: str | Path) -> Any:
     """Read a CSV or Parquet table written by advgen (or any tool), with one clear error when it cannot."""
     import pandas as pd
@@ -109,7 +121,7 @@ def read_table(path: str | Path) -> Any:
         if suffix in (".parquet", ".pq"):
             df = pd.read_parquet(p)
         elif suffix in (".csv", ".txt"):
-            df = pd.read_csv(p)
+            df = pd.read_csv(p, low_memory=False)
         else:
             raise InvalidDataError(f"cannot read {p}: use a .csv or .parquet file")
     except InvalidDataError:

@@ -19,7 +19,7 @@ from advgen.config import TrainConfig
 from advgen.domain import Domain, RealData, Validator
 from advgen.errors import InvalidDataError
 from advgen.hookspecs import hookimpl
-from advgen.io import atomic_path
+from advgen.io import save_figure
 
 __version__ = "0.1.0"
 
@@ -221,9 +221,7 @@ class CurvesDomain(Domain):
             axes[1].set_title("roughness (RMS of second differences)")
         axes[1].legend()
         fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=90)
-        plt.close(fig)
+        save_figure(fig, path)
         return True
 
     # --- judging ---------------------------------------------------------------------------------

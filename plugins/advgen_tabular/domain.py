@@ -21,7 +21,7 @@ from torch import nn
 
 from advgen.domain import Domain, RealData, Validator
 from advgen.errors import AdvgenError, InvalidDataError
-from advgen.io import atomic_path, write_table
+from advgen.io import read_table, save_figure, write_table
 from advgen_tabular.nets import CATEGORICAL_MODES, TabularDiscriminator, TabularGenerator
 from advgen_tabular.transform import (
     DISCRETE_KINDS,
@@ -291,13 +291,8 @@ class TabularDomain(Domain):
         if conditions is not None:
             if cond is None or len(cond) != len(frame):
                 raise AdvgenError("a conditional run's samples need one class index per row")
-            classes = [str(c) for c in conditions["classes"]]
-            index = np.asarray(cond, dtype=np.int64)
-            frame[conditions["name"]] = np.asarray(classes, dtype=object)[index]
-            cmap, ccol = spec.get("category_map"), spec.get("category_column")
-            if cmap and ccol and conditions["name"] == spec.get("label"):
-                # one lookup per class, not per row
-                frame[ccol] = np.asarray([str(cmap.get(c, c)) for c in classes], dtype=object)[index]
+            classes = np.asarray([str(c) for c in conditions["classes"]], dtype=object)
+            frame[conditions["name"]] = classes[np.asarray(cond, dtype=np.int64)]
         return self._finish_frame(frame, spec)
 
     def _finish_frame(self, frame: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
@@ -311,9 +306,11 @@ class TabularDomain(Domain):
             order.append(label)
             if spec.get("category_map") and spec.get("category_column"):
                 if spec["category_column"] not in frame:
+                    # one dictionary lookup per distinct label, not per row
                     cmap = spec["category_map"]
-                    labels = frame[label].astype(str)
-                    frame[spec["category_column"]] = labels.map(cmap).fillna(labels).astype(str)
+                    codes, uniques = pd.factorize(frame[label].astype(str))
+                    categories = np.asarray([str(cmap.get(u, u)) for u in uniques], dtype=object)
+                    frame[spec["category_column"]] = categories[codes]
                 order.append(spec["category_column"])
         return frame[order].reset_index(drop=True)
 
@@ -325,21 +322,7 @@ class TabularDomain(Domain):
 
     def read_samples(self, path: Path, spec: dict[str, Any]) -> pd.DataFrame:
         p = Path(path)
-        if not p.is_file():
-            raise InvalidDataError(f"samples file not found: {p}")
-        suffix = p.suffix.lower()
-        try:
-            if suffix == ".csv":
-                frame = pd.read_csv(p, low_memory=False)
-            elif suffix == ".parquet":
-                frame = pd.read_parquet(p)
-            else:
-                raise InvalidDataError(f"cannot read table samples from {p}: use .csv or .parquet")
-        except ImportError:
-            raise AdvgenError("reading Parquet needs pyarrow: pip install 'advgen[parquet]'") from None
-        except (ValueError, OSError, pd.errors.ParserError) as exc:
-            raise InvalidDataError(f"cannot read table samples from {p}: {str(exc).splitlines()[0]}") from None
-        frame.columns = [str(c).strip() for c in frame.columns]
+        frame = read_table(p)
         missing = [c["name"] for c in spec["columns"] if c["name"] not in frame.columns]
         if missing:
             shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
@@ -390,9 +373,7 @@ class TabularDomain(Domain):
             ax.axis("off")
         axes.ravel()[0].legend(fontsize=8)
         fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=80)
-        plt.close(fig)
+        save_figure(fig, path, dpi=80)
         return True
 
     # --- judging -------------------------------------------------------------------------------

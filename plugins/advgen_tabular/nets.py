@@ -196,12 +196,14 @@ class TabularDiscriminator(nn.Module):
             h = h[keep]
             cond = cond[keep] if cond is not None else None
         h = h.reshape(-1, self.pac * h.shape[1])
-        features = self.net[:-1](h)
-        logits = self.net[-1](features).reshape(-1)
+        *body, head = self.net  # the last hidden features feed the projection term
+        for layer in body:
+            h = layer(h)
+        logits = head(h).reshape(-1)
         if self.project is not None:
             # a packed group's class vector is the mean over its rows' classes
-            w = self.project(cond).reshape(-1, self.pac, features.shape[1]).mean(dim=1)
-            logits = logits + (w.to(features.dtype) * features).sum(dim=1)
+            w = self.project(cond).reshape(-1, self.pac, h.shape[1]).mean(dim=1)
+            logits = logits + (w.to(h.dtype) * h).sum(dim=1)
         if self.pac > 1:
             return logits.repeat_interleave(self.pac)[:n]
         return logits
