@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
+import tomllib
 import urllib.error
 from pathlib import Path
 
@@ -90,7 +92,9 @@ def test_nsl_kdd_manifest_has_the_41_standard_features_then_label_and_difficulty
     assert set(layout.categories) == {"normal", "dos", "probe", "r2l", "u2r"}
     m = get_manifest("nsl-kdd")
     assert set(m.splits) == {"train20", "train", "test", "test21"} and m.default_split == "train20"
-    assert m.files["KDDTrain+.txt"].sha256 is None and m.files["KDDTrain+.txt"].rows == 125_973
+    full = m.files["KDDTrain+.txt"]
+    assert full.sha256 is None and full.git_sha1 == "20002897492adc110190a10509aa694f26f7f308"
+    assert full.rows == 125_973
 
 
 def test_nsl_kdd_category_map_covers_every_label_in_the_real_files(data_dir):
@@ -164,6 +168,43 @@ def test_real_nsl_kdd_files_match_their_checksums(data_dir):
     m = get_manifest("nsl-kdd")
     for fname in NSL_FILES.values():
         assert fetch.sha256_file(data_dir / "nsl-kdd" / fname) == m.files[fname].sha256
+
+
+def test_every_manifest_checksum_matches_the_file_in_the_data_dir(data_dir):
+    """Each file a built-in manifest lists and the data dir holds has the manifest's checksum."""
+    checked = 0
+    for manifest in registry().values():
+        for entry in manifest.files.values():
+            path = data_dir / manifest.name / entry.name
+            if not path.is_file():
+                continue
+            if entry.sha256:
+                assert fetch.sha256_file(path) == entry.sha256, path
+                checked += 1
+            if entry.git_sha1:
+                assert fetch.git_blob_sha1(path) == entry.git_sha1, path
+                checked += 1
+    assert checked >= 3  # the three NSL-KDD files of the shared data dir
+
+
+def test_git_blob_id_is_what_git_computes_and_a_mismatch_is_refused(tmp_path, monkeypatch):
+    f = tmp_path / "d" / "a.csv"
+    f.parent.mkdir()
+    f.write_bytes(b"x,y\n1,2\n")
+    expected = subprocess.run(["git", "hash-object", str(f)], capture_output=True, text=True, check=True).stdout.strip()
+    assert fetch.git_blob_sha1(f) == expected
+    monkeypatch.setenv("ADVGEN_DATA", str(tmp_path))
+    (tmp_path / "manifests").mkdir()
+    text = (
+        'name = "d"\ndescription = "x"\ncolumns = [{ name = "x", kind = "count" }, { name = "y", kind = "count" }]\n'
+        '[format]\ntype = "csv"\nheader = true\n[splits.s]\nfiles = ["a.csv"]\n'
+        f'[files."a.csv"]\ngit_sha1 = "{expected}"\nrows = 1\n'
+    )
+    m = parse_manifest(tomllib.loads(text), "test")
+    fetch.verify_file(m, m.files["a.csv"], f)  # matches: no error
+    bad = parse_manifest(tomllib.loads(text.replace(expected, "0" * 40)), "test")
+    with pytest.raises(InvalidDataError, match="git blob id"):
+        fetch.verify_file(bad, bad.files["a.csv"], f)
 
 
 def test_checksum_is_computed_once_per_process(data_dir, monkeypatch):

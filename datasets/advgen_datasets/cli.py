@@ -125,7 +125,7 @@ def fetch_command(name: str, split: str | None, progress: bool) -> None:
             failed.append(f)
             continue
         entry = m.files[f]
-        check = "sha256 ok" if entry.sha256 else ("row count ok" if entry.rows else "no checksum known")
+        check = "sha256 ok" if entry.sha256 else ("git blob id ok" if entry.git_sha1 else ("row count ok" if entry.rows else "no checksum known"))
         click.echo(f"{'present' if had else 'downloaded'}: {p} ({check})")
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(fnames)} {name} files are not available: {', '.join(failed)}")

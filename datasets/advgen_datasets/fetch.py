@@ -2,7 +2,8 @@
 
 Files live at ``<data dir>/<dataset>/<file>``; the data dir is ``$ADVGEN_DATA`` or a per-user cache
 (``$XDG_CACHE_HOME/advgen``, else ``~/.cache/advgen``). A file with a known sha256 is checked before
-use; one without a checksum has its row count checked instead. A missing file is downloaded from the
+use; one with only a git blob id (the checksum a git mirror lists) has that id and its row count
+checked; one without a checksum has its row count checked. A missing file is downloaded from the
 manifest's URL into a temporary file that is renamed only once its checksum is right, so an
 interrupted download never leaves a half file where a good one is expected. With no network (or no
 URL) the error says exactly which file to put where.
@@ -30,6 +31,7 @@ _TIMEOUT_S = 30
 # Hashing the same file twice in one process buys nothing; the key changes when the file does.
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 _LINES_CACHE: dict[tuple[str, int, int], int] = {}
+_GIT_CACHE: dict[tuple[str, int, int], str] = {}
 
 
 def data_dir() -> Path:
@@ -61,6 +63,20 @@ def sha256_file(path: str | Path) -> str:
                 h.update(chunk)
         _SHA_CACHE[key] = h.hexdigest()
     return _SHA_CACHE[key]
+
+
+def git_blob_sha1(path: str | Path) -> str:
+    """The id git gives the file's bytes as a blob: SHA-1 of ``blob <size>\\0`` followed by the bytes."""
+    p = Path(path)
+    key = _stat_key(p)
+    if key not in _GIT_CACHE:
+        h = hashlib.sha1(usedforsecurity=False)
+        h.update(b"blob %d\0" % p.stat().st_size)
+        with p.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                h.update(chunk)
+        _GIT_CACHE[key] = h.hexdigest()
+    return _GIT_CACHE[key]
 
 
 def count_lines(path: str | Path) -> int:
@@ -111,6 +127,14 @@ def verify_file(manifest: Manifest, entry: FileEntry, path: Path, *, shown: Path
                 f"({entry.rows} rows); the file is truncated or another version: delete it and "
                 f"run `advgen datasets fetch {manifest.name}`"
             )
+    if entry.git_sha1:
+        actual = git_blob_sha1(path)
+        if actual != entry.git_sha1:
+            raise InvalidDataError(
+                f"checksum mismatch for {where}: git blob id {actual[:16]}..., the {manifest.name} manifest "
+                f"expects {entry.git_sha1[:16]}...; the file is damaged or another version: delete it "
+                f"and run `advgen datasets fetch {manifest.name}`"
+            )
 
 
 def _layout_of(manifest: Manifest, entry: FileEntry) -> str:
@@ -125,13 +149,13 @@ def checksum_status(manifest: Manifest, entry: FileEntry) -> str:
     path = file_path(manifest, entry.name)
     if not path.is_file():
         return "missing"
-    if entry.sha256 is None and entry.rows is None:
+    if entry.sha256 is None and entry.git_sha1 is None and entry.rows is None:
         return "unchecked"
     try:
         verify_file(manifest, entry, path)
     except InvalidDataError:
         return "mismatch"
-    return "ok" if entry.sha256 else "rows ok"
+    return "ok" if entry.sha256 or entry.git_sha1 else "rows ok"
 
 
 def download_url(url: str, dest: Path, *, progress: bool, label: str) -> None:

@@ -109,6 +109,7 @@ def describe(name: str, split: str | None = None) -> dict[str, Any]:
                 "size": p.stat().st_size if p.is_file() else None,
                 "checksum": checksum_status(m, entry),
                 "sha256": entry.sha256,
+                "git_sha1": entry.git_sha1,
                 "rows": entry.rows,
                 "url": entry.url,
                 "splits": [s.name for s in m.splits.values() if f in s.files],

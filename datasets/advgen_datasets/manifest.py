@@ -75,12 +75,18 @@ class Layout:
 
 @dataclass(frozen=True)
 class FileEntry:
-    """A file of a dataset. ``sha256``/``rows`` None mean unknown: that check is skipped."""
+    """A file of a dataset. ``sha256``/``rows`` None mean unknown: that check is skipped.
+
+    ``git_sha1`` is the git blob id a repository lists for the file (SHA-1 of ``blob <size>\\0`` and
+    the bytes): a content checksum for files whose sha256 nobody published but whose mirror is a git
+    repository. It is checked when there is no sha256.
+    """
 
     name: str
     url: str | None = None
     sha256: str | None = None
     rows: int | None = None
+    git_sha1: str | None = None
 
 
 @dataclass(frozen=True)
@@ -239,7 +245,7 @@ def parse_manifest(data: dict[str, Any], where: str, path: Path | None = None) -
     for fname, ftab in data["files"].items():
         if not isinstance(ftab, dict):
             raise _fail(where, f"file {fname!r} must be a table")
-        unknown = set(ftab) - {"url", "sha256", "rows"}
+        unknown = set(ftab) - {"url", "sha256", "rows", "git_sha1"}
         if unknown:
             raise _fail(where, f"file {fname!r} has unknown keys {sorted(unknown)}")
         sha = ftab.get("sha256")
@@ -247,12 +253,17 @@ def parse_manifest(data: dict[str, Any], where: str, path: Path | None = None) -
             not isinstance(sha, str) or len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha)
         ):
             raise _fail(where, f"file {fname!r}: sha256 must be 64 lowercase hex digits")
+        git_sha1 = ftab.get("git_sha1")
+        if git_sha1 is not None and (
+            not isinstance(git_sha1, str) or len(git_sha1) != 40 or any(ch not in "0123456789abcdef" for ch in git_sha1)
+        ):
+            raise _fail(where, f"file {fname!r}: git_sha1 must be 40 lowercase hex digits")
         rows = ftab.get("rows")
         if rows is not None and (not isinstance(rows, int) or rows <= 0):
             raise _fail(where, f"file {fname!r}: rows must be a positive integer")
         if "/" in fname or "\\" in fname or fname.startswith("."):
             raise _fail(where, f"file name {fname!r} must be a plain file name")
-        files[fname] = FileEntry(name=fname, url=ftab.get("url"), sha256=sha, rows=rows)
+        files[fname] = FileEntry(name=fname, url=ftab.get("url"), sha256=sha, rows=rows, git_sha1=git_sha1)
 
     splits: dict[str, Split] = {}
     for sname, stab in data["splits"].items():
