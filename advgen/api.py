@@ -36,11 +36,19 @@ def _plugin_ref(plugin: str) -> str:
 
 
 def build_config(
-    plugin: str, overrides: dict[str, Any] | None = None, manager: PluginManager | None = None
+    plugin: str,
+    overrides: dict[str, Any] | None = None,
+    manager: PluginManager | None = None,
+    domain: Domain | None = None,
 ) -> tuple[TrainConfig, Domain]:
-    """Defaults, then the domain's defaults, then ``overrides`` (TOML values and flags, in that order)."""
+    """Defaults, then the domain's defaults, then ``overrides`` (TOML values and flags, in that order).
+
+    ``plugin`` is what the user named (a registered domain, or a plugin file they chose to load);
+    ``domain``, when given, is the already resolved domain (a resumed run's) and nothing is loaded.
+    """
     manager = manager or get_manager()
-    domain = manager.domain(plugin)
+    if domain is None:
+        domain = manager.load_domain(plugin)
     cfg = TrainConfig(plugin=_plugin_ref(plugin)).updated(domain.default_config())
     cfg = cfg.updated({k: v for k, v in (overrides or {}).items() if k != "plugin"})
     cfg.validate()
@@ -70,7 +78,8 @@ def train(
             if key in extra and extra[key] is not None:
                 saved[key] = extra[key]
         saved["out"] = str(Path(resume))
-        cfg, domain = build_config(saved["plugin"], saved, manager)
+        domain = checkpoint_domain(payload, manager, resolve_checkpoint(resume))
+        cfg, domain = build_config(str(saved.get("plugin") or domain.name), saved, manager, domain=domain)
         if cfg.steps <= int(payload["step"]):
             raise AdvgenError(
                 f"run {resume} is already at step {payload['step']}; pass --steps above it to continue"
@@ -79,7 +88,7 @@ def train(
         payload = None
         if isinstance(config, TrainConfig):
             config.validate()
-            cfg, domain = config, manager.domain(config.plugin)
+            cfg, domain = config, manager.load_domain(config.plugin)
         else:
             values = dict(config)
             if not values.get("plugin"):
@@ -289,6 +298,30 @@ def _check_count(n: Any) -> None:
         raise AdvgenError(f"sample count {n} is above the limit of {MAX_SAMPLES}")
 
 
+def checkpoint_domain(payload: dict[str, Any], manager: PluginManager, where: Path) -> Domain:
+    """The registered domain a checkpoint was trained with; loading a checkpoint never loads code.
+
+    A checkpoint records the domain's name and the plugin the user trained with (a registered name or a
+    plugin file's path). Only domains already registered (entry points, ``ADVGEN_PLUGINS``, ``--plugin``
+    given by the user) are looked up: a checkpoint that names a file or module is refused, so a
+    tampered ``plugin`` field cannot make advgen import and run it.
+    """
+    names = [payload.get("domain"), payload.get("plugin")]
+    for name in names:
+        if isinstance(name, str) and name in manager.domain_names():
+            return manager.domain(name)
+    shown = next((n for n in names if isinstance(n, str) and n), None)
+    if shown is None:
+        raise CheckpointError(f"checkpoint {where} names no domain")
+    plugin = payload.get("plugin")
+    path_hint = plugin if isinstance(plugin, str) and (plugin.endswith(".py") or "/" in plugin) else "PLUGIN.py"
+    raise CheckpointError(
+        f"checkpoint {where} was made with domain {str(shown)[:200]!r}, which is not loaded; advgen never "
+        f"imports code a checkpoint names: if you trust that plugin, load it yourself with "
+        f"ADVGEN_PLUGINS={str(path_hint)[:200]} (or --plugin with advgen train --resume)"
+    )
+
+
 def load_run(
     path: str | Path, device: str = "cpu", manager: PluginManager | None = None, ema: bool = True
 ) -> Run:
@@ -300,7 +333,7 @@ def load_run(
         cfg = TrainConfig.from_dict(payload["config"])
     except AdvgenError as exc:
         raise CheckpointError(f"checkpoint {ckpt} holds an invalid config: {exc}") from None
-    domain = manager.domain(payload["plugin"])
+    domain = checkpoint_domain(payload, manager, ckpt)
     spec = payload["spec"]
     dev = resolve_device(device)
     generator = domain.build_generator(spec, cfg)

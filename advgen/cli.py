@@ -165,6 +165,11 @@ def train(config_file: str | None, resume: str | None, quiet: bool, options: tup
         values["options"] = dict(values["options"], **dict(parse_option(o) for o in options))
     if resume is None and not values.get("plugin"):
         raise click.UsageError("choose a domain with --plugin NAME (see `advgen plugins`), or --resume RUN_DIR")
+    if resume is not None and values.get("plugin"):
+        # the user names the plugin of the run to resume: loading it is their choice, never the checkpoint's
+        from advgen.plugins import get_manager
+
+        get_manager().load_domain(str(values["plugin"]))
     say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     run = api_train(values, progress=not quiet, resume=resume, log=say)
     _print_summary(run.summary, run.run_dir)

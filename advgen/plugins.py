@@ -169,16 +169,13 @@ class PluginManager:
         return sorted(self._domains)
 
     def domain(self, name: str) -> Domain:
-        """The domain called ``name``; a ``.py`` path or module is loaded first when given instead."""
-        if name not in self._domains and (name.endswith(".py") or os.sep in name or Path(name).is_file()):
-            plugin = self.load_local(name)
-            owned = [d for d, owner in self._domain_owner.items() if owner == plugin]
-            if len(owned) != 1:
-                raise PluginError(
-                    f"plugin file {name} registers {len(owned)} domains ({', '.join(owned) or 'none'}); "
-                    "name one of them with --plugin NAME after loading it with ADVGEN_PLUGINS"
-                )
-            return self._domains[owned[0]]
+        """The registered domain called ``name``; never loads code.
+
+        Names that come from artifacts (checkpoints, manifests) go through here only, so a tampered
+        file cannot make advgen import a module or execute a ``.py`` file it names.
+        """
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"a domain name must be a non-empty string, got {name!r}")
         if name not in self._domains and name in self.broken:
             raise PluginError(self.broken[name])
         if name not in self._domains:
@@ -186,6 +183,24 @@ class PluginManager:
                 f"unknown plugin {name!r}; available: {', '.join(self.domain_names()) or 'none'}"
             )
         return self._domains[name]
+
+    def load_domain(self, spec: str) -> Domain:
+        """The domain a user names on the command line or in the API: a registered name, or a ``.py``
+        file / module that is loaded first (the user chose to run it) and must register one domain."""
+        if not isinstance(spec, str) or not spec:
+            raise PluginError(f"a plugin must be a name or a path, got {spec!r}")
+        if spec in self._domains:
+            return self._domains[spec]
+        if spec.endswith(".py") or os.sep in spec or Path(spec).is_file():
+            plugin = self.load_local(spec)
+            owned = [d for d, owner in self._domain_owner.items() if owner == plugin]
+            if len(owned) != 1:
+                raise PluginError(
+                    f"plugin file {spec} registers {len(owned)} domains ({', '.join(owned) or 'none'}); "
+                    "name one of them with --plugin NAME after loading it with ADVGEN_PLUGINS"
+                )
+            return self._domains[owned[0]]
+        return self.domain(spec)
 
     def domain_plugin_version(self, name: str) -> str:
         owner = self._domain_owner.get(name)

@@ -1,0 +1,113 @@
+"""A checkpoint never runs code: the plugin it names is looked up among registered domains only.
+
+The exploit these tests guard against: rewrite the ``plugin`` field of a valid checkpoint to a ``.py``
+file (or an importable module) that does something, then get a victim to run ``advgen sample RUN``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from advgen.cli import cli
+
+EXAMPLE = str(Path(__file__).resolve().parents[1] / "examples" / "pattern_plugin.py")
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def _tamper(run: Path, **fields: object) -> None:
+    ckpt = run / "checkpoint.pt"
+    payload = torch.load(ckpt, weights_only=True)
+    payload.update(fields)
+    torch.save(payload, ckpt)
+
+
+@pytest.fixture
+def curves_run(tmp_path) -> Path:
+    out = tmp_path / "run"
+    result = invoke(
+        "train", "--plugin", "curves", "--steps", "5", "--batch-size", "16", "--n-samples", "0",
+        "--option", "n_real=64", "--option", "length=8", "--threads", "1", "--out", str(out), "-q",
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture
+def payload_file(tmp_path) -> tuple[Path, Path]:
+    """A plugin file that leaves a marker when it is imported."""
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "some" / "dir" / "helper.py"
+    evil.parent.mkdir(parents=True)
+    evil.write_text(f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n")
+    return evil, marker
+
+
+def _one_clean_line(result) -> str:
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+@pytest.mark.parametrize("field", ["plugin", "domain"])
+def test_a_checkpoint_naming_a_file_does_not_run_it(curves_run, payload_file, tmp_path, field):
+    evil, marker = payload_file
+    fields = {"plugin": str(evil), "domain": str(evil)} if field == "domain" else {"plugin": str(evil), "domain": "nope"}
+    _tamper(curves_run, **fields)
+    commands = [
+        ("sample", str(curves_run), "-n", "5", "-o", str(tmp_path / "x.csv")),
+        ("export", str(curves_run), "-o", str(tmp_path / "m.onnx")),
+        ("train", "--resume", str(curves_run), "--steps", "10", "-q"),
+    ]
+    for args in commands:
+        line = _one_clean_line(invoke(*args))
+        assert "not loaded" in line and "ADVGEN_PLUGINS" in line, line
+        assert not marker.exists(), f"{args[0]} ran the file the checkpoint named"
+
+
+def test_a_checkpoint_naming_a_module_does_not_import_it(curves_run, tmp_path, monkeypatch):
+    marker = tmp_path / "imported"
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "evil_module_xyz.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "mods"))
+    _tamper(curves_run, plugin="evil_module_xyz", domain="evil_module_xyz")
+    line = _one_clean_line(invoke("sample", str(curves_run), "-n", "5", "-o", str(tmp_path / "x.csv")))
+    assert "not loaded" in line
+    assert not marker.exists()
+
+
+def test_non_string_plugin_field_is_a_clear_error(curves_run, tmp_path):
+    _tamper(curves_run, plugin=5, domain=None)
+    line = _one_clean_line(invoke("sample", str(curves_run), "-n", "5", "-o", str(tmp_path / "x.csv")))
+    assert "checkpoint" in line
+
+
+def test_a_plugin_the_user_loads_deliberately_still_works(tmp_path, monkeypatch):
+    out = tmp_path / "pattern"
+    result = invoke("train", "--plugin", EXAMPLE, "--steps", "20", "--n-samples", "0", "--out", str(out), "-q")
+    assert result.exit_code == 0, result.output
+    # a fresh process knows nothing of the file: the run names it, but loading it is refused...
+    from advgen.plugins import reset_manager
+
+    reset_manager()
+    line = _one_clean_line(invoke("sample", str(out), "-n", "5", "-o", str(tmp_path / "p.csv")))
+    assert "ADVGEN_PLUGINS=" + str(Path(EXAMPLE).resolve()) in line
+    # ...until the user loads it: through ADVGEN_PLUGINS for any command, or --plugin on resume
+    reset_manager()
+    monkeypatch.setenv("ADVGEN_PLUGINS", EXAMPLE)
+    result = invoke("sample", str(out), "-n", "5", "-o", str(tmp_path / "p.csv"))
+    assert result.exit_code == 0, result.output
+    monkeypatch.delenv("ADVGEN_PLUGINS")
+    reset_manager()
+    result = invoke("train", "--resume", str(out), "--plugin", EXAMPLE, "--steps", "30", "-q")
+    assert result.exit_code == 0, result.output
