@@ -148,9 +148,39 @@ def _sniff_separator(line: str) -> str:
     return best if counts[best] else ","
 
 
-def _first_line(path: Path, encoding: str) -> str:
+_BINARY_MAGIC = {
+    b"\x1f\x8b": "gzip-compressed (decompress it first, e.g. gunzip)",
+    b"PK\x03\x04": "a zip archive (extract the CSV from it first)",
+    b"\x7fELF": "an executable (ELF), not a table",
+    b"BZh": "bzip2-compressed (decompress it first)",
+    b"\xfd7zXZ": "xz-compressed (decompress it first)",
+    b"PAR1": "a Parquet file: name it .parquet",
+}
+
+
+def _check_text_file(path: Path) -> bytes:
+    """The file's first bytes, refused with one line when the file is plainly not a text table."""
     with path.open("rb") as fh:
-        raw = fh.readline(1 << 20)
+        head = fh.read(1 << 16)
+    for magic, what in _BINARY_MAGIC.items():
+        if head.startswith(magic):
+            raise InvalidDataError(f"{path} is {what}")
+    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InvalidDataError(f"{path} is a binary file, not a CSV (it holds NUL bytes)")
+    return head
+
+
+def _line_terminator(head: bytes) -> str | None:
+    """``"\\r"`` for files whose lines end in a bare CR (classic Mac OS exports), else None (pandas'
+    own handling of LF and CRLF)."""
+    return "\r" if b"\r" in head and b"\n" not in head else None
+
+
+def _first_line(path: Path, encoding: str, terminator: str | None = None) -> str:
+    with path.open("rb") as fh:
+        raw = fh.read(1 << 20) if terminator else fh.readline(1 << 20)
+    if terminator:
+        raw = raw.split(terminator.encode(), 1)[0]
     for enc in (encoding, "cp1252"):
         try:
             return raw.decode(enc).lstrip("\ufeff").rstrip("\r\n")
@@ -191,11 +221,15 @@ def _read_csv(
     """Read one CSV; declared kinds give explicit dtypes (the fast path), dirt falls back to text."""
     if not path.is_file():
         raise InvalidDataError(f"data file not found: {path}")
-    first = _first_line(path, fmt.encoding)
+    terminator = _line_terminator(_check_text_file(path))
+    first = _first_line(path, fmt.encoding, terminator)
     if not first.strip():
         raise InvalidDataError(f"{path} is empty")
     sep = _sniff_separator(first) if sniff else fmt.separator
-    fields = next(csv.reader(io.StringIO(first), delimiter=sep))
+    try:
+        fields = next(csv.reader(io.StringIO(first), delimiter=sep))
+    except (csv.Error, StopIteration) as exc:
+        raise InvalidDataError(f"cannot parse the first line of {path}: {exc}") from None
     header = fmt.header
     if sniff and header and _is_data_row(fields):
         header = False
@@ -234,6 +268,8 @@ def _read_csv(
         low_memory=False,
         index_col=False,
     )
+    if terminator:
+        kw["lineterminator"] = terminator
 
     def attempt(dt: Any, encoding: str) -> pd.DataFrame:
         errors = "strict" if encoding == fmt.encoding else "replace"
@@ -265,8 +301,8 @@ def _read_csv(
             continue
         except pd.errors.EmptyDataError:
             raise InvalidDataError(f"{path} is empty") from None
-        except pd.errors.ParserError as exc:
-            msg = str(exc).strip().splitlines()[-1]
+        except (pd.errors.ParserError, csv.Error) as exc:
+            msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise InvalidDataError(f"cannot parse {path}: {msg}") from None
     raise InvalidDataError(f"cannot decode {path} as {' or '.join(encodings)}")
 
@@ -499,10 +535,19 @@ def _clean(df: pd.DataFrame, plan: _Plan, source: str, notes: list[str]) -> tupl
         if kind is None:
             if pd.api.types.is_bool_dtype(s):
                 kind = "flag"
-            elif pd.api.types.is_numeric_dtype(s) or _numeric_share(s) >= 0.95:
-                kind = "numeric"  # decided below, once the values are numbers
             else:
-                kind = "categorical"
+                share = 1.0 if pd.api.types.is_numeric_dtype(s) else _numeric_share(s)
+                if share >= 0.95:
+                    kind = "numeric"  # decided below, once the values are numbers
+                else:
+                    kind = "categorical"
+                    if share >= 0.5:
+                        levels = s.dropna().astype(str).str.strip().nunique()
+                        notes.append(
+                            f"{name} is {share:.0%} numbers and {1 - share:.0%} words, so it is read as a "
+                            f"categorical with {_fmt_count(levels)} levels; to read it as numbers (words as "
+                            f"missing), declare its kind in a schema file (--option schema=FILE.toml)"
+                        )
 
         if kind == "categorical":
             text = s.astype(str).str.strip().where(s.notna())
