@@ -2,7 +2,7 @@
 
     advgen-runtime sample model.onnx -n 1000 -o rows.csv --condition category=r2l --seed 0
     advgen-runtime info model.onnx [--json]
-    advgen-runtime serve model.onnx --port 8000 [--host 127.0.0.1] [--max-n 10000]
+    advgen-runtime serve model.onnx --port 8000 [--host 127.0.0.1] [--max-n 10000] [--workers 8] [--queue 64]
 
 Written with argparse rather than click so that the runtime installs with onnxruntime, numpy and
 pandas alone. Bad input prints one ``advgen-runtime: error: ...`` line and exits non-zero.
@@ -28,6 +28,26 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value <= 3600:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"expected seconds in (0, 3600], got {text}")
     return value
 
 
@@ -88,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--max-n", type=_positive, default=10_000, help="largest n one request may ask for")
     p.add_argument("--max-body", type=_positive, default=64 * 1024, help="largest request body in bytes")
+    p.add_argument("--max-response-bytes", type=_positive, default=64 * 1024 * 1024,
+                   help="largest response; a larger n is refused before sampling (default 64 MiB)")
+    p.add_argument("--workers", type=_positive, default=None,
+                   help="requests answered at once (default min(32, 4 x CPUs))")
+    p.add_argument("--queue", type=_non_negative, default=64,
+                   help="connections waiting for a worker; beyond it clients get 503 (default 64)")
+    p.add_argument("--request-timeout", type=_seconds, default=10.0,
+                   help="seconds a client has to send its whole request, and to read the answer (default 10)")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
     return parser
 
@@ -119,7 +147,9 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "serve":
         from advgen_export.serve import serve
 
-        serve(model, args.host, args.port, max_n=args.max_n, max_body=args.max_body, quiet=args.quiet)
+        serve(model, args.host, args.port, max_n=args.max_n, max_body=args.max_body,
+              max_response_bytes=args.max_response_bytes, workers=args.workers, queue_size=args.queue,
+              request_timeout=args.request_timeout, quiet=args.quiet)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""A small HTTP server around a :class:`~advgen_export.runtime.GeneratorModel`.
+"""A small HTTP server around a :class:`~advgen_export.runtime.GeneratorModel`, built to hold load and abuse.
 
 Endpoints (JSON in, JSON out):
 
@@ -8,26 +8,52 @@ Endpoints (JSON in, JSON out):
   tables as ``{"kind": "table", "columns": [...], "rows": [[...], ...]}``, arrays as
   ``{"kind": ..., "shape": [...], "data": [...], "labels": [...] | null}``.
 
-Bad requests get a 4xx status and ``{"error": "<one line>"}``: 400 for invalid JSON or values (an
-``n`` above ``max_n`` included), 404 for unknown paths, 405 for wrong methods, 411 without
-Content-Length, 413 for bodies over ``max_body`` bytes.
+Every answer other than 200 is ``{"error": "<one line>"}``: 400 for invalid JSON or values (an ``n``
+above ``max_n``, a response estimated above ``max_response_bytes``, a body nested deeper than
+``MAX_JSON_DEPTH``, a number too long to parse), 404 unknown paths, 405 wrong methods, 408 a request
+not received within ``request_timeout`` seconds, 411 no Content-Length, 413 bodies over ``max_body``
+bytes, 414/431 request lines or headers over 64 KiB (or over 100 headers), 503 (with ``Retry-After``)
+when every worker is busy and the wait queue is full.
 
-Built on the standard library's ``ThreadingHTTPServer``: the runtime's promise is "onnxruntime,
-numpy, pandas and nothing else", the server needs three endpoints, and a thread per request is enough
-because onnxruntime's ``InferenceSession.run`` is thread-safe and releases the GIL while it computes.
-Put a reverse proxy in front of it for TLS or authentication. Shutdown on SIGINT/SIGTERM stops
-accepting connections and waits for requests in flight.
+How load is held: the kernel keeps up to ``LISTEN_BACKLOG`` connections waiting to be accepted; one
+accept thread hands each connection to a fixed pool of ``workers`` threads through a wait queue of
+``queue`` places, or, when the queue is full, writes the 503 itself (a few hundred bytes to a fresh
+socket never blocks). Reading the request line, headers and body must finish within
+``request_timeout`` seconds of the accept, a total deadline rather than a per-read timeout, so a client
+dripping bytes cannot hold a worker; writing the response is bounded by the same number of seconds.
+Connections are closed gently: the server half-closes, reads what the client still sends and closes
+when the client does (at most ``LINGER_SECONDS`` later, on one background thread), because closing
+a socket with unread bytes makes the kernel send a reset that can destroy the response in flight.
+
+Why the standard library rather than uvicorn and starlette: the runtime promises "onnxruntime, numpy,
+pandas and nothing else", so a framework could only be an optional extra and this server would still
+be needed as the fallback: two servers to keep right instead of one. Nor would uvicorn meet the figures
+alone: ``--limit-concurrency`` answers a plain-text 503 without ``Retry-After``, and it has no deadline
+for receiving a request (``--timeout-keep-alive`` restarts on every byte; encode/uvicorn#157), so the
+slow-client defence would be code of ours on top of it anyway. Here the hardening is three small
+pieces (a worker pool, a deadline reader, a lingering close) on a server the runtime already needs.
+Put a reverse proxy in front for TLS or authentication. Shutdown on SIGINT/SIGTERM stops accepting
+connections, answers those already accepted and returns.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import queue
+import re
+import reprlib
+import selectors
 import signal
+import socket
 import sys
 import threading
+import time
 import traceback
+from email.utils import formatdate
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -38,8 +64,32 @@ from advgen_export.runtime import MAX_SEED, GeneratorModel
 
 DEFAULT_MAX_N = 10_000
 DEFAULT_MAX_BODY = 64 * 1024
-DEFAULT_MAX_VALUES = 20_000_000  # numbers in one response; keeps image responses within memory
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+DEFAULT_QUEUE = 64
+DEFAULT_REQUEST_TIMEOUT = 10.0
+LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn (4096 on current Linux)
+LINGER_SECONDS = 2.0
+MAX_LINGERING = 4096  # beyond this many half-closed sockets, close at once rather than hold descriptors
+MAX_JSON_DEPTH = 8  # a request needs 2 levels ({"condition": {...}}); deeper bodies are refused unparsed
+RETRY_AFTER_SECONDS = 1
+MAX_ERROR_CHARS = 300
+NUMBER_CHARS = 24  # longest JSON number Python writes: "-2.2250738585072014e-308"
 REQUEST_FIELDS = ("n", "condition", "seed")
+SERVER_VERSION = "advgen-runtime/1"
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = _short.maxlong = 40
+_JSON_SPECIAL = re.compile(rb'[\[\]{}"\\]')
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")
+
+
+def default_workers() -> int:
+    """``min(32, 4 * CPUs this process may use)``: sampling releases the GIL, JSON encoding does not."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(32, 4 * cpus)
 
 
 class RequestError(Exception):
@@ -50,11 +100,18 @@ class RequestError(Exception):
         self.status = status
 
 
-class SampleServer(ThreadingHTTPServer):
-    """One thread per request; non-daemon threads so that closing waits for requests in flight."""
+class DeadlineExceeded(Exception):
+    """The request was not received in full before its deadline.
 
-    daemon_threads = False
-    block_on_close = True
+    Deliberately not a ``TimeoutError``: the standard handler swallows those silently, and the client
+    should be told 408.
+    """
+
+
+class SampleServer(HTTPServer):
+    """A fixed pool of worker threads fed from the accept loop through a bounded wait queue."""
+
+    request_queue_size = LISTEN_BACKLOG  # a burst waits in the kernel instead of being reset
 
     def __init__(
         self,
@@ -63,28 +120,220 @@ class SampleServer(ThreadingHTTPServer):
         *,
         max_n: int = DEFAULT_MAX_N,
         max_body: int = DEFAULT_MAX_BODY,
-        max_values: int = DEFAULT_MAX_VALUES,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        workers: int | None = None,
+        queue_size: int = DEFAULT_QUEUE,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         quiet: bool = False,
     ) -> None:
+        workers = default_workers() if workers is None else workers
+        if workers < 1 or queue_size < 0 or not request_timeout > 0 or max_n < 1 or max_body < 1:
+            raise ModelError("workers, max_n and max_body must be at least 1, queue_size at least 0 and "
+                             "request_timeout above 0")
         self.model = model
         self.max_n = max_n
         self.max_body = max_body
-        self.max_values = max_values
+        self.max_response_bytes = max_response_bytes
+        self.workers = workers
+        self.queue_size = queue_size
+        self.request_timeout = float(request_timeout)
         self.quiet = quiet
-        self.values_per_sample = max(1, _values_per_sample(model))
-        super().__init__(address, _Handler)
+        self.bytes_per_sample, self.response_overhead = response_size_bounds(model, max_body)
+        self.max_n_by_size = (max_response_bytes - self.response_overhead) // self.bytes_per_sample
+        if self.max_n_by_size < 1:
+            raise ModelError(
+                f"a response of one sample may take {self.response_overhead + self.bytes_per_sample} bytes, "
+                f"more than the limit of {max_response_bytes}; raise the response size limit"
+            )
+        # a slot is a worker or a place in the queue; the accept thread takes one or answers 503
+        self._slots = threading.BoundedSemaphore(workers + queue_size)
+        self._pending: queue.SimpleQueue[tuple[socket.socket, Any, float] | None] = queue.SimpleQueue()
+        self._closer = _GentleCloser()
+        self._workers = [threading.Thread(target=self._work, name=f"advgen-worker-{i}", daemon=True)
+                         for i in range(workers)]
+        self._closer_thread = threading.Thread(target=self._closer.run, name="advgen-closer", daemon=True)
+        self._running = False
+        super().__init__(address, _Handler)  # binds and listens; on failure it calls server_close
+        for thread in [self._closer_thread, *self._workers]:
+            thread.start()
+        self._running = True
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
+    def limits(self) -> dict[str, Any]:
+        return {
+            "max_n": min(self.max_n, self.max_n_by_size),
+            "max_body_bytes": self.max_body,
+            "max_response_bytes": self.max_response_bytes,
+            "workers": self.workers,
+            "queue": self.queue_size,
+            "request_timeout_s": self.request_timeout,
+        }
+
+    # --- accept thread ---------------------------------------------------------------------------
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:  # type: ignore[override]
+        if self._slots.acquire(blocking=False):
+            self._pending.put((request, client_address, time.monotonic() + self.request_timeout))
+        else:
+            self._send_overloaded(request)
+            self._closer.close(request)
+
+    def _send_overloaded(self, sock: socket.socket) -> None:
+        message = (f"server overloaded: all {self.workers} workers are busy and the queue of {self.queue_size} "
+                   f"is full; retry after {RETRY_AFTER_SECONDS} s")
+        data = json.dumps({"error": message}).encode()
+        head = _response_head(HTTPStatus.SERVICE_UNAVAILABLE, len(data), {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        try:
+            sock.setblocking(False)  # a few hundred bytes fit any fresh socket's buffer; never wait
+            sock.send(head + data)
+        except OSError:
+            pass  # the client is gone; closing is all it gets
+
+    # --- workers ---------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (item := self._pending.get()) is not None:
+            sock, client_address, deadline = item
+            try:
+                if time.monotonic() < deadline:
+                    _Handler(sock, client_address, self, deadline)
+                else:  # it waited its whole deadline in the queue: shed it
+                    self._send_overloaded(sock)
+            except Exception:
+                self.handle_error(sock, client_address)
+            finally:
+                self._slots.release()  # before the close, so a client that sees end of stream finds it free
+                self._closer.close(sock)
+
+    def server_close(self) -> None:
+        """Stop listening, answer the connections already accepted, then close them all."""
+        super().server_close()
+        if not self._running:
+            return
+        self._running = False
+        for _ in self._workers:
+            self._pending.put(None)  # after the connections already queued
+        for thread in self._workers:
+            thread.join()
+        self._closer.stop()
+        self._closer_thread.join()
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Socket reads that all share one deadline, so the total time to receive a request is bounded."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceeded
+        self._sock.settimeout(remaining)
+        try:
+            return self._sock.recv_into(buffer)
+        except TimeoutError:
+            raise DeadlineExceeded from None
+
+
+class _GentleCloser:
+    """Half-close sockets, drain what the client still sends, close on its EOF or after LINGER_SECONDS."""
+
+    def __init__(self) -> None:
+        self._incoming: queue.SimpleQueue[socket.socket | None] = queue.SimpleQueue()
+        self._selector = selectors.DefaultSelector()
+        self._deadlines: dict[socket.socket, float] = {}
+
+    def close(self, sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_WR)  # the client reads the response, then end of stream
+        except OSError:
+            _close(sock)
+            return
+        self._incoming.put(sock)
+
+    def stop(self) -> None:
+        self._incoming.put(None)
+
+    def run(self) -> None:
+        stopping = False
+        while not stopping or self._deadlines:
+            # wait for work when nothing lingers; otherwise take what arrived and poll briefly, so a
+            # socket handed over meanwhile waits at most one poll
+            arrived = [] if self._deadlines or stopping else [self._incoming.get()]
+            while not self._incoming.empty():
+                arrived.append(self._incoming.get())
+            for sock in arrived:
+                if sock is None:
+                    stopping = True
+                elif len(self._deadlines) >= MAX_LINGERING:
+                    _close(sock)
+                else:
+                    sock.setblocking(False)
+                    self._selector.register(sock, selectors.EVENT_READ)
+                    self._deadlines[sock] = time.monotonic() + LINGER_SECONDS
+            if not self._deadlines:
+                continue
+            for key, _ in self._selector.select(timeout=0.05):
+                try:
+                    if key.fileobj.recv(65536):
+                        continue  # still sending: keep draining
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    pass
+                self._forget(key.fileobj)  # end of stream (or reset): the client has its answer
+            now = time.monotonic()
+            for sock in [s for s, deadline in self._deadlines.items() if deadline <= now]:
+                self._forget(sock)
+        self._selector.close()
+
+    def _forget(self, sock: Any) -> None:
+        self._selector.unregister(sock)
+        del self._deadlines[sock]
+        _close(sock)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: SampleServer
-    server_version = "advgen-runtime/1"
-    protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive threads at shutdown
-    timeout = 30  # seconds a client may stall while sending, so slow clients cannot pin threads
+    server_version = SERVER_VERSION
+    protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive connections to hold
+
+    def __init__(self, request: socket.socket, client_address: Any, server: SampleServer, deadline: float) -> None:
+        self.deadline = deadline
+        super().__init__(request, client_address, server)
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the socket only really closes once every file made from it is closed
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self.deadline))
+        # what logging and the 408 answer need when the request line never arrived
+        self.request_version, self.requestline, self.command = "HTTP/1.0", "", ""
+
+    def handle(self) -> None:
+        try:
+            self.handle_one_request()
+        except DeadlineExceeded:
+            self.close_connection = True
+            seconds = f"{self.server.request_timeout:g}"
+            self._send(HTTPStatus.REQUEST_TIMEOUT, {"error": f"request not received within {seconds} s"})
+        except OSError:
+            pass  # the client reset the connection; nobody is left to answer
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -110,7 +359,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path.rstrip("/") or "/"
         try:
             if path not in routes:
-                raise RequestError(HTTPStatus.NOT_FOUND, f"no such endpoint {path}; use /sample, /info or /health")
+                raise RequestError(HTTPStatus.NOT_FOUND,
+                                   f"no such endpoint {_short.repr(path)}; use /sample, /info or /health")
             handler = routes[path].get(method)
             if handler is None:
                 allowed = ", ".join(routes[path])
@@ -120,35 +370,44 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(exc.status, {"error": str(exc)})
         except ModelError as exc:
             self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+        except (DeadlineExceeded, ConnectionError):
+            raise  # answered (408) or dropped in handle()
         except Exception:  # the client gets a JSON 500, the operator the traceback
             traceback.print_exc(file=sys.stderr)
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal server error"})
 
     def _info(self) -> dict[str, Any]:
         info = self.server.model.info()
-        info["limits"] = {"max_n": self.server.max_n, "max_body_bytes": self.server.max_body}
+        info["limits"] = self.server.limits()
         return info
 
     def _sample(self) -> dict[str, Any]:
         request = self._read_json()
         unknown = sorted(set(request) - set(REQUEST_FIELDS))
         if unknown:
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"unknown field(s) {unknown}; accepted: {list(REQUEST_FIELDS)}")
+            raise RequestError(HTTPStatus.BAD_REQUEST,
+                               f"unknown field(s) {_short.repr(unknown)}; accepted: {list(REQUEST_FIELDS)}")
         n = request.get("n")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"n must be a positive integer, got {n!r}")
-        if n > self.server.max_n:
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"n={n} exceeds this server's limit of {self.server.max_n}")
-        if n * self.server.values_per_sample > self.server.max_values:
-            limit = self.server.max_values // self.server.values_per_sample
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"n={n} samples are too large a response; ask for at most {limit}")
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"n must be a positive integer, got {_short.repr(n)}")
+        server = self.server
+        if n > server.max_n:
+            raise RequestError(HTTPStatus.BAD_REQUEST,
+                               f"n={_short.repr(n)} exceeds this server's limit of {server.max_n}")
+        if n > server.max_n_by_size:
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST,
+                f"n={n} samples may take {server.response_overhead + n * server.bytes_per_sample} bytes, over this "
+                f"server's response limit of {server.max_response_bytes}; ask for at most {server.max_n_by_size}",
+            )
         seed = request.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"seed must be null or an integer in [0, 2**63), got {seed!r}")
+            raise RequestError(HTTPStatus.BAD_REQUEST,
+                               f"seed must be null or an integer in [0, 2**63), got {_short.repr(seed)}")
         condition = request.get("condition")
         if condition is not None and not isinstance(condition, (str, dict)):
             raise RequestError(HTTPStatus.BAD_REQUEST, "condition must be null, \"key=value\" or an object")
-        model = self.server.model
+        model = server.model
         generated = model.generate(n, condition, seed)
         body: dict[str, Any] = {"kind": model.kind, "n": n, "seed": seed, "condition": condition}
         if model.kind == "table":
@@ -161,48 +420,139 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
     def _read_json(self) -> dict[str, Any]:
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
+        if "Transfer-Encoding" in self.headers:
+            raise RequestError(HTTPStatus.LENGTH_REQUIRED,
+                               "chunked bodies are not accepted; send a Content-Length header")
+        lengths = set(self.headers.get_all("Content-Length") or ())
+        if not lengths:
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "send a JSON body with a Content-Length header")
-        try:
-            length = int(length_header)
-        except ValueError:
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"invalid Content-Length {length_header!r}") from None
-        if length < 0:
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"invalid Content-Length {length_header!r}")
+        length_header = lengths.pop().strip()
+        if lengths or not _CONTENT_LENGTH.fullmatch(length_header):
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"invalid Content-Length {_short.repr(length_header)}")
+        length = int(length_header)
         if length > self.server.max_body:
-            self.close_connection = True  # the unread body must not be parsed as a next request
             raise RequestError(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"request body of {length} bytes exceeds the limit of {self.server.max_body}",
             )
         raw = self.rfile.read(length)
+        if len(raw) < length:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"request body ended after {len(raw)} of {length} bytes")
+        if json_depth_exceeds(raw, MAX_JSON_DEPTH):
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
         try:
             request = json.loads(raw.decode("utf-8")) if raw.strip() else {}
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, ValueError) as exc:  # ValueError: integers longer than Python parses
             raise RequestError(HTTPStatus.BAD_REQUEST, f"request body is not valid JSON: {exc}") from None
         if not isinstance(request, dict):
             raise RequestError(HTTPStatus.BAD_REQUEST, "request body must be a JSON object")
         return request
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Malformed request lines and headers get the same JSON error body as everything else."""
+        self.close_connection = True
+        self._send(HTTPStatus(code), {"error": message or HTTPStatus(code).phrase})
+
     def _send(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
+        if "error" in payload:
+            payload["error"] = " ".join(str(payload["error"]).split())[:MAX_ERROR_CHARS]
         data = json.dumps(payload, allow_nan=False).encode("utf-8")
         try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client went away; nothing to tell it
+            # sendall's timeout bounds the whole write, so a client that stops reading frees the worker
+            self.connection.settimeout(self.server.request_timeout)
+            self.log_request(status.value, len(data))
+            self.wfile.write(_response_head(status, len(data)) + data)
+        except OSError:
+            pass  # the client went away or stopped reading; nothing to tell it
 
     def log_message(self, format: str, *args: Any) -> None:
         if not self.server.quiet:
             sys.stderr.write(f"{self.address_string()} - {format % args}\n")
 
 
+def json_depth_exceeds(raw: bytes, limit: int) -> bool:
+    """Whether brackets outside JSON strings nest deeper than ``limit``, in one linear scan.
+
+    Parsing a body of 30,000 ``[`` would exhaust the parser's recursion; this check runs first.
+    """
+    depth, in_string, skip_to = 0, False, -1
+    for match in _JSON_SPECIAL.finditer(raw):
+        i = match.start()
+        if i < skip_to:
+            continue  # the character after a backslash inside a string
+        char = raw[i]
+        if in_string:
+            if char == 0x5C:  # backslash
+                skip_to = i + 2
+            elif char == 0x22:  # quote
+                in_string = False
+        elif char == 0x22:
+            in_string = True
+        elif char in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in b"]}":
+            depth -= 1
+    return False
+
+
+def response_size_bounds(model: GeneratorModel, max_body: int) -> tuple[int, int]:
+    """Upper bounds on a ``/sample`` response: bytes per sample and bytes for everything else.
+
+    Numbers are counted at their longest JSON form and strings at the longest value the manifest can
+    produce, so a request within ``(limit - overhead) // per_sample`` never exceeds the limit.
+    """
+    manifest = model.manifest
+    cond = manifest.get("conditions") or {}
+    class_width = max((_json_len(c) for c in cond.get("classes") or []), default=4)
+    item = NUMBER_CHARS + 2  # a value and its ", "
+    if model.kind == "table":
+        section = manifest["sample"]
+        widths: dict[str, int] = {}
+        for desc in manifest["outputs"]:
+            vocabs = desc.get("vocabularies") or [None] * len(desc.get("columns") or [])
+            for name, vocab in zip(desc.get("columns") or [], vocabs):
+                widths[name] = max((_json_len(v) for v in vocab), default=4) if vocab else NUMBER_CHARS
+        if section.get("condition_column"):
+            widths[section["condition_column"]] = class_width
+        for name, rule in (section.get("derived_columns") or {}).items():
+            mapped = [*rule["map"].values(), *([rule["default"]] if "default" in rule else [])]
+            source = widths.get(rule["from"], max(NUMBER_CHARS, class_width))
+            widths[name] = max([source, *(_json_len(v) for v in mapped)])
+        for name, value in (section.get("constants") or {}).items():
+            widths[name] = _json_len(value)
+        columns = section["columns"]
+        per_sample = 4 + sum(widths.get(c, NUMBER_CHARS) + 2 for c in columns)
+        overhead = _json_len(columns)
+    else:
+        desc = next(o for o in manifest["outputs"] if o["name"] == manifest["sample"]["output"])
+        shape = [int(s) for s in desc.get("shape") or []]
+        lists = 1 + sum(int(np.prod(shape[:k])) for k in range(1, len(shape)))  # nested lists per sample
+        per_sample = int(np.prod(shape)) * item + 4 * lists + (class_width + 2 if cond else 0)
+        overhead = 64
+    # the echoed condition (escaped, at most the body) and the fixed keys
+    return per_sample, overhead + 6 * max_body + 512
+
+
+def _json_len(value: Any) -> int:
+    return len(json.dumps(value))
+
+
+def _response_head(status: HTTPStatus, length: int, extra: dict[str, str] | None = None) -> bytes:
+    lines = [f"HTTP/1.0 {status.value} {status.phrase}", f"Server: {SERVER_VERSION}",
+             f"Date: {formatdate(usegmt=True)}", "Content-Type: application/json",
+             f"Content-Length: {length}", "Connection: close"]
+    lines += [f"{key}: {value}" for key, value in (extra or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
 def make_server(model: GeneratorModel, host: str = "127.0.0.1", port: int = 8000, **limits: Any) -> SampleServer:
-    """A bound server (``port=0`` picks a free port; see ``server.url``); call ``serve_forever`` to run it."""
+    """A bound server (``port=0`` picks a free port; see ``server.url``); call ``serve_forever`` to run it.
+
+    ``limits``: ``max_n``, ``max_body``, ``max_response_bytes``, ``workers``, ``queue_size``,
+    ``request_timeout`` (seconds) and ``quiet``, as the ``advgen-runtime serve`` options.
+    """
     try:
         return SampleServer((host, port), model, **limits)
     except OSError as exc:
@@ -210,7 +560,7 @@ def make_server(model: GeneratorModel, host: str = "127.0.0.1", port: int = 8000
 
 
 def serve(model: GeneratorModel, host: str = "127.0.0.1", port: int = 8000, **limits: Any) -> None:
-    """Serve until SIGINT or SIGTERM, then finish requests in flight and return."""
+    """Serve until SIGINT or SIGTERM, then answer the connections already accepted and return."""
     server = make_server(model, host, port, **limits)
 
     def stop(signum: int, frame: Any) -> None:
@@ -218,7 +568,8 @@ def serve(model: GeneratorModel, host: str = "127.0.0.1", port: int = 8000, **li
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    print(f"advgen-runtime: serving {model.path.name} on {server.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    print(f"advgen-runtime: serving {model.path.name} on {server.url} with {server.workers} workers "
+          f"(Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
@@ -226,10 +577,3 @@ def serve(model: GeneratorModel, host: str = "127.0.0.1", port: int = 8000, **li
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         print("advgen-runtime: stopped", file=sys.stderr, flush=True)
-
-
-def _values_per_sample(model: GeneratorModel) -> int:
-    total = 0
-    for desc in model.manifest["outputs"]:
-        total += int(np.prod(desc.get("shape") or [1]))
-    return total
