@@ -320,13 +320,31 @@ def test_validators_pass_real_digits_and_catch_wrong_ones(digits):
     spec, real = digits.spec, digits.samples
     rules = {v.name: v for v in DOMAIN.validators(spec)}
     assert set(rules) == {"shape", "pixel-range", "not-blank", "class-consistency"}
-    assert rules["class-consistency"].check(real).mean() > 0.95
-    shuffled = ImageSamples(real.x, np.roll(real.y, 1))  # each image now claims another digit
-    assert rules["class-consistency"].check(shuffled).mean() < 0.2
-    floats = ImageSamples(real.to_float()[:5] * 2.0, real.y[:5])
-    assert rules["pixel-range"].check(floats).sum() < 5
+    floats = real.to_float()[:5]
+    assert rules["pixel-range"].check(ImageSamples(floats, real.y[:5])).all()
+    assert (floats.reshape(5, -1).max(axis=1) > 0.5).all()  # so doubling puts each of the five out of range
+    assert not rules["pixel-range"].check(ImageSamples(floats * 2.0, real.y[:5])).any()
+    one_bad = floats.copy()
+    one_bad[2, 3, 4, 0] = 1.01  # a single pixel of a single image
+    assert rules["pixel-range"].check(ImageSamples(one_bad, real.y[:5])).tolist() == [True, True, False, True, True]
     assert not rules["shape"].check(ImageSamples(np.zeros((3, 9, 9, 1), np.uint8), real.y[:3])).any()
     assert not rules["not-blank"].check(ImageSamples(np.zeros((2, 8, 8, 1), np.uint8), real.y[:2])).any()
+
+
+def test_class_consistency_judge_on_images_it_was_not_fitted_on(digits):
+    """Fit the judge as load_data does, on four fifths of the digits; score it on the other fifth."""
+    from sklearn.model_selection import train_test_split
+
+    from advgen_images import classifier
+
+    images, labels = digits.samples.to_float("NCHW"), digits.cond.numpy()
+    fit, held = train_test_split(np.arange(len(labels)), test_size=0.2, random_state=0, stratify=labels)
+    judge = classifier.fit_classifier(images[fit], labels[fit], 10, seed=0)
+    rules = {v.name: v for v in DOMAIN.validators({**digits.spec, "classifier": judge})}
+    held_out = digits.samples[held]
+    assert rules["class-consistency"].check(held_out).mean() > 0.93  # 0.967 at this split
+    shuffled = ImageSamples(held_out.x, np.roll(held_out.y, 1))  # each image now claims another digit
+    assert rules["class-consistency"].check(shuffled).mean() < 0.2
 
 
 def test_samples_round_trip_npz_folder_and_grid(tmp_path, digits):
