@@ -16,4 +16,4 @@ from __future__ import annotations
 __all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION"]
 
 MANIFEST_FORMAT = "advgen-onnx-manifest"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2

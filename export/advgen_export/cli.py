@@ -71,6 +71,13 @@ def _seed(text: str) -> int:
     return value
 
 
+def _sha256(text: str) -> str:
+    value = text.strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise argparse.ArgumentTypeError(f"expected a sha256: 64 hex digits, got {text[:80]!r}")
+    return value
+
+
 def _condition(text: str) -> str:
     try:
         parse_condition(text)
@@ -87,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("model", type=Path, help="the .onnx file written by `advgen export`")
         p.add_argument("--manifest", type=Path, help="its manifest (default: MODEL.json beside the model)")
         p.add_argument("--threads", type=_positive, default=None, help="onnxruntime intra-op threads")
+        p.add_argument(
+            "--expect-sha256", metavar="HEX", type=_sha256,
+            help="refuse the model unless its sha256 is HEX (a hash you got from its publisher)",
+        )
 
     p = sub.add_parser("sample", help="write samples to a file", description="Write N samples to a file.")
     model_args(p)
@@ -135,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from advgen_export.runtime import load
 
-    model = load(args.model, args.manifest, threads=args.threads or 0)
+    model = load(args.model, args.manifest, threads=args.threads or 0, expect_sha256=args.expect_sha256)
     if args.command == "sample":
         generated = model.generate(args.n, args.condition, args.seed)
         written = model.save(generated, args.output)

@@ -4,7 +4,9 @@
 tensor-math decoding), exports it with a dynamic batch dimension, then refuses to write anything
 unless the graph passes ``onnx.checker`` and matches torch on the same latent and condition inputs at
 batch sizes other than the one it was traced with (as optimum's ``validate_model_outputs`` does).
-The model and then its manifest (see :mod:`advgen_export.manifest`) are written atomically.
+The manifest (see :mod:`advgen_export.manifest`) is bound to the model: the model's metadata records
+the manifest's digest, the manifest the model's sha256. The exporter checks the pair exactly as the
+runtime will load it, then writes the model and then its manifest, each atomically.
 
 The exporter is torch's TorchScript-based one (``dynamo=False``): it needs nothing beyond torch and
 onnx, and handles the small MLP/conv generators advgen trains. torch marks it deprecated in favour of
@@ -33,14 +35,25 @@ from torch import nn
 from advgen.errors import AdvgenError
 from advgen.io import atomic_path
 from advgen_export import MANIFEST_FORMAT, MANIFEST_VERSION
-from advgen_export.manifest import manifest_path, sha256_bytes
+from advgen_export.manifest import (
+    DIGEST_KEY,
+    OUTPUT_DTYPES,
+    ModelError,
+    check_binding,
+    check_graph,
+    manifest_digest,
+    manifest_path,
+    sha256_bytes,
+    validate_manifest,
+)
 
 DEFAULT_OPSET = 17
 PARITY_BATCH_SIZES = (1, 3, 257)
 TRACE_BATCH_SIZE = 2  # deliberately none of the parity sizes, so parity proves the batch axis is dynamic
 DEFAULT_TOLERANCE = 1e-4
-ROUNDING_STEP = 1  # largest difference allowed in integer outputs that are not category indices
-SUPPORTED_DTYPES = ("float32", "int64", "uint8")
+MAX_ROUNDING_FLIPS = 0.01  # share of a column's values that may land one rounding step apart
+UNIT_RANGE_KINDS = ("flag", "rate")  # columns in [0, 1]: a whole unit is their whole range, never a rounding step
+SUPPORTED_DTYPES = tuple(OUTPUT_DTYPES)
 
 
 class ExportError(AdvgenError):
@@ -90,7 +103,8 @@ def export(
     ``run`` needs ``domain``, ``spec``, ``generator`` and ``config`` (for ``z_dim``), as returned by
     :func:`advgen.api.load_run` or :func:`advgen.api.train`. With ``check`` (the default) nothing is
     written unless the graph passes ``onnx.checker`` and parity with torch at ``batch_sizes``.
-    ``tolerance`` overrides the domain's ``export_tolerance``.
+    ``tolerance`` overrides the domain's ``export_tolerance``. Whatever ``check`` says, nothing is
+    written unless the model and its manifest pass every check the runtime makes when it loads them.
     """
     import onnx
 
@@ -103,8 +117,7 @@ def export(
     module = _ExportAdapter(domain.export_module(copy.deepcopy(run.generator).cpu(), spec), conditions is not None)
     module.eval()
 
-    model_bytes = _to_onnx(module, z_dim, conditions, outputs, opset)
-    model = onnx.load_from_string(model_bytes)
+    model = onnx.load_from_string(_to_onnx(module, z_dim, conditions, outputs, opset))
     entries = {"advgen.domain": domain.name, "advgen.domain_version": str(domain.version), "advgen.z_dim": str(z_dim)}
     for key, value in entries.items():
         prop = model.metadata_props.add()
@@ -122,12 +135,12 @@ def export(
         parity = check_parity(module, model_bytes, outputs, z_dim, conditions, batch_sizes, atol=atol, rtol=rtol)
 
     target = Path(path)
-    manifest = build_manifest(run, target, model_bytes, outputs, opset, parity)
+    manifest, model_bytes = bind_manifest(model, build_manifest(run, target, outputs, opset, parity))
     with atomic_path(target) as tmp:
         tmp.write_bytes(model_bytes)
     side = manifest_path(target)
     with atomic_path(side) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
     return ExportResult(target, side, manifest, parity)
 
 
@@ -167,6 +180,8 @@ def _to_onnx(
         raise ExportError(
             f"export_module returns {len(produced)} tensors but export_outputs describes {len(outputs)}"
         )
+    for desc, tensor in zip(outputs, produced):
+        desc.setdefault("shape", [int(d) for d in tensor.shape[1:]])  # the manifest always states it
     dynamic = {name: {0: "batch"} for name in input_names + names}
     buf = io.BytesIO()
     # the TorchScript exporter announces its deprecation and tracer warnings on every call, and prints
@@ -249,29 +264,42 @@ def check_parity(
 
 
 def _rounding_steps(desc: Mapping[str, Any]) -> np.ndarray | None:
-    """Per last-axis column, the resolution a float column is rounded to (0 where it is not rounded).
+    """Per last-axis column, the rounding step a float column may land one step apart by (0: none).
 
     A column rounded in the graph (``decimals``, or an integer ``dtypes`` entry) can land one step
     apart in torch and onnxruntime when its unrounded value sits within float32 noise of a .5
-    boundary; one such step is tolerated, as for rounded integer outputs.
+    boundary. Flags are picked, never rounded, and a whole unit is the whole range of a rate, so
+    neither gets a whole-unit step: they must agree within ``atol``/``rtol`` like unrounded columns.
     """
     decimals = desc.get("decimals")
     dtypes = desc.get("dtypes")
     if not decimals and not dtypes:
         return None
+    kinds = desc.get("kinds") or []
     width = len(decimals or dtypes)
     steps = np.zeros(width)
     for j in range(width):
+        kind = kinds[j] if j < len(kinds) else None
         if dtypes and str(dtypes[j]).startswith("int"):
             steps[j] = 1.0
         elif decimals and decimals[j] is not None:
             steps[j] = 10.0 ** -int(decimals[j])
+        if kind == "flag" or (kind in UNIT_RANGE_KINDS and steps[j] >= 1.0):
+            steps[j] = 0.0
     return steps
+
+
+def _flip_limit(values: int) -> int:
+    """How many of ``values`` may land one rounding step apart: noise flips a rare few, a wrong
+    graph flips many."""
+    return max(1, int(MAX_ROUNDING_FLIPS * values))
 
 
 def _float_mismatch(
     name: str, n: int, want: np.ndarray, have: np.ndarray, atol: float, rtol: float, steps: np.ndarray | None = None
 ) -> float:
+    """Float outputs agree within ``atol + rtol * |torch|``; a rounded column (``steps``) may also
+    differ by exactly one rounding step in at most :func:`_flip_limit` of its values."""
     if not np.issubdtype(have.dtype, np.floating):
         raise ExportError(f"output {name!r}: torch gives {want.dtype}, onnxruntime {have.dtype}")
     nan_w, nan_h = np.isnan(want), np.isnan(have)
@@ -281,11 +309,21 @@ def _float_mismatch(
     h = np.where(nan_h, 0, have).astype(np.float64)
     diff = np.abs(w - h)
     allowed = atol + rtol * np.abs(w)
-    if steps is not None and steps.shape[0] == diff.shape[-1]:
-        # one rounding step (plus float32 noise on the rounded value itself)
-        allowed = np.maximum(allowed, steps * (1 + 1e-6) + rtol * np.abs(w))
     bad = diff > allowed
     worst = float(diff.max(initial=0.0))
+    if steps is not None and diff.ndim == 2 and steps.shape[0] == diff.shape[-1]:
+        # one rounding step apart: the difference is that step, up to float32 noise on the rounded value
+        flipped = bad & (steps > 0) & (np.abs(diff - steps) <= allowed + steps * 1e-6)
+        bad &= ~flipped
+        per_column = flipped.sum(axis=0)
+        over = np.flatnonzero(per_column > _flip_limit(diff.shape[0]))
+        if over.size:
+            j = int(over[0])
+            raise ExportError(
+                f"output {name!r} at batch {n}: column {j} differs by one rounding step ({steps[j]:g}) in "
+                f"{int(per_column[j])} of {diff.shape[0]} rows; float32 noise flips at most "
+                f"{_flip_limit(diff.shape[0])}, so the graph computes something else"
+            )
     if bad.any():
         at = np.unravel_index(int(np.argmax(np.where(bad, diff, -1))), diff.shape)
         raise ExportError(
@@ -297,25 +335,42 @@ def _float_mismatch(
 
 
 def _is_exact(desc: Mapping[str, Any]) -> bool:
-    """Category indices (outputs with vocabularies, or declared ``exact``) must match exactly."""
-    return bool(desc.get("exact", bool(desc.get("vocabularies"))))
+    """Whether an integer output must match exactly: everything but rounded values.
+
+    Only pixels (``uint8``) and outputs whose columns are all counts are rounded floats, where a
+    value within float32 noise of .5 may round either way; category indices (outputs with
+    vocabularies), flags and every other integer output must be identical. ``exact`` overrides.
+    """
+    if "exact" in desc:
+        return bool(desc["exact"])
+    if desc.get("vocabularies"):
+        return True
+    kinds = desc.get("kinds")
+    if kinds:
+        return not all(kind == "count" for kind in kinds)
+    return desc.get("dtype") != "uint8"
 
 
 def _integer_mismatch(name: str, n: int, want: np.ndarray, have: np.ndarray, *, exact: bool) -> float:
-    """Categories must be identical. Other integers (pixels, counts) are rounded floats: where torch
-    and onnxruntime straddle a .5 boundary by a float32 ulp the two roundings may differ by one, and
-    nothing else is allowed."""
+    """Exact outputs must be identical. Rounded ones (pixels, counts) may differ by one in at most
+    :func:`_flip_limit` of their values, where torch and onnxruntime straddle a .5 boundary by a
+    float32 ulp; nothing else is allowed."""
     if have.dtype != want.dtype:
         raise ExportError(f"output {name!r}: torch gives {want.dtype}, onnxruntime {have.dtype}")
     diff = np.abs(want.astype(np.int64) - have.astype(np.int64))
-    allowed = 0 if exact else ROUNDING_STEP
-    bad = diff > allowed
+    bad = diff > (0 if exact else 1)
     if bad.any():
         at = np.unravel_index(int(np.argmax(diff)), diff.shape)
         what = "category indices" if exact else "integer values"
         raise ExportError(
             f"output {name!r} at batch {n}: {int(bad.sum())} {what} differ{'' if exact else ' by more than 1'}; "
             f"largest difference {int(diff[at])} (torch {want[at]} vs onnxruntime {have[at]} at {list(map(int, at))})"
+        )
+    flips = int((diff == 1).sum())
+    if flips > _flip_limit(diff.size):
+        raise ExportError(
+            f"output {name!r} at batch {n}: {flips} of {diff.size} integer values differ by 1; float32 noise "
+            f"flips at most {_flip_limit(diff.size)}, so the graph computes something else"
         )
     return float(diff.max(initial=0))
 
@@ -326,12 +381,12 @@ def _integer_mismatch(name: str, n: int, want: np.ndarray, have: np.ndarray, *, 
 def build_manifest(
     run: Any,
     model_path: Path,
-    model_bytes: bytes,
     outputs: list[dict[str, Any]],
     opset: int,
     parity: ParityReport | None,
 ) -> dict[str, Any]:
-    """Everything the runtime needs that the graph does not hold."""
+    """Everything the runtime needs that the graph does not hold; :func:`bind_manifest` adds the
+    fields that bind it to the model (the model's sha256 and size, the manifest's digest)."""
     domain, spec = run.domain, run.spec
     conditions = spec.get("conditions")
     z_dim = _z_dim(run)
@@ -357,8 +412,6 @@ def build_manifest(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {
             "file": model_path.name,
-            "sha256": sha256_bytes(model_bytes),
-            "bytes": len(model_bytes),
             "opset": opset,
             "producer": f"torch {torch.__version__} (TorchScript ONNX exporter)",
         },
@@ -379,6 +432,47 @@ def build_manifest(
     }
 
 
+def bind_manifest(model: Any, manifest: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """Bind ``manifest`` and the ONNX ``model`` (a ModelProto) to each other; return both, final.
+
+    The model's metadata records the manifest's digest (:func:`advgen_export.manifest.manifest_digest`),
+    then the manifest records the serialised model's sha256 and size. The pair is then loaded exactly
+    as the runtime loads it (schema, hashes, graph), so an export never writes what the runtime refuses.
+    """
+    import onnxruntime as ort
+
+    try:
+        # the digest is taken over the JSON the runtime will read back, not over Python objects
+        bound = json.loads(json.dumps(manifest, default=_json_default, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"the manifest cannot be written as JSON: {_first_line(exc)}") from None
+    digest = manifest_digest(bound)
+    for prop in model.metadata_props:
+        if prop.key == DIGEST_KEY:
+            raise ExportError(f"the model already carries a {DIGEST_KEY} entry")
+    prop = model.metadata_props.add()
+    prop.key, prop.value = DIGEST_KEY, digest
+    model_bytes = model.SerializeToString()
+    recorded = bound["model"]
+    bound["model"] = {"file": recorded["file"], "sha256": sha256_bytes(model_bytes), "bytes": len(model_bytes),
+                      **{k: v for k, v in recorded.items() if k != "file"}}
+    bound["manifest_sha256"] = digest
+    where = recorded["file"]
+    try:
+        validate_manifest(bound)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for unloadable graphs
+            raise ModelError(f"onnxruntime cannot load the graph: {_first_line(exc)}") from None
+        check_binding(bound, session.get_modelmeta().custom_metadata_map, where)
+        check_graph(bound, session, where)
+    except ModelError as exc:
+        raise ExportError(f"the runtime would refuse this export: {exc}") from None
+    return bound, model_bytes
+
+
 def _condition_selectors(domain: Any, spec: Mapping[str, Any]) -> dict[str, dict[str, list[int]]]:
     """For every ``key=value`` the domain accepts, the class indices its ``condition_classes`` selects."""
     conditions = spec["conditions"]
@@ -396,7 +490,8 @@ def _condition_selectors(domain: Any, spec: Mapping[str, Any]) -> dict[str, dict
                 picked = domain.condition_classes(spec, key, str(value))
             except AdvgenError:
                 continue  # a value the domain itself refuses stays refused by the runtime
-            table[str(value)] = sorted(int(i) for i in picked)
+            if picked:  # a value that selects no class would only ever fail at sampling time
+                table[str(value)] = sorted({int(i) for i in picked})
         selectors[key] = table
     return selectors
 

@@ -1,7 +1,7 @@
 """Sample from an exported generator with onnxruntime and numpy only (pandas for tables); never torch.
 
 >>> from advgen_export.runtime import load
->>> model = load("model.onnx")                       # refuses a model whose sha256 differs from its manifest
+>>> model = load("model.onnx")                       # refuses a model and manifest that do not belong together
 >>> df = model.sample(1000, condition="category=r2l", seed=0)   # a DataFrame for tables
 >>> imgs = model.sample(16, seed=0)                               # an array for images and curves
 
@@ -22,6 +22,8 @@ import numpy as np
 
 from advgen_export.manifest import (
     ModelError,
+    check_binding,
+    check_graph,
     class_probabilities,
     manifest_path,
     read_manifest,
@@ -57,7 +59,15 @@ class GeneratorModel:
         *,
         threads: int = 0,
         chunk_rows: int = 4096,
+        expect_sha256: str | None = None,
     ) -> None:
+        """Load ``model_path`` and its manifest, refusing any pair that does not belong together.
+
+        The manifest must pass its schema, the model's sha256 must be the one it records (and
+        ``expect_sha256``, a hash you got from the model's publisher, when given), the manifest must
+        hash to the digest the model records, and the graph's inputs and outputs must be the ones
+        the manifest describes (see :mod:`advgen_export.manifest`).
+        """
         try:
             import onnxruntime as ort
         except ImportError:
@@ -67,7 +77,7 @@ class GeneratorModel:
             raise ModelError(f"model not found: {self.path}")
         self.manifest_path = Path(manifest) if manifest is not None else manifest_path(self.path)
         self.manifest = read_manifest(self.manifest_path)
-        data = verified_model_bytes(self.path, self.manifest)
+        data = verified_model_bytes(self.path, self.manifest, expect_sha256)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads:
@@ -76,15 +86,10 @@ class GeneratorModel:
             self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for unloadable graphs
             raise ModelError(f"onnxruntime cannot load {self.path}: {str(exc).splitlines()[0]}") from None
+        check_binding(self.manifest, self.session.get_modelmeta().custom_metadata_map, self.path)
+        check_graph(self.manifest, self.session, self.path)
         self.chunk_rows = max(1, int(chunk_rows))
         self.output_names = [o["name"] for o in self.manifest["outputs"]]
-        graph_outputs = [o.name for o in self.session.get_outputs()]
-        if graph_outputs != self.output_names:
-            raise ModelError(f"{self.path} outputs {graph_outputs}, but its manifest describes {self.output_names}")
-        graph_inputs = [i.name for i in self.session.get_inputs()]
-        expected = ["z"] + (["cond"] if self.conditions else [])
-        if graph_inputs != expected:
-            raise ModelError(f"{self.path} takes inputs {graph_inputs}, but its manifest describes {expected}")
 
     # --- what the model is -----------------------------------------------------------------------
 
@@ -234,7 +239,8 @@ class GeneratorModel:
 
 
 def load(model_path: str | Path, manifest: str | Path | None = None, **kwargs: Any) -> GeneratorModel:
-    """Load ``model.onnx`` with its manifest (``model.onnx.json`` unless ``manifest`` is given)."""
+    """Load ``model.onnx`` with its manifest (``model.onnx.json`` unless ``manifest`` is given);
+    ``expect_sha256=HEX`` also pins the model to a hash you got from its publisher."""
     return GeneratorModel(model_path, manifest, **kwargs)
 
 
