@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from advgen.config import TrainConfig
 from advgen.domain import Domain, RealData, ValidationReport, run_validators
 from advgen.engine import Trainer, amp_supported, resolve_device, seed_everything, write_json
 from advgen.errors import AdvgenError, CheckpointError
+from advgen.io import temp_target_name, write_error
 from advgen.plugins import PluginManager, get_manager
 
 MAX_SAMPLES = 50_000_000
@@ -62,14 +64,22 @@ def train(
     resume: str | Path | None = None,
     manager: PluginManager | None = None,
     log: Any = None,
+    overwrite: bool = False,
 ) -> Run:
     """Train a run from a config (a TrainConfig or a dict with at least ``plugin``) and return it.
 
     With ``resume``, the run directory's checkpoint is loaded and training continues from its step up
-    to ``config["steps"]`` (or the saved config's steps). ``log`` is a callable taking one line of text.
+    to ``config["steps"]`` (or the saved config's steps); ``metrics.jsonl`` is cut back to the
+    checkpoint's step first. ``log`` is a callable taking one line of text.
+
+    A new run refuses a directory that already holds a run's files unless ``overwrite`` is true; then
+    those files are deleted before training starts. A directory that also holds files advgen does not
+    write is refused even so, so that ``overwrite`` never deletes anything of the user's.
     """
     manager = manager or get_manager()
     say = log or (lambda _line: None)
+    if resume is not None and overwrite:
+        raise AdvgenError("--resume continues a run and --overwrite starts one over: pass only one of them")
     if resume is not None:
         payload = load_checkpoint(resume)
         saved = dict(payload["config"])
@@ -97,8 +107,7 @@ def train(
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     run_dir = Path(cfg.out or _default_out(domain.name))
-    if payload is None and (run_dir / CHECKPOINT_NAME).exists():
-        raise AdvgenError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+    stale = _previous_run_files(run_dir, overwrite) if payload is None else []
     cfg.out = str(run_dir)
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
@@ -112,7 +121,12 @@ def train(
     trainer = Trainer(cfg, domain, data, manager, run_dir, plugin_version=version)
     if payload is not None:
         trainer.load_state(payload)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # the previous run goes only now that the new one has its data and nets: a bad flag loses nothing
+    _remove_files(stale)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(exc, run_dir) from None
     write_json(run_dir / "config.json", cfg.to_dict())
     say(
         f"training {domain.name} on {data.x.shape[0]} rows for {cfg.steps - trainer.step} steps "
@@ -129,6 +143,56 @@ def train(
     manager.hook.advgen_train_end(trainer=trainer, summary=summary)
     run.summary = summary
     return run
+
+
+# What advgen writes into a run directory: the run itself, sample files and plots, the grids of the
+# images plugin, evaluation plots and the default export, and the temporary files of any of them.
+_RUN_FILE = re.compile(
+    r"(config\.json|metrics\.jsonl|checkpoint\.pt|summary\.json|samples\.[A-Za-z0-9]+|grid-step\d+\.png"
+    r"|eval_(histograms|samples|augmentation_recall)\.png|model\.onnx(\.json)?)"
+)
+
+
+def is_run_file(name: str) -> bool:
+    """Whether a file of this name in a run directory is one advgen writes there (or a temp file of one)."""
+    return bool(_RUN_FILE.fullmatch(temp_target_name(name) or name))
+
+
+def _previous_run_files(run_dir: Path, overwrite: bool) -> list[Path]:
+    """The files of an earlier run in ``run_dir`` that ``overwrite`` allows deleting; else a clear refusal."""
+    if not run_dir.exists():
+        return []
+    if not run_dir.is_dir():
+        raise AdvgenError(f"--out {run_dir} is a file, not a run directory")
+    try:
+        entries = sorted(run_dir.iterdir())
+    except OSError as exc:
+        raise AdvgenError(f"cannot read {run_dir}: {exc.strerror or exc}") from None
+    ours = [e for e in entries if is_run_file(e.name) and not e.is_dir()]
+    if not ours:
+        return []  # an empty folder, or one of the user's: a run beside their files overwrites nothing
+    shown = ", ".join(e.name for e in ours[:4]) + (", ..." if len(ours) > 4 else "")
+    if not overwrite:
+        cont = f"continue it with --resume {run_dir}, " if (run_dir / CHECKPOINT_NAME).exists() else ""
+        raise AdvgenError(
+            f"{run_dir} already holds a run ({shown}); {cont}start over with --overwrite, or choose another --out"
+        )
+    others = [e.name + ("/" if e.is_dir() else "") for e in entries if e not in ours]
+    if others:
+        listed = ", ".join(others[:4]) + (", ..." if len(others) > 4 else "")
+        raise AdvgenError(
+            f"{run_dir} holds files advgen did not write ({listed}); --overwrite only clears a folder that "
+            "holds nothing but a run: move them or choose another --out"
+        )
+    return ours
+
+
+def _remove_files(paths: list[Path]) -> None:
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise write_error(exc, path) from None
 
 
 def _default_out(name: str) -> str:

@@ -11,7 +11,7 @@ import json
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -24,13 +24,44 @@ REQUIRED_KEYS = ("format", "step", "config", "spec", "plugin", "generator", "dis
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` through a temporary file and an atomic rename."""
+    """Write ``payload`` to ``path`` through a temporary file and an atomic rename.
+
+    A kill at any moment leaves the previous checkpoint whole; a full disk or read-only folder raises
+    :class:`advgen.io.WriteError` and a failure inside torch a :class:`CheckpointError`, each one line.
+    """
     payload = dict(payload, format=FORMAT_VERSION)
     for key in ("config", "spec"):
         if not isinstance(payload[key], str):
             payload[key] = json.dumps(payload[key])
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        writer = _WriteErrorKeeper(fh)
+        try:
+            torch.save(payload, writer)
+        except RuntimeError as exc:
+            if writer.error is not None:
+                # torch reports a failed write as "unexpected pos ..."; the OSError says what happened
+                # (a full disk), and atomic_path turns it into one line
+                raise writer.error from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"cannot write checkpoint {path}: {first[:200]}") from None
+
+
+class _WriteErrorKeeper:
+    """A file for ``torch.save`` that remembers the OSError of a failed write, which torch swallows."""
+
+    def __init__(self, fh: BinaryIO):
+        self.fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

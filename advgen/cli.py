@@ -138,14 +138,27 @@ def _train_options(fn: Any) -> Any:
 
 @cli.command()
 @_train_options
-@click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this directory from its last step.")
+@click.option(
+    "--resume", type=click.Path(file_okay=False),
+    help="Continue the run in this directory from its last checkpoint (metrics.jsonl is cut back to it).",
+)
+@click.option(
+    "--overwrite", is_flag=True,
+    help="Start over in an --out directory that already holds a run: its files (config, metrics, checkpoint, "
+    "samples, plots, exported model) are deleted first. A directory that also holds other files is refused.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes.")
-def train(config_file: str | None, resume: str | None, quiet: bool, options: tuple[str, ...], **flags: Any) -> None:
+def train(
+    config_file: str | None, resume: str | None, overwrite: bool, quiet: bool, options: tuple[str, ...], **flags: Any
+) -> None:
     """Train a generator for a domain and write a run directory.
 
     \b
     The run directory holds config.json, metrics.jsonl (one line per logging
     step), checkpoint.pt, samples and plots, and summary.json.
+    An --out directory that already holds a run is refused: continue it
+    with --resume, or start over with --overwrite, which deletes only
+    the files advgen writes and refuses a folder holding anything else.
     Examples:
       advgen train --plugin curves
       advgen train --plugin tabular --dataset nsl-kdd --split train --steps 5000
@@ -171,7 +184,7 @@ def train(config_file: str | None, resume: str | None, quiet: bool, options: tup
 
         get_manager().load_domain(str(values["plugin"]))
     say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
-    run = api_train(values, progress=not quiet, resume=resume, log=say)
+    run = api_train(values, progress=not quiet, resume=resume, log=say, overwrite=overwrite)
     _print_summary(run.summary, run.run_dir)
 
 

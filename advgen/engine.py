@@ -26,9 +26,11 @@ from advgen.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from advgen.config import TrainConfig
 from advgen.domain import Domain, RealData
 from advgen.errors import AdvgenError
-from advgen.io import atomic_write_text
+from advgen.io import atomic_path, atomic_write_text, write_error
 from advgen.losses import gradient_penalty
 from advgen.plugins import PluginManager
+
+METRICS_NAME = "metrics.jsonl"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -319,8 +321,10 @@ class Trainer:
 
     def train(self, progress: bool = True) -> dict[str, Any]:
         cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        metrics_path = self.run_dir / "metrics.jsonl"
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(exc, self.run_dir) from None
         self.manager.hook.advgen_train_start(trainer=self)
         bar = Progress(cfg.steps, self.step, progress and cfg.steps > self.step, f"train {self.domain.name}")
         self.generator.train()
@@ -332,7 +336,7 @@ class Trainer:
         t_log = t_start
         start_step = self.step
         base_seconds = self.seconds
-        with metrics_path.open("a") as log:
+        with MetricsLog(self.run_dir / METRICS_NAME, self.step) as log:
             while self.step < cfg.steps:
                 fake = c = None
                 for i in range(cfg.d_steps):
@@ -357,8 +361,7 @@ class Trainer:
                                 "try a lower learning rate or another --loss"
                             )
                     record = {"step": self.step, **metrics, "time": base_seconds + now - t_start}
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
+                    log.write(record)
                     self.manager.hook.advgen_train_log(trainer=self, step=self.step, metrics=metrics)
                     bar.update(self.step, metrics)
                     sum_d.zero_()
@@ -389,6 +392,73 @@ class Trainer:
 
     def sampling_generator(self) -> nn.Module:
         return self.generator_ema if self.generator_ema is not None else self.generator
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one JSON line per logging step, in step order, each line one unbuffered write.
+
+    Opening it for a run at step ``step`` first cuts the file back to that step, so that after a
+    kill and ``--resume`` the log holds every step once, as an uninterrupted run would have written it.
+    """
+
+    def __init__(self, path: Path, step: int):
+        self.path = Path(path)
+        truncate_metrics(self.path, step)
+        try:
+            # unbuffered: a failed write leaves nothing pending that close() would retry and fail on
+            self._file = open(self.path, "ab", buffering=0)
+        except OSError as exc:
+            raise write_error(exc, self.path) from None
+
+    def write(self, record: dict[str, Any]) -> None:
+        data = (json.dumps(record) + "\n").encode()
+        try:
+            while data:
+                data = data[self._file.write(data) :]
+        except OSError as exc:
+            raise write_error(exc, self.path) from None
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> MetricsLog:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def truncate_metrics(path: Path, step: int) -> bool:
+    """Cut ``metrics.jsonl`` back to the records of steps up to ``step``, atomically; True if it changed.
+
+    Records logged after the last checkpoint by a run that was then killed are dropped, and so are
+    half-written lines. Logs written by older versions, where a resumed session appended after such
+    records, are repaired too: a record whose step is not above the one before it starts a new
+    session, which replaces the records of the abandoned one from that step on.
+    """
+    try:
+        lines = path.read_bytes().splitlines(keepends=True)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise AdvgenError(f"cannot read {path}: {exc.strerror or exc}") from None
+    kept: list[tuple[int, bytes]] = []
+    for line in lines:
+        try:
+            record_step = json.loads(line)["step"]
+        except (ValueError, TypeError, KeyError):
+            continue  # a line cut short by a kill
+        if not isinstance(record_step, int) or not line.endswith(b"\n"):
+            continue
+        while kept and kept[-1][0] >= record_step:
+            kept.pop()
+        kept.append((record_step, line))
+    kept = [(s, line) for s, line in kept if s <= step]
+    if len(kept) == len(lines):
+        return False
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(b"".join(line for _, line in kept))
+    return True
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
+import hashlib
 import os
+import re
+import socket
+import stat
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -15,25 +23,202 @@ from advgen.errors import AdvgenError, InvalidDataError
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
+class WriteError(AdvgenError, OSError):
+    """A file could not be written: the disk is full or the folder is read-only.
+
+    Also an :class:`OSError` (with the original ``errno``), so that code catching ``OSError`` around a
+    write keeps working; ``str()`` is the one line a user sees.
+    """
+
+    def __init__(self, errno_: int | None, message: str, path: Path):
+        super().__init__(errno_, message)
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def write_error(exc: OSError, path: str | Path) -> OSError:
+    """``exc`` met while writing ``path`` as one clear :class:`WriteError` line, for the errors a user can
+    act on (full disk, read-only folder); any other ``OSError`` comes back unchanged."""
+    if isinstance(exc, WriteError):
+        return exc
+    target = Path(path)
+    code = exc.errno
+    if code == errno.ENOSPC:
+        return WriteError(code, f"disk full while writing {target}", target)
+    if code == getattr(errno, "EDQUOT", None):
+        return WriteError(code, f"disk quota exceeded while writing {target}", target)
+    if code == errno.EROFS:
+        return WriteError(code, f"cannot write {target}: {target.parent} is read-only (read-only file system)", target)
+    if code in (errno.EACCES, errno.EPERM):
+        return WriteError(code, f"cannot write {target}: {target.parent} is read-only (permission denied)", target)
+    return exc
+
+
+# A temporary file is named ``.{name}.{pid}.{host}.{random}.tmp``: the pid and host say whether its
+# writer still runs, so that files left by a killed writer are removed on the next write of the same
+# target. Temp files whose writer cannot be judged (another host, a pid in use again, names from older
+# advgen versions) are removed once they are this old.
+STALE_TEMP_SECONDS = 24 * 3600
+# pid.host.random, or only tempfile.mkstemp's random part (names before the pid was added)
+_TEMP_MIDDLE = re.compile(r"(?:(?P<pid>\d+)\.(?P<host>[0-9a-f]{8})\.[a-z0-9_]{8}|[a-z0-9_]{8})")
+_TEMP_NAME = re.compile(r"\.(?P<target>.+?)\." + _TEMP_MIDDLE.pattern + r"\.tmp")
+_SCAN_SECONDS = 60.0
+_temp_scans: dict[str, tuple[float, set[str]]] = {}
+_temp_scans_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``, else remove it.
 
-    Whatever already lives at ``path`` survives a failed or interrupted write untouched.
+    Whatever already lives at ``path`` survives a failed or interrupted write untouched. The new file
+    gets the permissions a plain ``open`` would give it: those of the file it replaces, else
+    ``0o666`` less the umask. Temporary files of ``path`` left behind by killed writers are removed.
+    A full disk or a read-only folder raises :class:`WriteError` (one line naming ``path``).
     """
     target = Path(path)
-    if target.parent and not target.parent.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    os.close(fd)
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(target)
+        fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(target)}{os.getpid()}.{_host_tag()}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+    except OSError as exc:
+        raise write_error(exc, target) from None
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, target)
+        try:
+            yield tmp_path
+        except OSError as exc:
+            # only the errors that concern any write in this folder are renamed; an EACCES in the body
+            # may come from reading some other file
+            if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EROFS):
+                raise write_error(exc, target) from None
+            raise
+        try:
+            os.chmod(tmp_path, _new_file_mode(target))
+            os.replace(tmp_path, target)
+        except OSError as exc:
+            raise write_error(exc, target) from None
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Remove the temporary files of ``path`` that killed writers left behind; return those removed.
+
+    A temp file counts as stale when its writer's process (on this host) is gone, or when it is older
+    than :data:`STALE_TEMP_SECONDS`. The folder is listed at most once a minute per process, so writing
+    many files into one folder stays linear.
+    """
+    target = Path(path)
+    folder = target.parent
+    prefix = _temp_prefix(target)
+    removed = []
+    for name in _temp_names(folder):
+        if not name.startswith(prefix) or not _is_stale(folder / name, name[len(prefix) : -len(".tmp")]):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
+            removed.append(folder / name)
+        _forget_temp(folder, name)
+    return removed
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name[:200]}."  # room for the pid, host and random parts within a 255-byte name
+
+
+def _temp_names(folder: Path) -> list[str]:
+    key = os.path.abspath(folder)
+    now = time.monotonic()
+    with _temp_scans_lock:
+        scan = _temp_scans.get(key)
+        if scan is None or now - scan[0] > _SCAN_SECONDS:
+            try:
+                with os.scandir(folder) as it:
+                    names = {e.name for e in it if e.name.startswith(".") and e.name.endswith(".tmp")}
+            except OSError:
+                names = set()
+            scan = _temp_scans[key] = (now, names)
+        return list(scan[1])
+
+
+def _forget_temp(folder: Path, name: str) -> None:
+    with _temp_scans_lock:
+        scan = _temp_scans.get(os.path.abspath(folder))
+        if scan is not None:
+            scan[1].discard(name)
+
+
+def _is_stale(temp: Path, middle: str) -> bool:
+    m = _TEMP_MIDDLE.fullmatch(middle)
+    if m is None:
+        return False  # not a temp file of ours (e.g. one of a target whose name extends this one)
+    if m.group("pid") and m.group("host") == _host_tag() and not _pid_alive(int(m.group("pid"))):
+        return True
+    try:
+        return time.time() - temp.lstat().st_mtime > STALE_TEMP_SECONDS
+    except OSError:
+        return False
+
+
+def temp_target_name(name: str) -> str | None:
+    """The name of the file that :func:`atomic_path` temp file ``name`` was written for, else None."""
+    m = _TEMP_NAME.fullmatch(name)
+    return m.group("target") if m else None
+
+
+@functools.lru_cache(maxsize=1)
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` may still be writing; True whenever that cannot be told."""
+    if pid <= 0 or os.name != "posix":  # on Windows os.kill would terminate the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive under another user
+        return True
+    try:  # a killed child its parent has not reaped yet keeps its pid but writes nothing more
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def _new_file_mode(target: Path) -> int:
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux /proc)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    # elsewhere the only way is to set it and set it back: briefly racy against other threads creating files
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
