@@ -157,6 +157,16 @@ def test_npz_bad_files(tmp_path):
         DOMAIN.load_data(cfg(data=str(tmp_path / "junk.npz")))
 
 
+def test_many_classes_with_few_images_each_load_without_a_judge_holdout(tmp_path):
+    """Fifteen classes of two images: a fifth of 30 images cannot hold every class, so the judge is
+    fitted without the held-out estimate instead of failing inside scikit-learn."""
+    x = np.random.default_rng(7).integers(0, 256, (30, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "few.npz", x=x, y=np.repeat(np.arange(15), 2))
+    data = DOMAIN.load_data(cfg(data=str(tmp_path / "few.npz")))
+    assert data.spec["conditions"]["counts"] == [2] * 15
+    assert data.spec["classifier"] is not None and data.spec["classifier"]["holdout_accuracy"] is None
+
+
 def make_png_folder(root: Path) -> None:
     """Two classes of RGB PNG and JPEG images of two sizes, plus a text file and a broken PNG."""
     rng = np.random.default_rng(6)

@@ -49,7 +49,7 @@ def fit_classifier(images: np.ndarray, labels: np.ndarray, n_classes: int, seed:
     counts = np.bincount(labels, minlength=n_classes)
     holdout = None
     present = counts[counts > 0]
-    if present.size >= 2 and present.min() >= 2 and labels.shape[0] >= 20:
+    if present.size >= 2 and present.min() >= 2 and labels.shape[0] >= max(20, 5 * present.size):
         tr, te = train_test_split(np.arange(labels.shape[0]), test_size=0.2, random_state=seed, stratify=labels)
         probe = LogisticRegression(C=0.1, max_iter=1000).fit(z[tr], labels[tr])
         holdout = float((probe.predict(z[te]) == labels[te]).mean())
