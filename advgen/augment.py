@@ -7,7 +7,7 @@ them, so the team can train on the result, or on the real rows alone, with the s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ def augment(
     balance: bool = False,
     seed: int = 0,
     category_map: dict[str, str] | None = None,
+    constants: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Real rows plus synthetic rows of ``classes``, with a 0/1 column ``synthetic`` marking the generated ones.
 
@@ -74,6 +75,11 @@ def augment(
     and dtypes. When the classes are categories the real data lacks as a column (NSL-KDD's attack names
     map to 5 categories), the category column is added to every row so the result can train a
     category detector directly (``category_map`` maps labels to categories where the run's spec does not).
+
+    The columns are those ``run.sample`` returns (what ``advgen sample`` writes), in the same order,
+    then any column only the real data has, then ``synthetic``. Constant columns a dataset loader
+    dropped from the real rows are written back with ``constants`` (the real table's, e.g.
+    ``Table.constants``), else the run's own.
     """
     if (per_class is None) == (not balance):
         raise AdvgenError("choose exactly one of per_class=N and balance=True")
@@ -113,11 +119,16 @@ def augment(
         if key not in rows.columns:
             rows = rows.copy()
             rows[key] = c
-        missing = [col for col in real.columns if col not in rows.columns]
-        if missing:
-            shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
-            raise InvalidDataError(f"generated rows lack {len(missing)} column(s) of the training data: {shown}")
-        parts.append(_like(rows[list(real.columns)], real))
+        parts.append(rows)
+    # the output has the columns `advgen sample` writes, in its order (constant columns included), so a
+    # pipeline reading either file sees one schema; columns only the real data has follow
+    layout = parts[0] if parts else run.sample(1, condition={key: classes[0]}, seed=seed)
+    known_constants = {**run.spec.get("constants", {}), **dict(constants or {})}
+    real = _complete(real, list(layout.columns), run, known_constants, category_map)
+    order = list(layout.columns) + ([key] if key not in layout.columns else [])
+    order += [col for col in real.columns if col not in order]
+    real = real[order]
+    parts = [_like(_with_columns(rows, real.columns), real) for rows in parts]
     real[SYNTHETIC_COLUMN] = np.zeros(len(real), dtype=np.int8)
     synth = pd.concat(parts, ignore_index=True) if parts else real.iloc[:0].drop(columns=[SYNTHETIC_COLUMN])
     synth[SYNTHETIC_COLUMN] = np.ones(len(synth), dtype=np.int8)
@@ -125,6 +136,37 @@ def augment(
     out.attrs["added"] = {c: int(n) for c, n in wanted.items()}
     out.attrs["condition_key"] = key
     return out
+
+
+def _complete(
+    real: pd.DataFrame,
+    columns: Sequence[str],
+    run: Any,
+    constants: Mapping[str, Any],
+    category_map: dict[str, str] | None,
+) -> pd.DataFrame:
+    """``real`` with every column of ``columns``: constants written back, the label's category mapped."""
+    for col in columns:
+        if col in real.columns:
+            continue
+        if col in constants:
+            real[col] = constants[col]
+        elif col == run.spec.get("category_column"):
+            real[col] = class_values(run, real, "category", category_map).to_numpy()
+    missing = [col for col in columns if col not in real.columns]
+    if missing:
+        shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+        raise InvalidDataError(f"the training data lacks {len(missing)} column(s) the run generates: {shown}")
+    return real
+
+
+def _with_columns(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Generated ``rows`` cut to ``columns``; one clear line when the generator lacks a real column."""
+    missing = [col for col in columns if col not in rows.columns]
+    if missing:
+        shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+        raise InvalidDataError(f"generated rows lack {len(missing)} column(s) of the training data: {shown}")
+    return rows[list(columns)]
 
 
 def _like(rows: pd.DataFrame, real: pd.DataFrame) -> pd.DataFrame:

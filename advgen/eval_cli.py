@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,36 @@ def _classes(value: str | None) -> list[str] | None:
     if not items:
         raise click.BadParameter("name at least one class, e.g. r2l,u2r")
     return items
+
+
+def _threads_option(what: str) -> Any:
+    return click.option(
+        "--threads", type=click.IntRange(min=1), default=None,
+        help=f"CPU threads for {what} (torch, OpenMP, BLAS, detectors' n_jobs). Default: min(2, cores), so that "
+        "a shared machine stays usable; raise it on a machine of your own.",
+    )
+
+
+def _say(quiet: bool) -> Any:
+    """Progress lines on stderr, each with the seconds since the command started."""
+    if quiet:
+        return lambda _m: None
+    start = time.perf_counter()
+    return lambda m: click.echo(f"[{time.perf_counter() - start:7.1f} s] {m}", err=True)
+
+
+def _capped(detector: Any, threads: int, manager: Any = None) -> Any:
+    """The detector factory (a registry name or a factory) with its estimators' n_jobs capped at ``threads``."""
+    from advgen.evaluate import resolve_detector
+    from advgen.threads import cap_n_jobs
+
+    name, factory = resolve_detector(detector, manager)
+
+    def capped(seed: int) -> Any:
+        return cap_n_jobs(factory(seed), threads)
+
+    capped.__name__ = name
+    return capped
 
 
 def _is_run(path: Path) -> bool:
@@ -93,7 +124,9 @@ def register(cli: click.Group) -> None:
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the report as JSON to FILE.")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False), help="Write one self-contained HTML report (plots embedded) to FILE.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write plots (into the run directory, or beside --html).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+@_threads_option("the detectors and sampling")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress lines (by default each phase, fold and seed is shown on stderr with its seconds).")
 def evaluate_cmd(
     target: str,
     real_ref: str | None,
@@ -117,6 +150,7 @@ def evaluate_cmd(
     json_out: str | None,
     html_out: str | None,
     plots: bool,
+    threads: int | None,
     quiet: bool,
 ) -> None:
     """Judge generated samples with scikit-learn detectors, against real training and test data.
@@ -142,11 +176,17 @@ def evaluate_cmd(
         raise click.BadParameter(f"must be >= 2, got {folds}", param_hint="--folds")
     if n is not None and n < 1:
         raise click.BadParameter(f"must be >= 1, got {n}", param_hint="-n")
-    say = (lambda _m: None) if quiet else (lambda m: click.echo(f"... {m}", err=True))
+    from advgen.threads import default_threads, limit_threads
+
+    say = _say(quiet)
     rare_classes = _classes(rare)
-    det: Any = detector
-    if unsafe_detector:
-        det = ev.load_pickled_detector(unsafe_detector)
+    n_threads = threads or default_threads()
+    say(f"using {n_threads} thread(s) (--threads)")
+    # held until the command ends: sampling, detectors and plots all run under the limit
+    click.get_current_context().with_resource(limit_threads(n_threads))
+    det: Any = ev.load_pickled_detector(unsafe_detector) if unsafe_detector else detector
+    det = _capped(det, n_threads)
+    realism_dets = [_capped(d, n_threads) for d in _classes(realism) or []]
 
     loaded = _load_for_evaluation(
         Path(target), real_ref, test_ref, run_ref, label, dataset, target_kind, n, seed, rare_classes, aug_per_class, say
@@ -164,7 +204,7 @@ def evaluate_cmd(
         normal=normal,
         augment_with=loaded.augment_with,
         augment_per_class=aug_per_class,
-        realism_detectors=_classes(realism) or [],
+        realism_detectors=realism_dets,
         folds=folds,
         max_rows=max_rows,
         progress=say,
@@ -180,6 +220,7 @@ def evaluate_cmd(
         tmp_dir = tempfile.TemporaryDirectory()
         plot_dir = Path(tmp_dir.name)
     if plots and plot_dir is not None:
+        say("plots ...")
         try:
             images = ev.write_plots(report, loaded.subject, loaded.real, loaded.synthetic, plot_dir)
         except AdvgenError as exc:  # matplotlib missing: the numbers still count
@@ -271,9 +312,11 @@ def _load_for_evaluation(
         augment_with = None
         if from_run:
             count = n or min(len(table.df), 50_000)
-            say(f"sampling {count} rows from {run.run_dir}")
+            say(f"sampling {count} rows from {run.run_dir} ...")
+            t = time.perf_counter()
             synthetic = run.sample(count, seed=seed)
-            augment_with = _sample_rare(run, table, subject, rare, aug_per_class, seed, notes)
+            say(f"sampling: done in {time.perf_counter() - t:.1f} s")
+            augment_with = _sample_rare(run, table, subject, rare, aug_per_class, seed, notes, say)
         else:
             synthetic = read_table(target)
             ev.check_columns(table.df, synthetic, columns)
@@ -287,8 +330,10 @@ def _load_for_evaluation(
     test = run.domain.read_samples(Path(test_ref), run.spec) if test_ref else None
     if _is_run(target):
         count = n or min(run.domain.num_samples(real), 50_000)
-        say(f"sampling {count} samples from {run.run_dir}")
+        say(f"sampling {count} samples from {run.run_dir} ...")
+        t = time.perf_counter()
         synthetic = run.sample(count, seed=seed)
+        say(f"sampling: done in {time.perf_counter() - t:.1f} s")
     else:
         synthetic = run.domain.read_samples(target, run.spec)
     return _Loaded(subject, synthetic, real, test, None, run.run_dir if _is_run(target) else None, notes)
@@ -332,7 +377,9 @@ def _label_map(table: Any, target_kind: str, fallback: dict[str, str] | None = N
     return None
 
 
-def _sample_rare(run: Any, table: Any, subject: Any, rare: list[str] | None, per_class: int, seed: int, notes: list[str]) -> Any:
+def _sample_rare(
+    run: Any, table: Any, subject: Any, rare: list[str] | None, per_class: int, seed: int, notes: list[str], say: Any
+) -> Any:
     """Rows of each rare class sampled from a conditional run, for the augmentation uplift."""
     from advgen.augment import condition_key
     from advgen.evaluate import default_rare_classes
@@ -344,7 +391,10 @@ def _sample_rare(run: Any, table: Any, subject: Any, rare: list[str] | None, per
     if not classes:
         return None
     key = condition_key(run, classes)
+    say(f"sampling {per_class} rows of each of {', '.join(classes)} for the augmentation ...")
+    t = time.perf_counter()
     parts = [run.sample(per_class, condition={key: c}, seed=seed + 1 + i) for i, c in enumerate(classes)]
+    say(f"sampling for the augmentation: done in {time.perf_counter() - t:.1f} s")
     return pd.concat(parts, ignore_index=True)
 
 
@@ -358,13 +408,16 @@ def _sample_rare(run: Any, table: Any, subject: Any, rare: list[str] | None, per
 @click.option("--balance", is_flag=True, help="Add to each class as many rows as it lacks to match the largest class.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Output table: .csv or .parquet.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@_threads_option("sampling")
 def augment_cmd(
-    run_dir: str, data_ref: str | None, label: str | None, dataset: str | None, classes: str, per_class: int | None, balance: bool, output: str, seed: int
+    run_dir: str, data_ref: str | None, label: str | None, dataset: str | None, classes: str, per_class: int | None,
+    balance: bool, output: str, seed: int, threads: int | None,
 ) -> None:
     """Write an augmented training set: the real rows plus synthetic rows of chosen classes.
 
     A column `synthetic` (0 real, 1 generated) marks the generated rows, so a
-    detector pipeline can train on both or filter them out.
+    detector pipeline can train on both or filter them out. The other columns
+    are those `advgen sample` writes, in its order (constant columns included).
 
     \b
     Examples:
@@ -373,6 +426,7 @@ def augment_cmd(
     """
     from advgen.api import load_run
     from advgen.augment import TABLE_SUFFIXES, augment, write_table
+    from advgen.threads import default_threads, limit_threads
 
     if (per_class is None) == (not balance):
         raise click.UsageError("choose one of --per-class N and --balance")
@@ -381,6 +435,7 @@ def augment_cmd(
     if Path(output).suffix.lower() not in TABLE_SUFFIXES:
         raise click.BadParameter("use a .csv or .parquet file", param_hint="--output")
     wanted = _classes(classes) or []
+    click.get_current_context().with_resource(limit_threads(threads or default_threads()))
     run = load_run(run_dir)
     if not run.spec.get("columns"):
         raise click.ClickException(f"{run_dir} is a {run.domain.name} run; augment works on table runs")
@@ -388,7 +443,8 @@ def augment_cmd(
     layout = dataset or _registered(run.spec.get("dataset"))
     src = load_real_table(data_ref, label=label, dataset=layout, schema=schema) if data_ref else _run_table(run, schema)
     df = augment(
-        run, src.table.df, wanted, per_class=per_class, balance=balance, seed=seed, category_map=src.table.category_map
+        run, src.table.df, wanted, per_class=per_class, balance=balance, seed=seed,
+        category_map=src.table.category_map, constants=src.table.constants,
     )
     write_table(df, output)
     added = ", ".join(f"{c}: {k:,}" for c, k in df.attrs.get("added", {}).items())

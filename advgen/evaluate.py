@@ -22,7 +22,8 @@ import json
 import math
 import pickle
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,12 +212,14 @@ def realism_auc(
     folds: int = 5,
     max_rows: int | None = 10_000,
     seed: int = 0,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Cross-validated ROC AUC of ``detector`` separating real (0) from synthetic (1) rows.
 
     Lower is better; 0.5 is ideal (indistinguishable), 1.0 means every synthetic row is told apart.
     Both sides are cut to the same count (at most ``max_rows`` each) so that the AUC reflects realism and
     not class balance. Folds are stratified; the mean and spread over folds are reported.
+    ``progress`` is told ``"fold k/folds"`` before each fit.
     """
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
@@ -233,6 +236,8 @@ def realism_auc(
     y = np.r_[np.zeros(n, dtype=int), np.ones(n, dtype=int)]
     aucs = []
     for k, (tr, te) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y)):
+        if progress is not None:
+            progress(f"fold {k + 1}/{folds}")
         model = detector(seed + k)
         model.fit(X[tr], y[tr])
         aucs.append(float(roc_auc_score(y[te], _positive_scores(model, X[te]))))
@@ -455,6 +460,7 @@ def utility(
     seeds: Sequence[int] = (0, 1, 2),
     normal: str | None = None,
     fits: _Fits | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train on synthetic, test on real (TSTR) against train on real, test on real (TRTR).
 
@@ -464,7 +470,9 @@ def utility(
     fits = fits or _Fits(detector)
     classes = classes_of(test_y)
     trtr, tstr = [], []
-    for s in seeds:
+    for i, s in enumerate(seeds):
+        if progress is not None:
+            progress(f"seed {i + 1}/{len(seeds)}")
         trtr.append(_classification(test_y, fits.model("real", s, train_X, train_y).predict(test_X), classes, normal))
         tstr.append(_classification(test_y, fits.model("synthetic", s, synth_X, synth_y).predict(test_X), classes, normal))
     keep = ("accuracy", "macro_f1")
@@ -488,6 +496,7 @@ def augmentation_uplift(
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     normal: str | None = "normal",
     fits: _Fits | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The detector trained on real rows against the same detector trained on real + ``extra`` rows.
 
@@ -503,7 +512,9 @@ def augmentation_uplift(
     aug_X = np.vstack([train_X, extra_X])
     aug_y = np.concatenate([train_y, extra_y])
     base_runs, aug_runs = [], []
-    for s in seeds:
+    for i, s in enumerate(seeds):
+        if progress is not None:
+            progress(f"seed {i + 1}/{len(seeds)}")
         base_runs.append(_classification(test_y, fits.model("real", s, train_X, train_y).predict(test_X), classes, normal))
         aug_runs.append(_classification(test_y, fits.model("augmented", s, aug_X, aug_y).predict(test_X), classes, normal))
     base, aug = _mean_std(base_runs), _mean_std(aug_runs)
@@ -522,6 +533,40 @@ def augmentation_uplift(
         delta["fpr_normal"] = aug["fpr_normal"]["mean"] - base["fpr_normal"]["mean"]
     added = {str(c): int(n) for c, n in zip(*np.unique(extra_y, return_counts=True))}
     return {"added": added, "base": base, "augmented": aug, "delta": delta, "seeds": list(seeds)}
+
+
+# a detector team notices these: a class's precision falling by 5 points means many more false alerts
+# of it; one more normal connection in a hundred flagged is a day's extra triage on a busy network
+PRECISION_DROP = 0.05
+FPR_RISE = 0.01
+
+
+def augmentation_flags(
+    uplift: Mapping[str, Any], *, precision_drop: float = PRECISION_DROP, fpr_rise: float = FPR_RISE
+) -> list[dict[str, Any]]:
+    """The harm an augmentation did, from :func:`augmentation_uplift`'s result: every class whose mean
+    precision fell by more than ``precision_drop``, and the normal class's false-positive rate when it
+    rose by more than ``fpr_rise`` (both absolute). Each flag holds ``metric``, ``class`` (None for the
+    false-positive rate), ``base``, ``augmented`` and ``message``."""
+    flags: list[dict[str, Any]] = []
+    base, aug = uplift["base"], uplift["augmented"]
+    for c, b in base["per_class"].items():
+        before, after = b["precision"]["mean"], aug["per_class"][c]["precision"]["mean"]
+        if before - after > precision_drop:
+            flags.append({
+                "metric": "precision", "class": c, "base": before, "augmented": after,
+                "message": f"{c} precision fell from {before:.2f} to {after:.2f} with augmentation "
+                f"(more than {precision_drop:.2f}): more rows of other classes are now called {c}",
+            })
+    if "fpr_normal" in base and "fpr_normal" in aug:
+        before, after = base["fpr_normal"]["mean"], aug["fpr_normal"]["mean"]
+        if after - before > fpr_rise:
+            flags.append({
+                "metric": "fpr_normal", "class": None, "base": before, "augmented": after,
+                "message": f"false-positive rate on the normal class rose from {before:.3f} to {after:.3f} "
+                f"with augmentation (more than {fpr_rise:.3f})",
+            })
+    return flags
 
 
 # --- memorisation -------------------------------------------------------------------------------
@@ -736,6 +781,18 @@ def default_rare_classes(train_y: np.ndarray, share: float = 0.05) -> list[str]:
     return [str(v) for v, c in zip(values, counts) if c / len(train_y) < share]
 
 
+@contextmanager
+def _phase(say: Callable[[str], None], name: str, timings: dict[str, float], key: str) -> Iterator[Callable[[str], None]]:
+    """Tell ``say`` when a phase starts and how many seconds it took; the block gets a callable for
+    progress within the phase. The seconds add up under ``timings[key]`` for the report."""
+    say(f"{name} ...")
+    t = time.perf_counter()
+    yield lambda msg: say(f"{name}: {msg}")
+    seconds = time.perf_counter() - t
+    timings[key] = timings.get(key, 0.0) + seconds
+    say(f"{name}: done in {seconds:.1f} s")
+
+
 def evaluate(
     synthetic: Any,
     real: Any,
@@ -767,6 +824,10 @@ def evaluate(
     rows sampled per class from a conditional run) or else from ``synthetic``. Memorisation compares with
     ``holdout`` real rows, default the test set. Returns a JSON-able dict; sections that cannot be
     computed (no labels, no test set, no table columns) are listed under ``skipped`` with the reason.
+
+    ``progress`` is told when each phase starts, its progress (folds, seeds) and its seconds. On a
+    machine shared with other work, run the call inside ``advgen.threads.limit_threads(n)``: the
+    detectors otherwise start a thread per core each.
     """
     say = progress or (lambda _msg: None)
     unknown = set(sections) - set(ALL_SECTIONS)
@@ -795,13 +856,13 @@ def evaluate(
     skipped = report["skipped"]
     timings: dict[str, float] = {}
 
-    say("featurizing")
-    real_X, syn_X = subject.featurize(real), subject.featurize(synthetic)
-    if real_X.shape[1] != syn_X.shape[1]:
-        raise InvalidDataError(
-            f"real and synthetic samples featurize to {real_X.shape[1]} and {syn_X.shape[1]} features"
-        )
-    test_X = subject.featurize(test) if test is not None else None
+    with _phase(say, "featurizing", timings, "featurizing"):
+        real_X, syn_X = subject.featurize(real), subject.featurize(synthetic)
+        if real_X.shape[1] != syn_X.shape[1]:
+            raise InvalidDataError(
+                f"real and synthetic samples featurize to {real_X.shape[1]} and {syn_X.shape[1]} features"
+            )
+        test_X = subject.featurize(test) if test is not None else None
     real_y, syn_y = subject.y(real), subject.y(synthetic)
     test_y = subject.y(test) if test is not None else None
     labelled = real_y is not None and syn_y is not None
@@ -828,24 +889,24 @@ def evaluate(
     validators = subject.validators
     if "validity" in sections or "realism" in sections:
         if validators:
-            say("validators")
-            t = time.perf_counter()
-            report["validity"] = {
-                "real": validity(real, validators, n_real),
-                "synthetic": validity(synthetic, validators, n_syn),
-            }
-            timings["validity"] = time.perf_counter() - t
+            with _phase(say, "validators", timings, "validity"):
+                report["validity"] = {
+                    "real": validity(real, validators, n_real),
+                    "synthetic": validity(synthetic, validators, n_syn),
+                }
         else:
             skipped["validity"] = "no validators for these samples"
 
     if "realism" in sections:
-        t = time.perf_counter()
         realism: dict[str, Any] = {"auc": {}}
         for det in realism_detectors:
             name, fac = resolve_detector(det, manager)
-            say(f"realism AUC ({name})")
-            realism["auc"][name] = realism_auc(real_X, syn_X, fac, folds=folds, max_rows=max_rows, seed=seed)
-        realism["correlation_difference"] = correlation_difference(real_X, syn_X)
+            with _phase(say, f"realism AUC ({name})", timings, "realism") as step:
+                realism["auc"][name] = realism_auc(
+                    real_X, syn_X, fac, folds=folds, max_rows=max_rows, seed=seed, progress=step
+                )
+        with _phase(say, "correlation difference", timings, "realism"):
+            realism["correlation_difference"] = correlation_difference(real_X, syn_X)
         groups = report.get("validity", {})
         if groups and "cross-column" in groups["synthetic"]["per_group"]:
             realism["cross_column_validity"] = {
@@ -853,23 +914,20 @@ def evaluate(
                 "synthetic": groups["synthetic"]["per_group"]["cross-column"],
             }
         report["realism"] = realism
-        timings["realism"] = time.perf_counter() - t
 
     if "fidelity" in sections:
         if subject.columns and isinstance(real, pd.DataFrame) and isinstance(synthetic, pd.DataFrame):
-            say("fidelity")
-            report["fidelity"] = table_fidelity(real, synthetic, subject.columns)
+            with _phase(say, "fidelity per column", timings, "fidelity"):
+                report["fidelity"] = table_fidelity(real, synthetic, subject.columns)
         else:
             skipped["fidelity"] = "per-column fidelity needs table samples with a column schema"
 
     if "label_fidelity" in sections:
         if labelled:
-            say("label fidelity")
-            t = time.perf_counter()
-            report["label_fidelity"] = label_fidelity(
-                real_X, real_y, syn_X, syn_y, factory, seed=seed, test_X=test_X, test_y=test_y, fits=fits
-            )
-            timings["label_fidelity"] = time.perf_counter() - t
+            with _phase(say, f"label fidelity ({det_name} on the real rows)", timings, "label_fidelity"):
+                report["label_fidelity"] = label_fidelity(
+                    real_X, real_y, syn_X, syn_y, factory, seed=seed, test_X=test_X, test_y=test_y, fits=fits
+                )
         else:
             skipped["label_fidelity"] = "samples have no labels"
 
@@ -879,12 +937,11 @@ def evaluate(
             skipped[s] = "no test set"
     if test is not None and "utility" in sections:
         if labelled and test_y is not None:
-            say("utility (TSTR vs TRTR)")
-            t = time.perf_counter()
-            report["utility"] = utility(
-                real_X, real_y, syn_X, syn_y, test_X, test_y, factory, seeds=utility_list, normal=normal, fits=fits
-            )
-            timings["utility"] = time.perf_counter() - t
+            with _phase(say, f"utility (TSTR vs TRTR, {det_name})", timings, "utility") as step:
+                report["utility"] = utility(
+                    real_X, real_y, syn_X, syn_y, test_X, test_y, factory, seeds=utility_list, normal=normal,
+                    fits=fits, progress=step,
+                )
         else:
             skipped["utility"] = "samples have no labels"
 
@@ -909,29 +966,27 @@ def evaluate(
             elif len(pick_idx) == 0:
                 skipped["augmentation"] = f"no synthetic rows of {', '.join(chosen)}"
             else:
-                say(f"augmentation uplift ({', '.join(chosen)}, {len(seed_list)} seeds)")
-                t = time.perf_counter()
-                up = augmentation_uplift(
-                    real_X, real_y, ext_X[pick_idx], ext_y[pick_idx], test_X, test_y, factory,
-                    seeds=seed_list, normal=normal, fits=fits,
-                )
+                phase = f"augmentation uplift ({', '.join(chosen)}, {det_name})"
+                with _phase(say, phase, timings, "augmentation") as step:
+                    up = augmentation_uplift(
+                        real_X, real_y, ext_X[pick_idx], ext_y[pick_idx], test_X, test_y, factory,
+                        seeds=seed_list, normal=normal, fits=fits, progress=step,
+                    )
                 up["classes"] = chosen
+                up["flags"] = augmentation_flags(up)
                 absent = [c for c in chosen if c not in up["added"]]
                 if absent:
                     report["notes"].append(f"no synthetic rows of {', '.join(absent)} to add")
                 report["augmentation"] = up
-                timings["augmentation"] = time.perf_counter() - t
         else:
             skipped["augmentation"] = "samples have no labels"
 
     if "memorisation" in sections and (test is not None or holdout is not None):
-        say("memorisation")
-        t = time.perf_counter()
         skipped.pop("memorisation", None)
-        hold_X = subject.featurize(holdout) if holdout is not None else test_X
-        report["memorisation"] = memorisation(real_X, syn_X, hold_X, max_rows=max_rows, seed=seed)
+        with _phase(say, "memorisation (distance to closest record)", timings, "memorisation"):
+            hold_X = subject.featurize(holdout) if holdout is not None else test_X
+            report["memorisation"] = memorisation(real_X, syn_X, hold_X, max_rows=max_rows, seed=seed)
         report["memorisation"]["holdout"]["source"] = "holdout" if holdout is not None else "test set"
-        timings["memorisation"] = time.perf_counter() - t
 
     timings["total"] = time.perf_counter() - started
     report["seconds"] = timings
@@ -1002,7 +1057,9 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if au:
         rows.append(("augmented macro-F1", _fmt(au["augmented"]["macro_f1"]), "higher", f"base {_fmt(au['base']['macro_f1'])}"))
         if "fpr_normal" in au["base"]:
-            rows.append(("augmented FPR on normal", _fmt(au["augmented"]["fpr_normal"]), "lower", f"base {_fmt(au['base']['fpr_normal'])}"))
+            rose = any(f["metric"] == "fpr_normal" for f in _flags(au))
+            value = _fmt(au["augmented"]["fpr_normal"]) + ("  ! rose" if rose else "")
+            rows.append(("augmented FPR on normal", value, "lower", f"base {_fmt(au['base']['fpr_normal'])}"))
     mem = report.get("memorisation")
     if mem:
         rows.append(("DCR median ratio synth/held-out", _fmt(mem["median_ratio"]), "closer to 1", "1.0"))
@@ -1024,10 +1081,21 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
+AUGMENTATION_HEADER = ("class", "test rows", "added", "recall base", "recall aug", "precision base", "precision aug", "flag")
+
+
+def _flags(au: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The augmentation's flags (reports written before flags existed get them computed here)."""
+    return list(au["flags"]) if "flags" in au else augmentation_flags(au)
+
+
 def augmentation_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Per class (``AUGMENTATION_HEADER``): test rows, rows added, recall and precision without and with
+    augmentation, and a flag where precision fell by more than ``PRECISION_DROP``."""
     au = report.get("augmentation")
     if not au:
         return []
+    fell = {f["class"] for f in _flags(au) if f["metric"] == "precision"}
     rows = []
     for c, base in au["base"]["per_class"].items():
         aug = au["augmented"]["per_class"][c]
@@ -1035,8 +1103,15 @@ def augmentation_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
         rows.append((
             f"{c}{mark}", str(base["support"]), str(au["added"].get(c, 0)),
             _fmt(base["recall"]), _fmt(aug["recall"]), _fmt(base["precision"]), _fmt(aug["precision"]),
+            "! precision fell" if c in fell else "",
         ))
     return rows
+
+
+def augmentation_warnings(report: dict[str, Any]) -> list[str]:
+    """One sentence per flag of the augmentation (precision drops, false-positive rise)."""
+    au = report.get("augmentation")
+    return [f["message"] for f in _flags(au)] if au else []
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -1053,8 +1128,9 @@ def format_report(report: dict[str, Any]) -> str:
         parts += [
             "",
             "augmentation (* = augmented class; mean ± std over seeds)",
-            _table(("class", "test rows", "added", "recall base", "recall aug", "precision base", "precision aug"), rows),
+            _table(AUGMENTATION_HEADER, rows),
         ]
+        parts += [f"WARNING: {w}" for w in augmentation_warnings(report)]
     for key, reason in report.get("skipped", {}).items():
         parts.append(f"skipped {key}: {reason}")
     for note in report.get("notes", []):
@@ -1073,68 +1149,117 @@ def _pyplot() -> Any:
     return plt
 
 
+def worst_columns(report: Mapping[str, Any], limit: int | None = None) -> list[tuple[str, str, float]]:
+    """``(column, metric, value)`` of the report's per-column fidelity, the most different first
+    (lowest KS or TV complement); at most ``limit``."""
+    fid = report.get("fidelity") or {}
+    scored = [(c, "KS", v) for c, v in (fid.get("ks_complement") or {}).get("per_column", {}).items()]
+    scored += [(c, "TV", v) for c, v in (fid.get("tv_complement") or {}).get("per_column", {}).items()]
+    scored.sort(key=lambda cmv: (cmv[2] if cmv[2] is not None else -1.0, cmv[0]))
+    return scored[:limit] if limit is not None else scored
+
+
 def plot_table_histograms(
-    real: pd.DataFrame, synth: pd.DataFrame, columns: Sequence[Mapping[str, Any]], path: str | Path, *, top: int = 12
+    real: pd.DataFrame,
+    synth: pd.DataFrame,
+    columns: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    top: int = 12,
+    scores: Sequence[tuple[str, str, float]] | None = None,
+    max_panels: int = 12,
+    title: str | None = None,
 ) -> Path:
-    """One panel per column: overlaid real and synthetic histograms (numeric) or category shares (top categories)."""
+    """Overlaid real and synthetic histograms (numeric) or category shares (``top`` categories), one
+    panel per column, for at most ``max_panels`` columns.
+
+    With ``scores`` (``(column, "KS"|"TV", complement)`` as :func:`worst_columns` gives), the panels are
+    the most different columns, worst first, each titled with its score; without, the first columns.
+    """
     plt = _pyplot()
-    cols = [c for c in columns if c.get("role", "feature") != "ignored"]
-    ncols = 6
-    nrows = max(1, math.ceil(len(cols) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 2.3 * nrows), squeeze=False)
-    for ax, col in zip(axes.flat, cols):
+    cols = {c["name"]: c for c in columns if c.get("role", "feature") != "ignored"}
+    if scores:
+        chosen = [(cols[name], f"{metric} complement {value:.2f}") for name, metric, value in scores if name in cols]
+    else:
+        chosen = [(c, "") for c in cols.values()]
+    chosen = chosen[:max_panels]
+    ncols = min(4, max(1, len(chosen)))
+    nrows = max(1, math.ceil(len(chosen) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows + 1.0), squeeze=False)
+    for ax, (col, score) in zip(axes.flat, chosen):
         name = col["name"]
+        label = name
         if col.get("kind") in CATEGORICAL_KINDS:
             p = real[name].astype(str).value_counts(normalize=True)
             q = synth[name].astype(str).value_counts(normalize=True)
             keys = list(p.index[:top])
             x = np.arange(len(keys))
-            ax.bar(x - 0.2, p.reindex(keys, fill_value=0).to_numpy(), width=0.4, label="real")
-            ax.bar(x + 0.2, q.reindex(keys, fill_value=0).to_numpy(), width=0.4, label="synthetic")
-            ax.set_xticks(x, keys, rotation=90, fontsize=6)
+            ax.bar(x - 0.2, p.reindex(keys, fill_value=0).to_numpy(), width=0.4, label="real", color="C0", alpha=0.6)
+            ax.bar(x + 0.2, q.reindex(keys, fill_value=0).to_numpy(), width=0.4, label="synthetic", color="C1", alpha=0.6)
+            ax.set_xticks(x, [str(k)[:12] for k in keys], rotation=60, fontsize=8)
+            ax.set_ylabel("share", fontsize=8)
         else:
             r, s = _numeric(real[name]), _numeric(synth[name])
-            title = name
             if col.get("kind") in ("count", "continuous") and len(r) and np.ptp(r) > 100:
                 # heavy tails (bytes, durations) leave one bar at 0 on a linear axis
                 r, s = np.sign(r) * np.log1p(np.abs(r)), np.sign(s) * np.log1p(np.abs(s))
-                title = f"{name} (log1p)"
+                label = f"log1p({name})"
             both = np.concatenate([r, s]) if len(s) else r
             lo, hi = np.percentile(both, [0.5, 99.5]) if len(both) else (0.0, 1.0)
             if hi <= lo:
                 lo, hi = lo - 0.5, hi + 0.5
             bins = np.linspace(lo, hi, 31)
-            ax.hist(np.clip(r, lo, hi), bins=bins, alpha=0.5, density=True, label="real")
+            ax.tick_params(axis="x", labelsize=8)
+            ax.hist(np.clip(r, lo, hi), bins=bins, alpha=0.5, density=True, label="real", color="C0")
             if len(s):
-                ax.hist(np.clip(s, lo, hi), bins=bins, alpha=0.5, density=True, label="synthetic")
-            ax.tick_params(labelsize=6)
-            ax.set_title(title, fontsize=8)
-            continue
-        ax.set_title(name, fontsize=8)
-    for ax in list(axes.flat)[len(cols):]:
+                ax.hist(np.clip(s, lo, hi), bins=bins, alpha=0.5, density=True, label="synthetic", color="C1")
+            ax.set_ylabel("density", fontsize=8)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.set_title(f"{label}\n{score}" if score else label, fontsize=10)
+    for ax in list(axes.flat)[len(chosen):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=6)
-    fig.tight_layout()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncol=2, fontsize=10, frameon=False)
+    if title is None:
+        shown = "most different" if scores else "first"
+        title = f"Real vs synthetic: the {len(chosen)} {shown} of {len(cols)} columns"
+    fig.suptitle(title, fontsize=12, x=0.01, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
     return save_figure(fig, path)
 
 
 def plot_recall_bars(report: dict[str, Any], path: str | Path) -> Path:
-    """Per-class recall and precision on the real test set, without and with augmentation (error bars: std over seeds)."""
+    """Per-class recall and precision on the real test set, without and with augmentation (error bars: std
+    over seeds); classes whose precision fell beyond ``PRECISION_DROP`` are marked in red."""
     plt = _pyplot()
     au = report["augmentation"]
     classes = list(au["base"]["per_class"])
+    fell = {f["class"] for f in _flags(au) if f["metric"] == "precision"}
     x = np.arange(len(classes))
-    fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 1.2 * len(classes)) * 2, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 1.2 * len(classes)) * 2, 4.2))
     for ax, metric in zip(axes, ("recall", "precision")):
-        for offset, key, label in ((-0.2, "base", "real only"), (0.2, "augmented", "real + synthetic")):
+        for offset, key, label in ((-0.2, "base", "trained on real rows only"), (0.2, "augmented", "real + synthetic rows")):
             vals = [au[key]["per_class"][c][metric]["mean"] for c in classes]
             errs = [au[key]["per_class"][c][metric]["std"] for c in classes]
             ax.bar(x + offset, vals, width=0.4, yerr=errs, capsize=3, label=label)
-        ax.set_xticks(x, [c + (" *" if c in au.get("classes", []) else "") for c in classes])
+        flagged = fell if metric == "precision" else set()
+        names = [
+            c + (" *" if c in au.get("classes", []) else "") + ("\n! precision fell" if c in flagged else "")
+            for c in classes
+        ]
+        ax.set_xticks(x, names)
+        for tick, c in zip(ax.get_xticklabels(), classes):
+            if c in flagged:
+                tick.set_color("#c0392b")
         ax.set_ylim(0, 1.05)
-        ax.set_title(f"per-class {metric} on the real test set ({report['detector']})")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+        ax.set_title(f"per-class {metric}", fontsize=11)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
+    fig.suptitle(
+        f"Augmentation on the real test set ({report['detector']}, mean ± std over seeds; * augmented class)",
+        x=0.01, ha="left", fontsize=12,
+    )
+    fig.tight_layout(rect=(0, 0.4 / fig.get_figheight(), 1, 1 - 0.3 / fig.get_figheight()))
     return save_figure(fig, path)
 
 
@@ -1147,7 +1272,15 @@ def write_plots(
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if subject.columns and isinstance(real, pd.DataFrame) and isinstance(synthetic, pd.DataFrame):
-        written.append(plot_table_histograms(real, synthetic, subject.columns, out / f"{prefix}histograms.png"))
+        scores = worst_columns(report) or None
+        n_cols = len([c for c in subject.columns if c.get("role", "feature") != "ignored"])
+        title = (
+            f"{report.get('subject', 'samples')}: real vs synthetic, the {min(12, len(scores))} of {n_cols} columns "
+            "that differ most (lowest KS/TV complement)"
+            if scores else None
+        )
+        target = out / f"{prefix}histograms.png"
+        written.append(plot_table_histograms(real, synthetic, subject.columns, target, scores=scores, title=title))
     elif subject.plot is not None:
         target = out / f"{prefix}samples.png"
         if subject.plot(real, synthetic, target) and target.exists():
@@ -1157,33 +1290,59 @@ def write_plots(
     return written
 
 
+# what each plot of :func:`write_plots` shows, for the HTML report's section titles
+PLOT_TITLES = {
+    "histograms": "Columns that differ most: real vs synthetic distributions",
+    "augmentation_recall": "Per-class recall and precision on the real test set, with and without augmentation",
+    "samples": "Real and generated samples side by side",
+}
+
+
+def plot_title(path: str | Path, prefix: str = "eval_") -> str:
+    """A human title for a plot file of :func:`write_plots` (other files: their name in words)."""
+    stem = Path(path).stem
+    key = stem[len(prefix):] if stem.startswith(prefix) else stem
+    return PLOT_TITLES.get(key, key.replace("_", " ").replace("-", " ").capitalize())
+
+
 def write_html(report: dict[str, Any], images: Sequence[str | Path], path: str | Path, *, title: str = "advgen evaluation") -> Path:
-    """One self-contained HTML file: the headline table, per-class augmentation, validity per rule and the
-    plots embedded as base64 PNG, so the file can be mailed or archived alone."""
+    """One self-contained HTML file: the headline table, per-class augmentation (drops flagged), validity
+    per rule, per-column fidelity (worst first, folded), and the plots embedded as base64 PNG, so the
+    file can be mailed or archived alone."""
     esc = html.escape
 
-    def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def table(header: Sequence[str], rows: Sequence[Sequence[str]], flag_col: int | None = None) -> str:
         head = "".join(f"<th>{esc(str(h))}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+        body = "".join(
+            ("<tr class='flag'>" if flag_col is not None and r[flag_col] else "<tr>")
+            + "".join(f"<td>{esc(str(c))}</td>" for c in r)
+            + "</tr>"
+            for r in rows
+        )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
     n = report["n"]
+    warnings = augmentation_warnings(report)
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
         "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
-        "th{background:#eee}img{max-width:100%}</style></head><body>",
+        "th{background:#eee}img{max-width:100%}tr.flag td{background:#fde2e1}"
+        ".warn{background:#fde2e1;border-left:4px solid #c0392b;padding:6px 10px;margin:1em 0}"
+        "summary{cursor:pointer;font-weight:bold;margin:1em 0}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
         f"<p>{esc(report['subject'])}: {n['synthetic']} synthetic, {n['real']} real training, {n['test']} real test "
         f"samples; detector <b>{esc(report['detector'])}</b>.</p>",
         "<h2>Summary</h2>",
         table(("metric", "value", "better", "ideal / reference"), summary_rows(report)),
     ]
+    parts += [f"<p class='warn'>Warning: {esc(w)}</p>" for w in warnings]
     rows = augmentation_rows(report)
     if rows:
         parts += [
-            "<h2>Augmentation</h2><p>Mean ± std over detector seeds; * marks the augmented classes.</p>",
-            table(("class", "test rows", "added", "recall base", "recall aug", "precision base", "precision aug"), rows),
+            "<h2>Augmentation</h2><p>Mean ± std over detector seeds; * marks the augmented classes; rows whose "
+            f"precision fell by more than {PRECISION_DROP:.2f} are flagged.</p>",
+            table(AUGMENTATION_HEADER, rows, flag_col=len(AUGMENTATION_HEADER) - 1),
         ]
     val = report.get("validity")
     if val:
@@ -1191,20 +1350,27 @@ def write_html(report: dict[str, Any], images: Sequence[str | Path], path: str |
             (rule, _fmt(val["real"]["per_rule"].get(rule)), _fmt(rate)) for rule, rate in val["synthetic"]["per_rule"].items()
         ]
         parts += ["<h2>Validity per rule</h2>", table(("rule", "real", "synthetic"), rule_rows)]
-    fid = report.get("fidelity")
-    if fid:
-        col_rows = [(c, "KS complement", _fmt(v)) for c, v in fid["ks_complement"]["per_column"].items()]
-        col_rows += [(c, "TV complement", _fmt(v)) for c, v in fid["tv_complement"]["per_column"].items()]
-        parts += ["<h2>Fidelity per column</h2>", table(("column", "metric", "value"), col_rows)]
     for img in images:
         data = base64.b64encode(Path(img).read_bytes()).decode("ascii")
-        parts.append(f"<h2>{esc(Path(img).stem)}</h2><img alt='{esc(Path(img).stem)}' src='data:image/png;base64,{data}'>")
+        heading = plot_title(img)
+        parts.append(f"<h2>{esc(heading)}</h2><img alt='{esc(heading)}' src='data:image/png;base64,{data}'>")
+    scored = worst_columns(report)
+    if scored:
+        col_rows = [(c, f"{metric} complement", _fmt(v)) for c, metric, v in scored]
+        parts += [
+            f"<details><summary>Fidelity of every column ({len(scored)} columns, most different first)</summary>",
+            table(("column", "metric", "value (1.0: same distribution)"), col_rows),
+            "</details>",
+        ]
     parts.append("<h2>Metric definitions</h2>")
     parts.append(table(("metric", "better", "ideal", "meaning"), [(v.title, v.direction, v.ideal, v.meaning) for v in METRICS.values()]))
     skipped = report.get("skipped", {})
     if skipped:
         parts.append("<h2>Skipped</h2><ul>" + "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in skipped.items()) + "</ul>")
-    parts.append("<h2>Raw report</h2><pre>" + esc(json.dumps(report, indent=1)) + "</pre></body></html>")
+    parts.append(
+        "<details><summary>Raw report (JSON)</summary><pre>" + esc(json.dumps(report, indent=1)) + "</pre></details>"
+    )
+    parts.append("</body></html>")
     target = Path(path)
     atomic_write_text(target, "\n".join(parts))
     return target

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -42,6 +44,32 @@ def export_command(run_dir: Path, output: Path | None, opset: int, skip_parity: 
         return
     click.echo(f"wrote {result.model_path} ({result.manifest['model']['bytes']:,} bytes) and {result.manifest_path}")
     if result.parity is not None:
-        worst = ", ".join(f"{k} {v:.2g}" for k, v in result.parity.max_abs_diff.items())
-        sizes = ", ".join(map(str, result.parity.batch_sizes))
-        click.echo(f"parity with torch at batch sizes {sizes}: largest differences {worst}")
+        click.echo(parity_summary(result.parity.to_dict(), result.manifest.get("outputs") or []))
+
+
+def parity_summary(parity: Mapping[str, Any], outputs: Sequence[Mapping[str, Any]]) -> str:
+    """What the parity check compared, against which tolerance, and that it passed, in words.
+
+    ``parity`` is ``ParityReport.to_dict()``; only ``batch_sizes``, ``atol``, ``rtol`` and
+    ``max_abs_diff`` are read (the report may hold more). ``outputs`` are the manifest's output
+    descriptions (dtype, vocabularies, rounding), which say how each output was compared.
+    """
+    sizes = ", ".join(str(b) for b in parity.get("batch_sizes") or [])
+    atol, rtol = parity.get("atol"), parity.get("rtol")
+    worst = dict(parity.get("max_abs_diff") or {})
+    lines = [f"parity with torch at batch sizes {sizes}: passed (onnxruntime and torch ran on the same inputs)"]
+    by_name = {str(o.get("name")): o for o in outputs}
+    for name, diff in worst.items():
+        desc = by_name.get(name, {})
+        dtype = str(desc.get("dtype", "float32"))
+        if dtype.startswith("float"):
+            allowed = f"{atol:g} + {rtol:g} x |torch value|" if rtol else f"{atol:g}"
+            rounded = " (one rounding step more in rounded columns)" if desc.get("decimals") or desc.get("dtypes") else ""
+            lines.append(f"  {name} ({dtype}): largest difference {diff:.2g}, within the allowed {allowed}{rounded}")
+        elif desc.get("exact", bool(desc.get("vocabularies"))):
+            lines.append(f"  {name} ({dtype} category indices): identical" if diff == 0 else
+                         f"  {name} ({dtype} category indices): largest difference {diff:g}")
+        else:
+            lines.append(f"  {name} ({dtype}): identical" if diff == 0 else
+                         f"  {name} ({dtype}): largest difference {diff:g} (one rounding step allowed)")
+    return "\n".join(lines)

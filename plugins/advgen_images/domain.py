@@ -253,7 +253,45 @@ class ImagesDomain(Domain):
         return ImageSamples(x, None if y is None else np.asarray(y).astype(str))
 
     def plot(self, real: ImageSamples, fake: ImageSamples, path: Path, spec: dict[str, Any]) -> bool:
-        write_png(sample_grid(real, fake, spec), path)
+        """Real images beside generated ones, one row per class, labelled (``real`` / ``generated``
+        columns, class rows, a title naming the data); without matplotlib, the bare grid."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            write_png(sample_grid(real, fake, spec), path)
+            return True
+        from advgen.io import save_figure
+
+        rows, names, gap = _grid_rows(real, fake, spec, real_rows=True)
+        image = grid(rows, pad=1, scale=_grid_scale(spec), gap_after=gap)
+        c, h, w = spec["shape"]
+        scale = _grid_scale(spec)
+        fig_w, fig_h = image.shape[1] / 45 + 1.6, image.shape[0] / 45 + 1.3
+        fig, ax = plt.subplots(figsize=(fig_w, fig_h))
+        ax.imshow(image[..., 0] if c == 1 else image, cmap="gray" if c == 1 else None, vmin=0, vmax=255,
+                  interpolation="nearest")
+        ax.set_yticks([scale * (1 + i * (h + 1) + h / 2) for i in range(len(names))], names, fontsize=10)
+        if gap is not None:
+            # column headers over the two blocks: the first `gap` columns are real, the rest generated
+            n_cols = max(len(r) for r in rows)
+            real_end = scale * (1 + gap * (w + 1))
+            fake_start = real_end + scale * 5  # grid() leaves 3 * pad + 2 more pixels in the gap
+            ax.xaxis.tick_top()
+            ax.set_xticks([real_end / 2, (fake_start + scale * (1 + n_cols * (w + 1) + 5)) / 2],
+                          ["real", "generated"], fontsize=11)
+            ax.tick_params(axis="x", length=0)
+            ax.set_ylabel("class", fontsize=10)
+        else:
+            ax.set_xticks([])
+        ax.tick_params(axis="y", length=0)
+        for side in ax.spines.values():
+            side.set_visible(False)
+        ax.set_title(_grid_title(spec, real, fake, gap), fontsize=11, pad=22 if gap is not None else 6)
+        fig.tight_layout()
+        save_figure(fig, path)
         return True
 
     # --- judging -------------------------------------------------------------------------------
@@ -426,11 +464,28 @@ def sample_grid(real: ImageSamples | None, fake: ImageSamples, spec: dict[str, A
     Unconditional samples fill rows of ``n_fake`` without real images. Small images are scaled up so
     that each cell is at least 32 pixels a side.
     """
+    rows, _, gap = _grid_rows(real, fake, spec, n_real, n_fake)
+    return grid(rows, pad=1, scale=_grid_scale(spec), gap_after=gap)
+
+
+def _grid_scale(spec: dict[str, Any]) -> int:
+    _, h, w = spec["shape"]
+    return max(1, 32 // max(h, w))
+
+
+def _grid_rows(real: ImageSamples | None, fake: ImageSamples, spec: dict[str, Any], n_real: int = 3,
+               n_fake: int = 10, real_rows: bool = False) -> tuple[list[list[np.ndarray]], list[str], int | None]:
+    """The grid's rows of uint8 images, each row's name, and the column after which generated images start.
+
+    Conditional: one row per class (named by it), ``n_real`` real images then ``n_fake`` generated.
+    Unconditional: rows of ``n_fake`` generated images, preceded by two rows of real ones when
+    ``real_rows`` is set and real images are given (rows named ``real`` / ``generated``).
+    """
     c, h, w = spec["shape"]
-    scale = max(1, 32 // max(h, w))
     blank = np.full((h, w, c), 128, dtype=np.uint8)
     fx = fake.x if fake.x.dtype == np.uint8 else to_uint8(np.clip(fake.to_float("NCHW"), 0, 1))
     rows: list[list[np.ndarray]] = []
+    names: list[str] = []
     classes = spec["conditions"]["classes"] if spec.get("conditions") else None
     if classes and fake.y is not None:
         for name in classes:
@@ -441,13 +496,28 @@ def sample_grid(real: ImageSamples | None, fake: ImageSamples, spec: dict[str, A
             if not fake_k:
                 continue
             rows.append((real_k + [blank] * (n_real - len(real_k)) if real is not None else []) + fake_k)
+            names.append(str(name))
         gap = n_real if real is not None else None
     else:
-        rows = [list(fx[i : i + n_fake]) for i in range(0, min(len(fx), 8 * n_fake), n_fake)]
+        if real_rows and real is not None and len(real):
+            rx = real.x if real.x.dtype == np.uint8 else to_uint8(np.clip(real.to_float("NCHW"), 0, 1))
+            real_part = [list(rx[i : i + n_fake]) for i in range(0, min(len(rx), 2 * n_fake), n_fake)]
+            rows += real_part
+            names += ["real"] * len(real_part)
+        fake_part = [list(fx[i : i + n_fake]) for i in range(0, min(len(fx), 8 * n_fake), n_fake)]
+        rows += fake_part
+        names += ["generated"] * len(fake_part)
         gap = None
-    if not rows:
+    if not rows or not any(n != "real" for n in names):
         raise AdvgenError("no samples to draw")
-    return grid(rows, pad=1, scale=scale, gap_after=gap)
+    return rows, names, gap
+
+
+def _grid_title(spec: dict[str, Any], real: ImageSamples | None, fake: ImageSamples, gap: int | None) -> str:
+    source = str(spec.get("source") or "images")
+    if gap is not None:
+        return f"{source}: {gap} real images (left) and generated ones (right) per class"
+    return f"{source}: real and generated images" if real is not None and len(real) else f"{source}: generated images"
 
 
 def write_image_folder(samples: ImageSamples, out: Path) -> None:

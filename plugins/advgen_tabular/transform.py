@@ -448,6 +448,16 @@ def _is_integral(plan: dict[str, Any]) -> bool:
     return plan.get("decimals") == 0
 
 
+def _codes(values: np.ndarray, vocab: list[Any]) -> np.ndarray:
+    """Each value's index in ``vocab`` (compared as strings), -1 for a value the vocabulary lacks.
+
+    Not ``pd.Categorical(values, categories=vocab).codes``: pandas deprecates building a Categorical
+    from values outside its categories (``Pandas4Warning``, an error in pandas 4), and unseen values
+    are exactly what the callers look for.
+    """
+    return pd.Index([str(v) for v in vocab]).get_indexer(np.asarray(values, dtype=object)).astype(np.int64)
+
+
 def _onehot(plan: dict[str, Any], col: pd.Series | pd.DataFrame) -> np.ndarray:
     vocab = plan["vocab"]
     if plan["kind"] == "joint":
@@ -456,7 +466,7 @@ def _onehot(plan: dict[str, Any], col: pd.Series | pd.DataFrame) -> np.ndarray:
         codes = np.zeros(len(col), dtype=np.int64)
         known = np.ones(len(col), dtype=bool)
         for m in members:
-            member_idx = pd.Categorical(col[m["name"]].astype(str), categories=[str(v) for v in m["vocab"]]).codes
+            member_idx = _codes(col[m["name"]].astype(str).to_numpy(), m["vocab"])
             known &= member_idx >= 0
             codes = codes * len(m["vocab"]) + np.maximum(member_idx, 0)
         table = np.asarray(vocab, dtype=np.int64).reshape(len(vocab), len(members))
@@ -479,7 +489,7 @@ def _onehot(plan: dict[str, Any], col: pd.Series | pd.DataFrame) -> np.ndarray:
         idx = np.where(levels[idx] == keys, idx, -1)
     else:
         keys = col.astype(str).to_numpy()
-        idx = np.asarray(pd.Categorical(keys, categories=[str(v) for v in vocab]).codes, dtype=np.int64)
+        idx = _codes(keys, vocab)
     if (idx < 0).any():
         unseen = sorted({str(k) for k in np.asarray(keys)[idx < 0]})
         raise InvalidDataError(
