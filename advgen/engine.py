@@ -133,37 +133,60 @@ class BatchSampler:
 
 
 class Progress:
-    """A progress line with step, losses and time left: a live bar on a terminal, sparse lines otherwise."""
+    """A progress line with step, losses and time left: a live bar on a terminal, sparse lines otherwise.
+
+    Without a terminal (CI, ``nohup``, a pipe) a line is written every tenth of the run and at least
+    every ``LINE_EVERY_S`` seconds, so a slow run is never silent for minutes. :meth:`tick` runs every
+    step and costs one clock read; losses come from the last :meth:`update` (at logging steps, where
+    the host synchronises anyway).
+    """
+
+    LINE_EVERY_S = 30.0
+    BAR_EVERY_S = 1.0
 
     def __init__(self, total: int, start: int, enabled: bool, label: str):
         self.total, self.start, self.enabled, self.label = total, start, enabled, label
         self.t0 = time.perf_counter()
         self.tty = sys.stderr.isatty()
         self.next_line = start
+        self.last_shown = self.t0
+        self.losses = ""
         self.shown = False
 
     def update(self, step: int, metrics: dict[str, float]) -> None:
+        self.losses = " ".join(f"{k}={v:.3f}" for k, v in metrics.items() if k.startswith("loss"))
+        self._show(step, force_line=step >= self.next_line or step == self.total)
+
+    def tick(self, step: int) -> None:
+        if self.enabled and time.perf_counter() - self.last_shown >= (self.BAR_EVERY_S if self.tty else self.LINE_EVERY_S):
+            self._show(step, force_line=True)
+
+    def _show(self, step: int, force_line: bool) -> None:
         if not self.enabled:
             return
-        elapsed = time.perf_counter() - self.t0
+        now = time.perf_counter()
+        elapsed = now - self.t0
         done = step - self.start
         if elapsed < 3 and step < self.total:  # short runs stay quiet
             return
         rate = done / elapsed if elapsed > 0 else 0.0
         left = (self.total - step) / rate if rate > 0 else float("inf")
-        losses = " ".join(f"{k}={v:.3f}" for k, v in metrics.items() if k.startswith("loss"))
         frac = step / self.total
         text = (
-            f"{self.label} {step}/{self.total} [{'#' * int(frac * 24):<24}] {losses} "
+            f"{self.label} {step}/{self.total} [{'#' * int(frac * 24):<24}] {self.losses} "
             f"{rate:.1f} it/s, {_fmt_time(elapsed)} elapsed, {_fmt_time(left)} left"
         )
         if self.tty:
             sys.stderr.write("\r" + text[:200].ljust(120))
             sys.stderr.flush()
             self.shown = True
-        elif step >= self.next_line or step == self.total:
+            self.last_shown = now
+        elif force_line:
             sys.stderr.write(text + "\n")
-            self.next_line = step + max(1, self.total // 10)
+            sys.stderr.flush()
+            self.last_shown = now
+            if step >= self.next_line:
+                self.next_line = step + max(1, self.total // 10)
 
     def close(self) -> None:
         if self.enabled and self.tty and self.shown:
@@ -346,6 +369,7 @@ class Trainer:
                 self.ema_update()
                 self.step += 1
                 since_log += 1
+                bar.tick(self.step)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     # the only host synchronisation: losses become floats here
                     now = time.perf_counter()
