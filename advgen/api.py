@@ -5,14 +5,16 @@
 >>> curves = run.sample(100, seed=1)
 >>> run = load_run(run.run_dir)
 >>> rows = load_run("runs/tabular").sample(50, condition="category=r2l", seed=0)
+>>> run.write_samples("curves.npz", 20_000_000, seed=1)   # streamed: the memory of one chunk
 """
 
 from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -25,8 +27,12 @@ from advgen.engine import Trainer, amp_supported, resolve_device, seed_everythin
 from advgen.errors import AdvgenError, CheckpointError
 from advgen.io import temp_target_name, write_error
 from advgen.plugins import PluginManager, get_manager
+from advgen.sampling import check_memory, check_seed, chunk_rows, chunk_seed, chunk_spans, random_seed
+from advgen.writers import check_output_size
 
-MAX_SAMPLES = 50_000_000
+# rows are limited by the bytes they take (memory for Run.sample, disk for Run.write_samples); this
+# bound only catches absurd counts before any estimate is made
+MAX_SAMPLES = 10**12
 
 
 def _plugin_ref(plugin: str) -> str:
@@ -255,46 +261,148 @@ class Run:
 
     # --- sampling --------------------------------------------------------------------------------
 
+    def iter_encoded(
+        self,
+        n: int,
+        condition: str | dict[str, Any] | np.ndarray | None = None,
+        seed: int | None = None,
+    ) -> Iterator[tuple[torch.Tensor, np.ndarray | None]]:
+        """Generator output in the encoded space (CPU tensors) and class indices, one chunk at a time.
+
+        Chunks follow :mod:`advgen.sampling`: chunk ``k`` depends only on ``(seed, k)``, so the rows do
+        not depend on ``n`` (a sample of ``m`` rows is the first ``m`` rows of a larger one with the
+        same seed). ``condition`` may also be an array of class indices, one per sample. ``n == 0``
+        gives one empty chunk. Arguments are checked before the first chunk is asked for.
+        """
+        _check_count(n)
+        seed = check_seed(seed) if seed is not None else random_seed()
+        fixed: torch.Tensor | None = None
+        probs: torch.Tensor | None = None
+        if isinstance(condition, np.ndarray):
+            if condition.shape != (n,):
+                raise AdvgenError(f"expected {n} class indices, got shape {condition.shape}")
+            if not self.conditional:
+                raise AdvgenError("this run is not conditional; class indices cannot be given")
+            fixed = torch.as_tensor(condition, dtype=torch.long)
+            n_classes = len(self.spec["conditions"]["classes"])
+            if n and (int(fixed.min()) < 0 or int(fixed.max()) >= n_classes):
+                raise AdvgenError(f"class indices must be in 0..{n_classes - 1}")
+        else:
+            p = self.condition_probs(condition)
+            probs = torch.as_tensor(p, dtype=torch.float64) if p is not None else None
+        return self._encoded_chunks(n, seed, fixed, probs)
+
     @torch.no_grad()
+    def _encoded_chunks(
+        self, n: int, seed: int, fixed: torch.Tensor | None, probs: torch.Tensor | None, batch: int = 8192
+    ) -> Iterator[tuple[torch.Tensor, np.ndarray | None]]:
+        size = chunk_rows()
+        conditional = fixed is not None or probs is not None
+        for index, start, stop in chunk_spans(n, size):
+            rows = stop - start
+            if rows == 0:
+                yield torch.zeros((0, *self.spec["shape"])), (np.zeros(0, dtype=np.int64) if conditional else None)
+                continue
+            # a full chunk's latents, then its classes, whatever ``rows``: chunk k's rows never depend on n
+            gen = torch.Generator().manual_seed(chunk_seed(seed, index))
+            z = torch.randn(size, self.config.z_dim, generator=gen)[:rows]
+            if probs is not None:
+                cond: torch.Tensor | None = torch.multinomial(probs, size, replacement=True, generator=gen)[:rows]
+            else:
+                cond = fixed[start:stop] if fixed is not None else None
+            parts = []
+            for i in range(0, rows, batch):
+                zb = z[i : i + batch].to(self.device)
+                cb = cond[i : i + batch].to(self.device) if cond is not None else None
+                with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    out = self.generator(zb, cb)
+                parts.append(out.float().cpu())
+            yield torch.cat(parts), (cond.numpy() if cond is not None else None)
+
+    def iter_samples(
+        self, n: int, condition: str | dict[str, Any] | np.ndarray | None = None, seed: int | None = None
+    ) -> Iterator[Any]:
+        """Decoded samples, one chunk at a time (see :meth:`iter_encoded`): what a file writer takes."""
+        chunks = self.iter_encoded(n, condition, seed)
+        return (self.domain.decode(x, cond, self.spec) for x, cond in chunks)
+
     def sample_encoded(
         self,
         n: int,
         condition: str | dict[str, Any] | np.ndarray | None = None,
         seed: int | None = None,
-        batch: int = 8192,
     ) -> tuple[torch.Tensor, np.ndarray | None]:
-        """Generator output in the encoded space (CPU tensor) and each sample's class index.
+        """All of :meth:`iter_encoded` in memory: the encoded tensor and each sample's class index."""
+        chunks = self.iter_encoded(n, condition, seed)
+        self._check_in_memory(n)
+        xs, conds = zip(*chunks)
+        x = torch.cat(xs)
+        return x, (np.concatenate(conds) if conds[0] is not None else None)
 
-        ``condition`` may also be an array of class indices, one per sample.
-        """
-        _check_count(n)
-        gen = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
-        if isinstance(condition, np.ndarray):
-            if condition.shape != (n,):
-                raise AdvgenError(f"expected {n} class indices, got shape {condition.shape}")
-            cond = torch.as_tensor(condition, dtype=torch.long)
-        else:
-            probs = self.condition_probs(condition)
-            cond = (
-                torch.multinomial(torch.as_tensor(probs, dtype=torch.float64), n, replacement=True, generator=gen)
-                if probs is not None and n > 0
-                else (torch.zeros(0, dtype=torch.long) if probs is not None else None)
-            )
-        z = torch.randn(n, self.config.z_dim, generator=gen)
-        parts = []
-        for i in range(0, n, batch):
-            zb = z[i : i + batch].to(self.device)
-            cb = cond[i : i + batch].to(self.device) if cond is not None else None
-            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                out = self.generator(zb, cb)
-            parts.append(out.float().cpu())
-        x = torch.cat(parts) if parts else torch.zeros((0, *self.spec["shape"]))
-        return x, (cond.numpy() if cond is not None else None)
-
-    def sample(self, n: int, condition: str | dict[str, Any] | None = None, seed: int | None = None) -> Any:
-        """``n`` decoded domain samples (rows, images, curves), optionally of a condition, seeded."""
+    def sample(
+        self, n: int, condition: str | dict[str, Any] | np.ndarray | None = None, seed: int | None = None
+    ) -> Any:
+        """``n`` decoded domain samples (rows, images, curves) in memory, optionally of a condition,
+        seeded. The rows are those :meth:`write_samples` writes for the same arguments; for more
+        samples than memory holds, write them to a file with :meth:`write_samples`."""
         x, cond = self.sample_encoded(n, condition, seed)
         return self.domain.decode(x, cond, self.spec)
+
+    def _check_in_memory(self, n: int) -> None:
+        # the encoded tensor, its float32 copy and the decoded samples: about three encoded tensors
+        per_sample = 3 * 4 * int(np.prod(self.spec["shape"]))
+        check_memory(
+            n * per_sample, f"sampling {n:,} {self.domain.name} samples in memory",
+            "write them to a file instead (advgen sample -o FILE, or Run.write_samples), which streams",
+        )
+
+    def write_samples(
+        self,
+        path: str | Path,
+        n: int,
+        condition: str | dict[str, Any] | np.ndarray | None = None,
+        seed: int | None = None,
+        *,
+        validate: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> SamplesWritten:
+        """Write ``n`` samples to ``path`` (the suffix picks the format) one chunk at a time, so that
+        memory does not grow with ``n``; the rows equal :meth:`sample`'s for the same arguments.
+
+        Before anything is drawn the file's size is estimated (``Domain.bytes_per_sample``) and a file
+        that would not fit on its disk is refused. The file appears only when complete: a failure,
+        a full disk or Ctrl-C leaves an earlier file at ``path`` untouched and no temporary file.
+        ``validate`` also counts how many samples pass the validators; ``progress`` is called with
+        the number of samples of each chunk once it is written.
+        """
+        target = Path(path)
+        chunks = self.iter_encoded(n, condition, seed)
+        suffix = target.suffix.lower()
+        check_output_size(target, n * int(self.domain.bytes_per_sample(self.spec, suffix)), n)
+        validators = self.validators() if validate else []
+        tally = _Tally(validators) if validate else None
+        domain = type(self.domain)
+        if domain.open_writer is Domain.open_writer and domain.write_samples is not Domain.write_samples:
+            # a domain written before open_writer existed writes its own format, from memory
+            self._check_in_memory(n)
+            x, cond = self.sample_encoded(n, condition, seed)
+            samples = self.domain.decode(x, cond, self.spec)
+            self.domain.write_samples(samples, target, self.spec)
+            if tally is not None:
+                tally.add(samples, self.domain.num_samples(samples))
+            if progress is not None:
+                progress(n)
+            return SamplesWritten(target, n, tally)
+        with self.domain.open_writer(target, self.spec, n) as writer:
+            for x, cond in chunks:
+                samples = self.domain.decode(x, cond, self.spec)
+                writer.write(samples)
+                count = self.domain.num_samples(samples)
+                if tally is not None:
+                    tally.add(samples, count)
+                if progress is not None:
+                    progress(count)
+        return SamplesWritten(target, n, tally)
 
     # --- judging ---------------------------------------------------------------------------------
 
@@ -359,7 +467,50 @@ def _check_count(n: Any) -> None:
     if n < 0:
         raise AdvgenError(f"sample count must be >= 0, got {n}")
     if n > MAX_SAMPLES:
-        raise AdvgenError(f"sample count {n} is above the limit of {MAX_SAMPLES}")
+        raise AdvgenError(f"sample count {n:,} is above the limit of {MAX_SAMPLES:,}")
+
+
+class _Tally:
+    """Validator results summed chunk by chunk, so that judging a file of any size needs one chunk's memory."""
+
+    def __init__(self, validators: list) -> None:
+        self.validators = validators
+        self.n = 0
+        self.passed = 0
+        self.per_rule = {v.name: 0 for v in validators}
+
+    def add(self, samples: Any, count: int) -> None:
+        if self.validators and count:
+            report = run_validators(samples, self.validators, count)
+            self.passed += int(report.passed.sum())
+            for name, ok in report.per_rule.items():
+                self.per_rule[name] += ok
+        self.n += count
+
+
+@dataclass
+class SamplesWritten:
+    """What :meth:`Run.write_samples` wrote, and how many samples passed the validators when asked."""
+
+    path: Path
+    n: int
+    tally: _Tally | None = None
+
+    @property
+    def rules(self) -> int:
+        return len(self.tally.validators) if self.tally is not None else 0
+
+    @property
+    def pass_rate(self) -> float | None:
+        """Share of samples that pass every rule (None when not validated, NaN for no samples)."""
+        if self.tally is None or not self.rules:
+            return None
+        return self.tally.passed / self.tally.n if self.tally.n else float("nan")
+
+    def rule_rates(self) -> dict[str, float]:
+        if self.tally is None:
+            return {}
+        return {k: v / self.tally.n if self.tally.n else float("nan") for k, v in self.tally.per_rule.items()}
 
 
 def checkpoint_domain(payload: dict[str, Any], manager: PluginManager, where: Path) -> Domain:

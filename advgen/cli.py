@@ -100,6 +100,15 @@ def plugins_cmd(as_json: bool, local: tuple[str, ...]) -> None:
         click.echo(f"warning: {message}", err=True)
 
 
+def _seed_option(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """--seed as an integer in [0, 2**63): what torch and numpy generators take."""
+    from advgen.sampling import MAX_SEED
+
+    if value is not None and not 0 <= value <= MAX_SEED:
+        raise click.BadParameter(f"must be an integer in [0, 2**63), got {value}")
+    return value
+
+
 def _train_options(fn: Any) -> Any:
     options = [
         click.option("--plugin", "-p", help="Domain plugin name (see `advgen plugins`) or a plugin .py file."),
@@ -123,7 +132,7 @@ def _train_options(fn: Any) -> Any:
         click.option("--cond-sampling", type=click.Choice(["empirical", "sqrt", "log", "uniform"]), help="Class frequencies of training conditions."),
         click.option("--device", help="auto (default: CUDA when present), cpu, cuda or cuda:N."),
         click.option("--amp/--no-amp", default=None, help="Mixed precision (bfloat16) on CUDA and on CPUs with native bf16."),
-        click.option("--seed", type=int, help="Seed for Python, NumPy and torch."),
+        click.option("--seed", type=int, callback=_seed_option, help="Seed for Python, NumPy and torch, in [0, 2**63)."),
         click.option("--threads", type=int, help="torch CPU threads (0: torch's default)."),
         click.option("--log-every", type=int, help="Steps between metric log lines."),
         click.option("--ckpt-every", type=int, help="Steps between checkpoints."),
@@ -205,12 +214,34 @@ def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:
         click.echo(f"plot: {summary['plot']}")
 
 
+# below this many samples the bar would only flash by
+PROGRESS_MIN_SAMPLES = 200_000
+
+
+class _LazyBar:
+    """A click progress bar on stderr that appears with the first chunk written, so that a request
+    refused up front (too large for the disk, a bad condition) prints only its error."""
+
+    def __init__(self, n: int, label: str) -> None:
+        self.n, self.label, self.bar = n, label, None
+
+    def update(self, rows: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=self.n, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(rows)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("-n", "n", type=int, required=True, help="Number of samples.")
+@click.option("-n", "n", type=int, required=True, help="Number of samples (0 writes an empty file with its header).")
 @click.option("--output", "-o", "output", required=True, type=click.Path(), help="Output file (the suffix picks the format), or a folder where the domain writes one (images).")
 @click.option("--condition", "-c", multiple=True, help="KEY=VALUE, e.g. category=r2l or label=guess_passwd (repeatable).")
-@click.option("--seed", type=int, default=None, help="Seed: the same seed gives the same samples.")
+@click.option("--seed", type=int, default=None, callback=_seed_option, help="Seed in [0, 2**63): the same seed gives the same samples.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--validate/--no-validate", default=True, help="Report the validator pass rate of the samples.")
 @click.option(
@@ -222,7 +253,13 @@ def sample(
     run_dir: str, n: int, output: str, condition: tuple[str, ...], seed: int | None, device: str, validate: bool,
     amp: bool | None,
 ) -> None:
-    """Write N samples of a trained run to a file (CSV, Parquet, NPZ ... as the domain allows)."""
+    """Write N samples of a trained run to a file (CSV, Parquet, NPZ ... as the domain allows).
+
+    Samples are drawn, decoded and written one chunk at a time, so memory stays the same whatever N;
+    a file that would not fit on its disk is refused before anything is drawn, and the file appears
+    only once complete. Row i depends only on the seed and i: the first rows of a larger sample
+    equal a smaller sample with the same seed.
+    """
     from advgen.api import load_run
     from advgen.engine import amp_supported
 
@@ -234,17 +271,22 @@ def sample(
     suffix = Path(output).suffix.lower()
     if suffix not in run.domain.sample_suffixes():
         raise click.BadParameter(
-            f"{run.domain.name} samples can be written as {', '.join(run.domain.sample_suffixes())}, not {suffix or 'no suffix'}",
+            f"{run.domain.name} samples can be written as {', '.join(s or 'a folder' for s in run.domain.sample_suffixes())}, "
+            f"not {suffix or 'a folder'}",
             param_hint="--output",
         )
     cond = ",".join(condition) if condition else None
-    samples = run.sample(n, condition=cond, seed=seed)
-    run.domain.write_samples(samples, Path(output), run.spec)
+    bar = _LazyBar(n, f"sampling {n:,} {run.domain.name}") if n >= PROGRESS_MIN_SAMPLES else None
+    try:
+        written = run.write_samples(
+            Path(output), n, condition=cond, seed=seed, validate=validate, progress=bar.update if bar else None
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     click.echo(f"wrote {n} samples to {output}")
-    if validate and n > 0:
-        report = run.validate(samples)
-        if report.per_rule:
-            click.echo(f"validity: {report.pass_rate:.1%} pass all {len(report.per_rule)} rules")
+    if written.pass_rate is not None and n > 0:
+        click.echo(f"validity: {written.pass_rate:.1%} pass all {written.rules} rules")
 
 
 def main() -> None:

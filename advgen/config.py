@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from advgen.errors import AdvgenError
+from advgen.sampling import check_seed
 
 
 @dataclass
@@ -75,6 +76,7 @@ class TrainConfig:
             raise AdvgenError(
                 f"cond_sampling must be empirical, sqrt, log or uniform, got {self.cond_sampling!r}"
             )
+        check_seed(self.seed)  # torch and numpy generators take [0, 2**63)
         if self.batch_size > 1_000_000 or self.steps > 100_000_000:
             raise AdvgenError("steps or batch_size is absurdly large")
         if self.threads < 0:

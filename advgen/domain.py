@@ -14,7 +14,9 @@ A domain (tabular rows, images, curves, ...) is a :class:`Domain` subclass regis
    ``(z [N, z_dim], cond [N] int64 or None)`` to the encoded space (``[N, *spec["shape"]]``); a
    discriminator maps ``(x, cond)`` to logits ``[N]``;
 4. ``decode(x, cond, spec)``: encoded generator output (CPU tensor) to domain samples (a DataFrame, an
-   array of images, an array of curves), and ``write_samples`` to files;
+   array of images, an array of curves); ``open_writer(path, spec, n)`` writes them to a file chunk
+   by chunk (so that any number of samples fits in memory), ``bytes_per_sample`` sizes that file
+   before it is written, and ``write_samples`` writes samples already in memory;
 5. ``validators(spec)``: domain rules, each giving a per-sample pass/fail;
 6. ``featurize(samples, spec)`` / ``labels(samples, spec)``: what a scikit-learn detector sees;
 7. ``export_module(generator, spec)``: the generator plus in-graph decoding, for ONNX export.
@@ -37,6 +39,7 @@ from advgen.errors import AdvgenError
 
 if TYPE_CHECKING:  # pragma: no cover
     from advgen.config import TrainConfig
+    from advgen.writers import SampleWriter
 
 
 @dataclass
@@ -200,15 +203,34 @@ class Domain:
     def num_samples(self, samples: Any) -> int:
         return len(samples)
 
-    def write_samples(self, samples: Any, path: Path, spec: dict[str, Any]) -> None:
-        """Write samples to ``path``; the suffix picks the format. Default: ``.npz`` or ``.csv`` of arrays."""
-        from advgen.io import write_array_samples
+    def open_writer(self, path: Path, spec: dict[str, Any], n: int) -> SampleWriter:
+        """A :class:`~advgen.writers.SampleWriter` for ``n`` samples at ``path`` (the suffix picks the
+        format): ``write(chunk)`` takes what ``decode`` returns for some rows, ``close()`` puts the file
+        in place once all ``n`` came, ``abort()`` leaves any earlier file untouched. ``advgen sample``
+        writes through it one chunk at a time, so memory does not grow with ``n``.
 
-        write_array_samples(np.asarray(samples), path)
+        Default: arrays as ``.csv``, ``.npz`` (array ``x``) or ``.npy``
+        (:class:`~advgen.writers.ArrayWriter`); tables use :class:`~advgen.writers.TableWriter`.
+        """
+        from advgen.writers import ArrayWriter
+
+        return ArrayWriter(path, n)
+
+    def bytes_per_sample(self, spec: dict[str, Any], suffix: str) -> int:
+        """About how many bytes one sample takes in a file of ``suffix``; ``advgen sample`` refuses to
+        start a file that would not fit on its disk. Default: ``spec["shape"]`` float64 values, 8 bytes
+        each in binary files and up to 13 characters each in CSV."""
+        values = int(np.prod(spec.get("shape") or [1]))
+        return values * (13 if suffix.lower() == ".csv" else 8)
+
+    def write_samples(self, samples: Any, path: Path, spec: dict[str, Any]) -> None:
+        """Write samples held in memory to ``path``, through ``open_writer`` in one chunk."""
+        with self.open_writer(Path(path), spec, self.num_samples(samples)) as writer:
+            writer.write(samples)
 
     def sample_suffixes(self) -> tuple[str, ...]:
-        """File suffixes ``write_samples`` understands, the first being the default."""
-        return (".csv", ".npz")
+        """File suffixes ``open_writer`` understands, the first being the default."""
+        return (".csv", ".npz", ".npy")
 
     def plot(self, real: Any, fake: Any, path: Path, spec: dict[str, Any]) -> bool:
         """Write a PNG comparing real and generated samples. Return False when nothing was drawn."""

@@ -227,20 +227,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def write_array_samples(samples: np.ndarray, path: str | Path) -> None:
-    """Write an array of samples as ``.npz`` (array ``x``) or ``.csv`` (one flattened sample a row)."""
-    p = Path(path)
+    """Write an array of samples as ``.npz`` (array ``x``), ``.npy`` or ``.csv`` (one flattened sample
+    a row), atomically (:class:`advgen.writers.ArrayWriter` in one chunk)."""
+    from advgen.writers import ArrayWriter
+
     arr = np.asarray(samples)
-    suffix = p.suffix.lower()
-    with atomic_path(p) as tmp:
-        if suffix == ".npz":
-            with tmp.open("wb") as fh:
-                np.savez_compressed(fh, x=arr)
-        elif suffix == ".csv":
-            flat = arr.reshape(arr.shape[0], -1)
-            header = ",".join(f"x{i}" for i in range(flat.shape[1]))
-            np.savetxt(tmp, flat, delimiter=",", header=header, comments="", fmt="%.6g")
-        else:
-            raise AdvgenError(f"cannot write samples as {suffix or 'a file without suffix'}; use .csv or .npz")
+    with ArrayWriter(path, len(arr)) as writer:
+        writer.write(arr)
 
 
 def read_array_samples(path: str | Path) -> np.ndarray:
@@ -255,6 +248,8 @@ def read_array_samples(path: str | Path) -> np.ndarray:
                 if "x" not in data:
                     raise InvalidDataError(f"{p} has no array named 'x'")
                 return data["x"]
+        if suffix == ".npy":
+            return np.load(p, allow_pickle=False)
         if suffix == ".csv":
             arr = np.loadtxt(p, delimiter=",", skiprows=1, ndmin=2)
             return arr
@@ -262,23 +257,16 @@ def read_array_samples(path: str | Path) -> np.ndarray:
         raise
     except (ValueError, OSError) as exc:
         raise InvalidDataError(f"cannot read samples from {p}: {exc}") from None
-    raise InvalidDataError(f"cannot read samples from {p}: unknown suffix {suffix!r} (use .csv or .npz)")
+    raise InvalidDataError(f"cannot read samples from {p}: unknown suffix {suffix!r} (use .csv, .npz or .npy)")
 
 
 def write_table(df: Any, path: str | Path) -> Path:
     """Write ``df`` as CSV or Parquet (by suffix), atomically: a failed write leaves no partial file."""
+    from advgen.writers import TableWriter
+
     target = Path(path)
-    suffix = target.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise AdvgenError(f"cannot write a table as {suffix or 'a file without suffix'}; use .csv or .parquet")
-    with atomic_path(target) as tmp:
-        if suffix == ".csv":
-            df.to_csv(tmp, index=False)
-        else:
-            try:
-                df.to_parquet(tmp, index=False)
-            except ImportError:
-                raise AdvgenError("writing Parquet needs pyarrow: pip install 'advgen[parquet]'") from None
+    with TableWriter(target, len(df)) as writer:
+        writer.write(df)
     return target
 
 

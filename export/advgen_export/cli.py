@@ -99,12 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
             help="refuse the model unless its sha256 is HEX (a hash you got from its publisher)",
         )
 
-    p = sub.add_parser("sample", help="write samples to a file", description="Write N samples to a file.")
+    p = sub.add_parser(
+        "sample", help="write samples to a file",
+        description="Write N samples to a file, one chunk at a time: memory stays the same whatever N, a file "
+        "that would not fit on its disk is refused before sampling, and the file appears only once complete.",
+    )
     model_args(p)
     p.add_argument("-n", type=_positive, required=True, help="number of samples")
     p.add_argument(
         "-o", "--output", type=Path, required=True,
-        help="tables: .csv or .parquet; images and curves: .npz or .csv, images also a folder of PNGs",
+        help="tables: .csv or .parquet; images and curves: .npz, .npy or .csv, images also a folder of PNGs",
     )
     p.add_argument("--condition", type=_condition, help="KEY=VALUE, e.g. label=normal or category=r2l")
     p.add_argument("--seed", type=_seed, help="seed for reproducible samples")
@@ -148,9 +152,12 @@ def _run(args: argparse.Namespace) -> int:
 
     model = load(args.model, args.manifest, threads=args.threads or 0, expect_sha256=args.expect_sha256)
     if args.command == "sample":
-        generated = model.generate(args.n, args.condition, args.seed)
-        written = model.save(generated, args.output)
-        where = args.output if len(written) == 1 else f"{args.output}/ ({len(written)} PNG files)"
+        progress = _Progress(args.n)
+        try:
+            out = model.write_samples(args.output, args.n, args.condition, args.seed, progress=progress.update)
+        finally:
+            progress.close()
+        where = f"{out}/ ({args.n} PNG files)" if out.is_dir() else out
         print(f"wrote {args.n} {model.kind} samples to {where}", file=sys.stderr)
     elif args.command == "info":
         info = model.info()
@@ -162,6 +169,34 @@ def _run(args: argparse.Namespace) -> int:
               max_response_bytes=args.max_response_bytes, workers=args.workers, queue_size=args.queue,
               request_timeout=args.request_timeout, quiet=args.quiet)
     return 0
+
+
+class _Progress:
+    """``sampling 1,310,720/10,000,000 (13%)`` on stderr for large n: redrawn on a terminal, every
+    10% otherwise."""
+
+    MIN_N = 200_000
+
+    def __init__(self, n: int) -> None:
+        self.n, self.done, self.shown = n, 0, -1
+        self.enabled = n >= self.MIN_N
+        self.tty = sys.stderr.isatty()
+
+    def update(self, rows: int) -> None:
+        self.done += rows
+        if not self.enabled:
+            return
+        percent = 100 * self.done // self.n
+        if self.tty:
+            sys.stderr.write(f"\rsampling {self.done:,}/{self.n:,} ({percent}%)")
+            sys.stderr.flush()
+        elif percent // 10 > self.shown:
+            self.shown = percent // 10
+            print(f"sampling {self.done:,}/{self.n:,} ({percent}%)", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
 
 
 def _describe(info: dict[str, Any]) -> str:

@@ -5,9 +5,11 @@
 >>> df = model.sample(1000, condition="category=r2l", seed=0)   # a DataFrame for tables
 >>> imgs = model.sample(16, seed=0)                               # an array for images and curves
 
-Sampling draws the latent from a seeded numpy Generator, then the condition of each sample among
-the classes the condition selects, in proportion to how often each class occurred in training. The
-latent is drawn first, so one seed gives the same latents whatever the condition. The graph already
+Sampling goes in chunks of ``advgen.sampling.CHUNK_ROWS`` rows: each chunk draws its latents and
+its classes (among those the condition selects, in proportion to how often each occurred in
+training) from two numpy generators seeded from ``(seed, chunk index)``. So one seed gives the same
+latents whatever the condition, a sample of m rows is the first m rows of a larger one, and
+``write_samples`` writes any number of rows holding one chunk in memory. The graph already
 decodes (inverse scaling, argmax, rounding); the runtime only maps category indices to their
 vocabularies and assembles the columns the manifest lists.
 """
@@ -16,10 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
+from advgen.errors import AdvgenError
+from advgen.sampling import check_memory, chunk_seed, chunk_spans, random_seed
+from advgen.writers import SampleWriter, check_output_size
 from advgen_export.manifest import (
     ModelError,
     check_binding,
@@ -30,7 +35,7 @@ from advgen_export.manifest import (
     select_classes,
     verified_model_bytes,
 )
-from advgen_export.writers import write_arrays, write_png_folder, write_table
+from advgen_export.writers import GeneratedArrayWriter, GeneratedTableWriter, PngFolderWriter, png_name
 
 INT_KINDS = ("count", "flag")
 MAX_SEED = 2**63 - 1
@@ -135,21 +140,33 @@ class GeneratorModel:
     def draw_inputs(
         self, n: int, condition: str | Mapping[str, Any] | None = None, seed: int | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The latent ``z [n, z_dim]`` and condition indices ``[n]`` (None when unconditional)."""
+        """The latent ``z [n, z_dim]`` and condition indices ``[n]`` (None when unconditional), drawn
+        chunk by chunk as :meth:`iter_generated` draws them."""
         n = _check_n(n)
+        plan = self._plan(condition, seed)
+        self._check_in_memory(n)
+        zs, conds = zip(*(self._draw_chunk(plan, index, stop - start) for index, start, stop in chunk_spans(n)))
+        return np.concatenate(zs), (np.concatenate(conds) if conds[0] is not None else None)
+
+    def _plan(self, condition: str | Mapping[str, Any] | None, seed: int | None) -> _Plan:
         classes = select_classes(self.conditions, condition)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED):
             raise ModelError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-        rng = np.random.default_rng(seed)
-        z = rng.standard_normal((n, self.z_dim), dtype=np.float32)
-        if classes is None:
+        probs = class_probabilities(self.conditions, classes) if classes is not None else None
+        return _Plan(int(seed) if seed is not None else random_seed(), classes, probs)
+
+    def _draw_chunk(self, plan: _Plan, index: int, rows: int) -> tuple[np.ndarray, np.ndarray | None]:
+        # latents and classes from separate streams of the chunk, each drawn element by element: the
+        # first rows of a chunk are the same whatever its length (see advgen.sampling)
+        z_rng = np.random.default_rng(chunk_seed(plan.seed, index, 0))
+        z = z_rng.standard_normal((rows, self.z_dim), dtype=np.float32)
+        if plan.classes is None:
             return z, None
-        p = class_probabilities(self.conditions, classes)
-        cond = rng.choice(classes, size=n, p=p).astype(np.int64)
-        return z, cond
+        c_rng = np.random.default_rng(chunk_seed(plan.seed, index, 1))
+        return z, c_rng.choice(plan.classes, size=rows, p=plan.probs).astype(np.int64)
 
     def run(self, z: np.ndarray, cond: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """The graph on given inputs, in chunks of ``chunk_rows`` so memory stays bounded."""
+        """The graph on given inputs, in batches of ``chunk_rows`` so that onnxruntime's memory stays bounded."""
         z = np.ascontiguousarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ModelError(f"z must have shape [n, {self.z_dim}], got {list(z.shape)}")
@@ -164,15 +181,53 @@ class GeneratorModel:
                 parts[name].append(value)
         return {name: np.concatenate(chunks) if len(chunks) > 1 else chunks[0] for name, chunks in parts.items()}
 
+    def iter_generated(
+        self, n: int, condition: str | Mapping[str, Any] | None = None, seed: int | None = None
+    ) -> Iterator[Generated]:
+        """``n`` samples' graph outputs, one chunk of :data:`advgen.sampling.CHUNK_ROWS` at a time:
+        chunk ``k`` depends only on ``(seed, k)``, so a sample of ``m`` rows is the first ``m`` rows
+        of a larger one. Arguments are checked before the first chunk is asked for."""
+        n = _check_n(n)
+        plan = self._plan(condition, seed)
+        return self._chunks(n, plan)
+
+    def _chunks(self, n: int, plan: _Plan) -> Iterator[Generated]:
+        for index, start, stop in chunk_spans(n):
+            z, cond = self._draw_chunk(plan, index, stop - start)
+            yield Generated(self.run(z, cond), cond, self._labels(cond))
+
+    def _labels(self, cond: np.ndarray | None) -> list[str] | None:
+        if cond is None:
+            return None
+        names = np.asarray(self.conditions["classes"], dtype=object)
+        return [str(v) for v in names[cond]]
+
     def generate(
         self, n: int, condition: str | Mapping[str, Any] | None = None, seed: int | None = None
     ) -> Generated:
-        z, cond = self.draw_inputs(n, condition, seed)
-        labels = None
-        if cond is not None:
-            names = np.asarray(self.conditions["classes"], dtype=object)
-            labels = [str(v) for v in names[cond]]
-        return Generated(self.run(z, cond), cond, labels)
+        """All of :meth:`iter_generated` in memory (refused when it would not fit)."""
+        chunks = self.iter_generated(n, condition, seed)
+        self._check_in_memory(n)
+        parts = list(chunks)
+        if len(parts) == 1:
+            return parts[0]
+        outputs = {name: np.concatenate([p.outputs[name] for p in parts]) for name in self.output_names}
+        cond = np.concatenate([p.cond for p in parts]) if parts[0].cond is not None else None
+        labels = [label for p in parts for label in p.labels] if parts[0].labels is not None else None
+        return Generated(outputs, cond, labels)
+
+    def _check_in_memory(self, n: int) -> None:
+        # latents plus every output, and the table assembled from them
+        per_sample = 4 * self.z_dim + sum(_nbytes(o) for o in self.manifest["outputs"])
+        if self.kind == "table":
+            per_sample += 8 * len(self.manifest["sample"]["columns"])
+        try:
+            check_memory(
+                n * per_sample, f"{n:,} samples in memory",
+                "write them to a file instead (advgen-runtime sample -o FILE, or write_samples), which streams",
+            )
+        except AdvgenError as exc:
+            raise ModelError(str(exc)) from None
 
     def sample(self, n: int, condition: str | Mapping[str, Any] | None = None, seed: int | None = None) -> Any:
         """``n`` final samples: a DataFrame for tables, the primary output array otherwise."""
@@ -220,28 +275,103 @@ class GeneratorModel:
 
     # --- files -----------------------------------------------------------------------------------
 
-    def save(self, generated: Generated, path: str | Path) -> list[Path]:
-        """Write samples: tables to .csv/.parquet, arrays to .npz/.csv, images also to a PNG folder."""
+    def open_writer(self, path: str | Path, n: int) -> SampleWriter:
+        """A writer of ``n`` samples that takes :class:`Generated` chunks: tables to .csv/.parquet, arrays
+        to .npz (every output, plus ``labels``)/.npy/.csv (the primary output, plus a label column),
+        images also to a folder of PNGs. The file appears only once all ``n`` came."""
         out = Path(path)
+        try:
+            if self.kind == "table":
+                return GeneratedTableWriter(out, n, self.to_table)
+            primary = self.manifest["sample"]["output"]
+            if out.suffix == "" or out.is_dir():
+                if self.kind != "image":
+                    raise ModelError(f"only image models write PNG folders; write {self.kind} samples to .npz or .csv")
+                desc = next(o for o in self.manifest["outputs"] if o["name"] == primary)
+                layout = self.manifest["sample"].get("layout", desc.get("layout", "CHW"))
+                value_range = self.manifest["sample"].get("range", desc.get("range", [0.0, 1.0]))
+                return PngFolderWriter(out, n, primary, layout, value_range)
+            classes = self.conditions["classes"] if self.conditions else None
+            return GeneratedArrayWriter(out, n, primary, classes)
+        except AdvgenError as exc:  # the runtime reports its own error type
+            raise ModelError(str(exc)) from None
+
+    def bytes_per_sample(self, path: str | Path) -> int:
+        """About how many bytes one sample takes in the file ``path`` names (its suffix picks the format)."""
+        out = Path(path)
+        suffix = out.suffix.lower()
         if self.kind == "table":
-            write_table(self.to_table(generated), out)
-            return [out]
-        primary = self.manifest["sample"]["output"]
-        if out.suffix == "" or out.is_dir():
-            if self.kind != "image":
-                raise ModelError(f"only image models write PNG folders; write {self.kind} samples to .npz or .csv")
-            desc = next(o for o in self.manifest["outputs"] if o["name"] == primary)
-            layout = self.manifest["sample"].get("layout", desc.get("layout", "CHW"))
-            value_range = self.manifest["sample"].get("range", desc.get("range", [0.0, 1.0]))
-            return write_png_folder(generated.outputs[primary], out, layout, value_range, generated.labels)
-        write_arrays(generated.outputs, generated.labels, out, primary)
-        return [out]
+            return len(self.manifest["sample"]["columns"]) * (12 if suffix == ".csv" else 8)
+        primary = next(o for o in self.manifest["outputs"] if o["name"] == self.manifest["sample"]["output"])
+        label = max((len(str(c)) for c in self.conditions["classes"]), default=0) if self.conditions else 0
+        if suffix == "" or out.is_dir():
+            return max(4096, 2 * _nbytes(primary))  # a PNG file each: at least one block of the file system
+        if suffix == ".csv":
+            return 13 * int(np.prod(primary.get("shape") or [1])) + label + 1
+        if suffix == ".npy":
+            return _nbytes(primary)
+        others = sum(_nbytes(o) for o in self.manifest["outputs"] if o is not primary) + 4 * label
+        return _nbytes(primary) + 2 * others  # the arrays after the first are spooled, then copied in
+
+    def write_samples(
+        self,
+        path: str | Path,
+        n: int,
+        condition: str | Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Path:
+        """Draw ``n`` samples and write them to ``path`` one chunk at a time, so that memory does not
+        grow with ``n``; the rows equal :meth:`sample`'s for the same arguments. A file that would not
+        fit on its disk is refused before anything is drawn; a failure leaves an earlier file untouched."""
+        out = Path(path)
+        chunks = self.iter_generated(n, condition, seed)
+        try:
+            check_output_size(out, n * self.bytes_per_sample(out), n)
+        except AdvgenError as exc:
+            raise ModelError(str(exc)) from None
+        with self.open_writer(out, n) as writer:
+            for generated in chunks:
+                _write(writer, generated)
+                if progress is not None:
+                    progress(generated.n)
+        return out
+
+    def save(self, generated: Generated, path: str | Path) -> list[Path]:
+        """Write samples held in memory (see :meth:`open_writer` for the formats); returns the files."""
+        with self.open_writer(path, generated.n) as writer:
+            _write(writer, generated)
+        if isinstance(writer, PngFolderWriter):
+            labels = generated.labels or [None] * generated.n
+            return [writer.path / png_name(i, label) for i, label in enumerate(labels)]
+        return [Path(path)]
 
 
 def load(model_path: str | Path, manifest: str | Path | None = None, **kwargs: Any) -> GeneratorModel:
     """Load ``model.onnx`` with its manifest (``model.onnx.json`` unless ``manifest`` is given);
     ``expect_sha256=HEX`` also pins the model to a hash you got from its publisher."""
     return GeneratorModel(model_path, manifest, **kwargs)
+
+
+@dataclass
+class _Plan:
+    """What every chunk of one request draws from: the seed, and the classes with their probabilities."""
+
+    seed: int
+    classes: np.ndarray | None
+    probs: np.ndarray | None
+
+
+def _nbytes(desc: Mapping[str, Any]) -> int:
+    """Bytes of one sample of an output the manifest describes."""
+    return int(np.prod(desc.get("shape") or [1])) * np.dtype(desc.get("dtype", "float32")).itemsize
+
+
+def _write(writer: SampleWriter, generated: Generated) -> None:
+    try:
+        writer.write(generated)
+    except AdvgenError as exc:
+        raise ModelError(str(exc)) from None
 
 
 def _check_n(n: Any) -> int:

@@ -1,74 +1,90 @@
-"""Writing runtime samples to files: CSV, Parquet, ``.npz`` and PNG, each written atomically.
+"""Writing runtime samples to files chunk by chunk: CSV, Parquet, ``.npz``/``.npy`` and PNG folders.
 
-The atomic-write helper comes from ``advgen.io``, which imports no torch (tests/test_export.py proves
-the runtime works with torch absent); PNG files are encoded with zlib so that images need no imaging
-library.
+The writers are :class:`advgen.writers.SampleWriter` s that take :class:`~advgen_export.runtime.Generated`
+chunks; like ``advgen.io``, that module imports no torch (tests/test_export.py proves the runtime
+works with torch absent). Each output appears only once complete. PNG files are encoded with zlib so
+that images need no imaging library.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import struct
+import tempfile
 import zlib
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from advgen.errors import AdvgenError
-from advgen.io import atomic_path
-from advgen.io import write_table as io_write_table
+from advgen.io import write_error
+from advgen.writers import ArrayWriter, SampleWriter, TableWriter
 from advgen_export.manifest import ModelError
 
-TABLE_SUFFIXES = (".csv", ".parquet")
-ARRAY_SUFFIXES = (".npz", ".csv")
+
+class GeneratedTableWriter(TableWriter):
+    """Tables: each chunk assembled into a DataFrame by ``to_table``, then appended to CSV or Parquet."""
+
+    def __init__(self, path: Path, n: int, to_table: Callable[[Any], Any]):
+        super().__init__(path, n)
+        self.to_table = to_table
+
+    def _write(self, chunk: Any) -> int:
+        return super()._write(self.to_table(chunk))
 
 
-def write_table(df: Any, path: Path) -> None:
-    if path.suffix.lower() not in TABLE_SUFFIXES:
-        raise ModelError(f"cannot write a table as {path.suffix or 'a folder'}; use {' or '.join(TABLE_SUFFIXES)}")
-    try:
-        io_write_table(df, path)
-    except AdvgenError as exc:  # the runtime reports its own error type
-        raise ModelError(str(exc)) from None
+class GeneratedArrayWriter(ArrayWriter):
+    """``.npz`` holds every output plus ``labels``; ``.npy`` the primary output; ``.csv`` the primary
+    output, one sample a row, with a ``label`` column for conditional models."""
+
+    def __init__(self, path: Path, n: int, primary: str, classes: Sequence[str] | None):
+        dtypes = {"labels": np.asarray([str(c) for c in classes], dtype=str).dtype} if classes else None
+        super().__init__(path, n, primary=primary, label="labels", dtypes=dtypes)
+
+    def _arrays(self, chunk: Any) -> dict[str, np.ndarray]:
+        arrays = dict(chunk.outputs)
+        if chunk.labels is not None:
+            arrays["labels"] = np.asarray(chunk.labels, dtype=str)
+        return super()._arrays(arrays)
 
 
-def write_arrays(arrays: Mapping[str, np.ndarray], labels: Sequence[str] | None, path: Path, primary: str) -> None:
-    """``.npz`` holds every output plus ``labels``; ``.csv`` holds the primary output, one sample a row."""
-    suffix = path.suffix.lower()
-    if suffix not in ARRAY_SUFFIXES:
-        raise ModelError(f"cannot write arrays as {suffix or 'a folder'}; use .npz or .csv (or a folder for PNG images)")
-    with atomic_path(path) as tmp:
-        if suffix == ".npz":
-            extra = {"labels": np.asarray(labels, dtype=str)} if labels is not None else {}
-            with tmp.open("wb") as fh:
-                np.savez_compressed(fh, **dict(arrays), **extra)
-        else:
-            flat = np.asarray(arrays[primary]).reshape(len(arrays[primary]), -1)
-            header = ",".join(f"x{i}" for i in range(flat.shape[1]))
-            fmt = "%d" if np.issubdtype(flat.dtype, np.integer) else "%.6g"
-            if labels is not None:
-                lines = [header + ",label"]
-                lines += [",".join(fmt % v for v in row) + f",{lab}" for row, lab in zip(flat, labels)]
-                tmp.write_text("\n".join(lines) + "\n")
-            else:
-                np.savetxt(tmp, flat, delimiter=",", header=header, comments="", fmt=fmt)
+class PngFolderWriter(SampleWriter):
+    """One PNG per image, ``000000.png`` (``000000_<label>.png`` for conditional models), numbered
+    across chunks. Files are written into a temporary folder beside ``folder`` and moved in at
+    ``close``, so a failure leaves the folder as it was."""
+
+    def __init__(self, folder: Path, n: int, primary: str, layout: str, value_range: Sequence[float]):
+        super().__init__(folder, n)
+        self.primary, self.layout, self.value_range = primary, layout, value_range
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+        except OSError as exc:
+            raise write_error(exc, folder) from None
+
+    def _write(self, chunk: Any) -> int:
+        pixels = to_uint8_hwc(chunk.outputs[self.primary], self.layout, self.value_range)
+        for i, img in enumerate(pixels):
+            label = chunk.labels[i] if chunk.labels is not None else None
+            (self.tmp / png_name(self.written + i, label)).write_bytes(encode_png(img))
+        return len(pixels)
+
+    def _finish(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        with os.scandir(self.tmp) as entries:
+            for entry in entries:
+                os.replace(entry.path, self.path / entry.name)
+        self.tmp.rmdir()
+
+    def _discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def write_png_folder(
-    images: np.ndarray, folder: Path, layout: str, value_range: Sequence[float], labels: Sequence[str] | None
-) -> list[Path]:
-    """One PNG per image, ``000000.png`` (``000000_<label>.png`` for conditional models)."""
-    pixels = to_uint8_hwc(images, layout, value_range)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i, img in enumerate(pixels):
-        tag = f"_{_safe(labels[i])}" if labels is not None else ""
-        path = folder / f"{i:06d}{tag}.png"
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(encode_png(img))
-        written.append(path)
-    return written
+def png_name(index: int, label: str | None) -> str:
+    """``000042.png``, or ``000042_<label>.png`` for a conditional model's sample."""
+    return f"{index:06d}_{_safe(label)}.png" if label is not None else f"{index:06d}.png"
 
 
 def to_uint8_hwc(images: np.ndarray, layout: str, value_range: Sequence[float]) -> np.ndarray:

@@ -8,9 +8,6 @@ uint8 is what images are stored as, so real and generated images compare on equa
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,15 +19,15 @@ from torch import nn
 from advgen.domain import Domain, RealData, Validator
 from advgen.errors import AdvgenError, InvalidDataError
 from advgen_images import classifier
-from advgen_images.bytes2img import swap_into_place
 from advgen_images.data import ImageSet, conform, load_digits, load_folder, load_source
 from advgen_images.nets import ImageDiscriminator, ImageGenerator
-from advgen_images.png import encode_png, grid, write_png
+from advgen_images.png import grid, write_png
+from advgen_images.writers import SAMPLES_MARKER, ImageArrayWriter, ImageFolderWriter, ImageGridWriter  # noqa: F401 (SAMPLES_MARKER re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover
     from advgen.config import TrainConfig
+    from advgen.writers import SampleWriter
 
-SAMPLES_MARKER = ".advgen-images.json"
 
 # domain options (``--option KEY=VALUE``) and their defaults
 OPTIONS: dict[str, Any] = {
@@ -206,23 +203,32 @@ class ImagesDomain(Domain):
         """``.npz`` (arrays x and y), ``.png`` (one grid image) or no suffix: a folder of PNGs per class."""
         return (".npz", ".png", "")
 
-    def write_samples(self, samples: ImageSamples, path: Path, spec: dict[str, Any]) -> None:
+    def open_writer(self, path: Path, spec: dict[str, Any], n: int) -> SampleWriter:
+        """``.npz`` (``x`` uint8 ``[N, H, W, C]``, ``y`` class names), ``.png`` (a grid of the first
+        samples of each class) or a path without suffix (a folder of PNGs per class), chunk by chunk."""
         path = Path(path)
         suffix = path.suffix.lower()
+        classes = [str(c) for c in spec["conditions"]["classes"]] if spec.get("conditions") else None
         if suffix == ".npz":
-            arrays = {"x": samples.x}
-            if samples.y is not None:
-                arrays["y"] = np.asarray(samples.y, dtype=str)
-            from advgen.io import atomic_path
+            return ImageArrayWriter(path, n, classes)
+        if suffix == ".png":
+            return ImageGridWriter(path, n, lambda kept: sample_grid(None, kept, spec))
+        if suffix == "":
+            return ImageFolderWriter(path, n)
+        raise AdvgenError(f"cannot write images as {suffix}; use .npz, .png (a grid) or a folder name")
 
-            with atomic_path(path) as tmp, tmp.open("wb") as fh:
-                np.savez_compressed(fh, **arrays)
-        elif suffix == ".png":
-            write_png(sample_grid(None, samples, spec), path)
-        elif suffix == "":
-            write_image_folder(samples, path)
-        else:
-            raise AdvgenError(f"cannot write images as {suffix}; use .npz, .png (a grid) or a folder name")
+    def bytes_per_sample(self, spec: dict[str, Any], suffix: str) -> int:
+        c, h, w = spec["shape"]
+        if suffix.lower() == ".png":
+            return 0  # one grid of a few dozen images, whatever n
+        if suffix == "":
+            return max(4096, 2 * c * h * w)  # a PNG file each: at least one block of the file system
+        longest = max((len(str(k)) for k in spec["conditions"]["classes"]), default=0) if spec.get("conditions") else 0
+        return c * h * w + 4 * longest
+
+    def write_samples(self, samples: ImageSamples, path: Path, spec: dict[str, Any]) -> None:
+        with self.open_writer(Path(path), spec, len(samples)) as writer:
+            writer.write(samples)
 
     def read_samples(self, path: Path, spec: dict[str, Any]) -> ImageSamples:
         path = Path(path)
@@ -525,28 +531,5 @@ def write_image_folder(samples: ImageSamples, out: Path) -> None:
 
     An existing ``out`` is replaced only when it is empty or an earlier sample folder of advgen.
     """
-    out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise AdvgenError(f"{out} exists and is not a folder")
-        if any(out.iterdir()) and not (out / SAMPLES_MARKER).is_file():
-            raise AdvgenError(f"{out} exists and was not written by advgen; choose another output folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        names = samples.y if samples.y is not None else np.full(len(samples), "unlabelled")
-        for i, (img, name) in enumerate(zip(samples.x if samples.x.dtype == np.uint8 else
-                                             to_uint8(np.clip(samples.to_float("NCHW"), 0, 1)), names)):
-            folder = tmp / _safe(str(name))
-            folder.mkdir(exist_ok=True)
-            (folder / f"{i:06d}.png").write_bytes(encode_png(img))
-        (tmp / SAMPLES_MARKER).write_text(json.dumps({"images": len(samples)}) + "\n")
-        swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _safe(name: str) -> str:
-    cleaned = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name).strip(".")
-    return cleaned or "_"
+    with ImageFolderWriter(out, len(samples)) as writer:
+        writer.write(samples)

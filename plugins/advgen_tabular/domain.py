@@ -21,7 +21,8 @@ from torch import nn
 
 from advgen.domain import Domain, RealData, Validator
 from advgen.errors import AdvgenError, InvalidDataError
-from advgen.io import read_table, save_figure, write_table
+from advgen.io import read_table, save_figure
+from advgen.writers import TableWriter
 from advgen_tabular.nets import CATEGORICAL_MODES, TabularDiscriminator, TabularGenerator
 from advgen_tabular.transform import (
     DISCRETE_KINDS,
@@ -317,8 +318,15 @@ class TabularDomain(Domain):
     def sample_suffixes(self) -> tuple[str, ...]:
         return SUFFIXES
 
-    def write_samples(self, samples: Any, path: Path, spec: dict[str, Any]) -> None:
-        write_table(pd.DataFrame(samples), path)
+    def open_writer(self, path: Path, spec: dict[str, Any], n: int) -> TableWriter:
+        """CSV (header once, rows appended chunk by chunk) or Parquet (a row group per chunk)."""
+        return TableWriter(path, n)
+
+    def bytes_per_sample(self, spec: dict[str, Any], suffix: str) -> int:
+        # every column of a row: features, constants, label and category; a number or a category
+        # name takes about 12 characters with its comma in CSV, at most 8 bytes in Parquet
+        columns = len(spec["columns"]) + len(spec.get("constants", {})) + 1
+        return columns * (12 if suffix.lower() == ".csv" else 8)
 
     def read_samples(self, path: Path, spec: dict[str, Any]) -> pd.DataFrame:
         p = Path(path)
