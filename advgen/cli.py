@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -24,6 +25,14 @@ class AdvgenGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except OSError as exc:  # the last net: a disk or path problem the command did not name itself
+            raise click.ClickException(os_error_line(exc)) from None
+        except MemoryError:
+            raise click.ClickException("out of memory; ask for fewer rows or a smaller model") from None
+        except RuntimeError as exc:
+            if "allocate" not in str(exc) and "out of memory" not in str(exc):
+                raise
+            raise click.ClickException(f"out of memory: {str(exc).splitlines()[0][:200]}") from None
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         _load_plugin_commands(self)
@@ -35,6 +44,22 @@ class AdvgenGroup(click.Group):
 
 
 _COMMANDS_LOADED = False
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError: what went wrong, with which path, in words."""
+    where = exc.filename if exc.filename is not None else ""
+    if exc.errno == errno.ENOSPC:
+        return f"disk full while writing {where}".rstrip()
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write {where}: {exc.strerror or 'permission denied'}".replace(" : ", ": ")
+    if exc.errno == errno.ENOTDIR:
+        return f"{where}: a path component is a file, not a folder"
+    if exc.errno == errno.EEXIST:
+        return f"{where} exists and is not a folder"
+    if exc.errno == errno.EISDIR:
+        return f"{where} is a folder; name a file"
+    return f"{exc.strerror or type(exc).__name__}: {where}".rstrip(": ")
 
 
 def _load_plugin_commands(group: click.Group) -> None:

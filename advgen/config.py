@@ -16,6 +16,10 @@ from typing import Any
 
 from advgen.errors import AdvgenError
 from advgen.sampling import check_seed
+from advgen.threads import available_cores
+
+MAX_Z_DIM = 16384
+MAX_BATCH_VALUES = 1 << 28  # latent values drawn per step: 1 GiB of float32
 
 
 @dataclass
@@ -79,8 +83,16 @@ class TrainConfig:
         check_seed(self.seed)  # torch and numpy generators take [0, 2**63)
         if self.batch_size > 1_000_000 or self.steps > 100_000_000:
             raise AdvgenError("steps or batch_size is absurdly large")
-        if self.threads < 0:
-            raise AdvgenError(f"threads must be >= 0, got {self.threads}")
+        cores = available_cores()
+        if not 0 <= self.threads <= cores:
+            raise AdvgenError(f"threads must be in 0..{cores} (the CPU cores this process may use), got {self.threads}")
+        if self.z_dim > MAX_Z_DIM:
+            raise AdvgenError(f"z_dim must be at most {MAX_Z_DIM}, got {self.z_dim}")
+        if self.batch_size * self.z_dim > MAX_BATCH_VALUES:
+            raise AdvgenError(
+                f"batch_size x z_dim = {self.batch_size * self.z_dim:,} latent values a step is too large "
+                f"(at most {MAX_BATCH_VALUES:,}); lower --batch-size or --z-dim"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

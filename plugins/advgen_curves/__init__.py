@@ -71,6 +71,25 @@ def read_curves_csv(path: str) -> np.ndarray:
     return values
 
 
+# domain options (``--option KEY=VALUE``): default and allowed range
+OPTIONS = {"length": (32, 3, 4096), "n_real": (8192, 1, 10_000_000), "hidden": (128, 1, 8192)}
+
+
+def curve_options(cfg: TrainConfig) -> dict[str, int]:
+    """The run's curves options, checked: unknown keys and values out of range are one clear error."""
+    given = dict(cfg.options or {})
+    unknown = sorted(set(given) - set(OPTIONS))
+    if unknown:
+        raise InvalidDataError(f"unknown curves option(s) {unknown}; known: {', '.join(OPTIONS)}")
+    out = {}
+    for key, (default, low, high) in OPTIONS.items():
+        value = given.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high or value != int(value):
+            raise InvalidDataError(f"curves option {key} must be an integer in [{low}, {high}], got {value!r}")
+        out[key] = int(value)
+    return out
+
+
 class CurveGenerator(nn.Module):
     def __init__(self, z_dim: int, length: int, hidden: int):
         super().__init__()
@@ -139,16 +158,14 @@ class CurvesDomain(Domain):
     # --- data ------------------------------------------------------------------------------------
 
     def load_data(self, cfg: TrainConfig) -> RealData:
-        opts = cfg.options
+        opts = curve_options(cfg)
         if cfg.dataset:
             raise InvalidDataError("the curves plugin has no registered datasets; use --data FILE.csv")
         if cfg.data:
             curves = read_curves_csv(cfg.data)
             family = "user"
         else:
-            length, n_real = int(opts.get("length", 32)), int(opts.get("n_real", 8192))
-            if not 3 <= length <= 4096 or not 1 <= n_real <= 10_000_000:
-                raise InvalidDataError("curves options: length must be in [3, 4096], n_real in [1, 1e7]")
+            length, n_real = opts["length"], opts["n_real"]
             curves, _ = quadratic_family(n_real, length, np.random.default_rng(cfg.seed))
             family = "quadratic"
         mean = curves.mean(axis=0)
@@ -173,10 +190,10 @@ class CurvesDomain(Domain):
     # --- nets ------------------------------------------------------------------------------------
 
     def build_generator(self, spec: dict[str, Any], cfg: TrainConfig) -> nn.Module:
-        return CurveGenerator(cfg.z_dim, spec["shape"][0], int(cfg.options.get("hidden", 128)))
+        return CurveGenerator(cfg.z_dim, spec["shape"][0], curve_options(cfg)["hidden"])
 
     def build_discriminator(self, spec: dict[str, Any], cfg: TrainConfig) -> nn.Module:
-        return CurveDiscriminator(spec["shape"][0], int(cfg.options.get("hidden", 128)))
+        return CurveDiscriminator(spec["shape"][0], curve_options(cfg)["hidden"])
 
     # --- samples ---------------------------------------------------------------------------------
 
