@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from advgen.hookspecs import hookimpl
-from advgen.losses import BUILTIN_LOSSES
 
 
 @hookimpl
 def advgen_register_losses(register: Callable[[str, Any], None]) -> None:
+    from advgen.losses import BUILTIN_LOSSES  # torch: imported when losses are asked for, not at load
+
     for name, cls in BUILTIN_LOSSES.items():
         register(name, cls)
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import pandas as pd
 
 from advgen.errors import AdvgenError, InvalidDataError
 
@@ -395,6 +394,8 @@ def _sample_rare(
     t = time.perf_counter()
     parts = [run.sample(per_class, condition={key: c}, seed=seed + 1 + i) for i, c in enumerate(classes)]
     say(f"sampling for the augmentation: done in {time.perf_counter() - t:.1f} s")
+    import pandas as pd
+
     return pd.concat(parts, ignore_index=True)
 
 

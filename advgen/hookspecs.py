@@ -22,6 +22,7 @@ detector featurization and the in-graph decoder used by ONNX export. See :mod:`a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
@@ -32,6 +33,20 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from advgen.domain import Domain, Validator
     from advgen.engine import Trainer
     from advgen.losses import GANLoss
+
+@dataclass(frozen=True)
+class DomainRef:
+    """A domain registered by reference: its name, and the module and class that implement it.
+
+    ``register(DomainRef("mydomain", "my_package.domain", "MyDomain"))`` lets the core list the domain
+    without importing its module (and torch); the module is imported when the domain is first used.
+    Registering the class itself (``register(MyDomain)``) works just as well.
+    """
+
+    name: str
+    module: str
+    attr: str
+
 
 PROJECT = "advgen"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -45,8 +60,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def advgen_register_domains(register: Callable[[type[Domain]], None]) -> None:
     """Register one or more domains.
 
-    Call ``register(DomainSubclass)`` for each domain this plugin provides. The class is instantiated
-    by the core; its ``name`` must be unique across all loaded plugins (a clash is a load-time error).
+    Call ``register(DomainSubclass)`` for each domain this plugin provides, or
+    ``register(DomainRef(name, module, class_name))`` to have it imported on first use. The class is
+    instantiated by the core; its ``name`` must be unique across all loaded plugins (a clash is a
+    load-time error).
     """
 
 

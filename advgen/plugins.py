@@ -17,13 +17,16 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
 from advgen import hookspecs
-from advgen.domain import Domain, Validator
 from advgen.errors import PluginError
+from advgen.hookspecs import DomainRef
+
+if TYPE_CHECKING:  # the domain contract imports torch: loaded only when a domain is used
+    from advgen.domain import Domain, Validator
 
 ENTRY_POINT_GROUP = "advgen"
 _BUILTIN_CORE = "advgen.builtins"
@@ -54,7 +57,7 @@ class PluginManager:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self._sources: dict[str, tuple[str, str]] = {}  # plugin name -> (version, source)
-        self._domains: dict[str, Domain] = {}
+        self._domains: dict[str, Domain | DomainRef] = {}  # references are resolved on first use
         self._domain_owner: dict[str, str] = {}
         self._local: list[str] = []
         self.broken: dict[str, str] = {}  # entry-point plugins that failed to import, with why
@@ -148,16 +151,42 @@ class PluginManager:
         except pluggy.PluginValidationError as exc:
             raise PluginError(f"invalid plugin: {exc}") from None
 
-    def _add_domain(self, cls: type[Domain], owner: str) -> None:
-        if not (isinstance(cls, type) and issubclass(cls, Domain)):
-            raise PluginError(f"plugin {owner!r} registered {cls!r}, which is not a Domain subclass")
-        if not cls.name:
-            raise PluginError(f"plugin {owner!r} registered a domain without a name")
-        if cls.name in self._domains:
-            other = self._domain_owner.get(cls.name, "?")
-            raise PluginError(f"domain {cls.name!r} is registered twice (by {other!r} and {owner!r})")
-        self._domains[cls.name] = cls()
-        self._domain_owner[cls.name] = owner
+    def _add_domain(self, cls: type[Domain] | DomainRef, owner: str) -> None:
+        if isinstance(cls, DomainRef):
+            name = cls.name
+            if not isinstance(name, str) or not name:
+                raise PluginError(f"plugin {owner!r} registered a domain reference without a name")
+        else:
+            from advgen.domain import Domain
+
+            if not (isinstance(cls, type) and issubclass(cls, Domain)):
+                raise PluginError(f"plugin {owner!r} registered {cls!r}, which is not a Domain subclass")
+            name = cls.name
+            if not name:
+                raise PluginError(f"plugin {owner!r} registered a domain without a name")
+        if name in self._domains:
+            other = self._domain_owner.get(name, "?")
+            raise PluginError(f"domain {name!r} is registered twice (by {other!r} and {owner!r})")
+        self._domains[name] = cls if isinstance(cls, DomainRef) else cls()
+        self._domain_owner[name] = owner
+
+    def _resolve(self, name: str) -> Domain:
+        """The domain object, importing a registered reference's module the first time."""
+        entry = self._domains[name]
+        if not isinstance(entry, DomainRef):
+            return entry
+        from advgen.domain import Domain
+
+        owner = self._domain_owner.get(name, "?")
+        try:
+            cls = getattr(importlib.import_module(entry.module), entry.attr)
+        except (ImportError, AttributeError) as exc:
+            raise PluginError(f"domain {name!r} of plugin {owner!r} cannot be loaded: {exc}") from None
+        if not (isinstance(cls, type) and issubclass(cls, Domain)) or cls.name != name:
+            raise PluginError(f"plugin {owner!r}: {entry.module}.{entry.attr} is not the Domain named {name!r}")
+        domain = cls()
+        self._domains[name] = domain
+        return domain
 
     # --- lookups ---------------------------------------------------------------------------------
 
@@ -182,7 +211,7 @@ class PluginManager:
             raise PluginError(
                 f"unknown plugin {name!r}; available: {', '.join(self.domain_names()) or 'none'}"
             )
-        return self._domains[name]
+        return self._resolve(name)
 
     def load_domain(self, spec: str) -> Domain:
         """The domain a user names on the command line or in the API: a registered name, or a ``.py``
@@ -190,7 +219,7 @@ class PluginManager:
         if not isinstance(spec, str) or not spec:
             raise PluginError(f"a plugin must be a name or a path, got {spec!r}")
         if spec in self._domains:
-            return self._domains[spec]
+            return self._resolve(spec)
         if spec.endswith(".py") or os.sep in spec or Path(spec).is_file():
             plugin = self.load_local(spec)
             owned = [d for d, owner in self._domain_owner.items() if owner == plugin]
@@ -199,7 +228,7 @@ class PluginManager:
                     f"plugin file {spec} registers {len(owned)} domains ({', '.join(owned) or 'none'}); "
                     "name one of them with --plugin NAME after loading it with ADVGEN_PLUGINS"
                 )
-            return self._domains[owned[0]]
+            return self._resolve(owned[0])
         return self.domain(spec)
 
     def domain_plugin_version(self, name: str) -> str:

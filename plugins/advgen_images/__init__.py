@@ -12,16 +12,24 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from advgen.hookspecs import hookimpl
-from advgen_images.domain import ImageSamples, ImagesDomain
+from advgen.hookspecs import DomainRef, hookimpl
 
 __version__ = "0.1.0"
 __all__ = ["ImageSamples", "ImagesDomain"]
 
 
 @hookimpl
-def advgen_register_domains(register: Callable[[type], None]) -> None:
-    register(ImagesDomain)
+def advgen_register_domains(register: Callable[[Any], None]) -> None:
+    # by reference: listing plugins and `advgen --help` do not import torch
+    register(DomainRef("images", "advgen_images.domain", "ImagesDomain"))
+
+
+def __getattr__(name: str) -> Any:  # the domain's classes, imported on first use
+    if name in __all__:
+        from advgen_images import domain
+
+        return getattr(domain, name)
+    raise AttributeError(f"module 'advgen_images' has no attribute {name!r}")
 
 
 @hookimpl
@@ -34,5 +42,7 @@ def advgen_register_commands(cli: Any) -> None:
 @hookimpl
 def advgen_checkpoint_saved(trainer: Any, path: str) -> None:
     # only our own runs: the hook fires for every domain's checkpoints
+    from advgen_images.domain import ImagesDomain
+
     if isinstance(trainer.domain, ImagesDomain):
         trainer.domain.checkpoint_grid(trainer)

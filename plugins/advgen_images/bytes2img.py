@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from advgen.errors import AdvgenError, InvalidDataError
 from advgen_images.png import encode_png
@@ -47,6 +45,9 @@ def byteplot(data: bytes, width: int = 64, size: int = 32) -> np.ndarray:
     rows = -(-arr.size // width)
     padded = np.zeros(rows * width, dtype=np.uint8)
     padded[: arr.size] = arr
+    import torch  # here, not at the top: the command is registered without importing torch
+    import torch.nn.functional as F
+
     x = torch.from_numpy(padded.reshape(1, 1, rows, width).astype(np.float32))
     # averaging whole cells keeps each region's mean byte value, which is what a byte plot shows
     pooled = F.adaptive_avg_pool2d(x, (size, size))[0, 0]

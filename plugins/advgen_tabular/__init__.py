@@ -4,21 +4,29 @@ Registered under the ``advgen`` entry-point group like any third-party plugin. T
 :mod:`~advgen_tabular.transform` (reversible mixed-type encoding and its tensor-math decoder),
 :mod:`~advgen_tabular.nets` (conditional generator and discriminator),
 :mod:`~advgen_tabular.validators` (schema and cross-column rules fitted from the training rows) and
-:mod:`~advgen_tabular.domain` (the :class:`~advgen.domain.Domain` that ties them together).
+:mod:`~advgen_tabular.domain` (the :class:`~advgen.domain.Domain` that ties them together). The
+domain is registered by reference, so listing plugins imports neither torch nor pandas.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
-from advgen.hookspecs import hookimpl
-from advgen_tabular.domain import TabularDomain
+from advgen.hookspecs import DomainRef, hookimpl
 
-__version__ = TabularDomain.version
+__version__ = "0.1.0"  # TabularDomain.version
 
 __all__ = ["TabularDomain", "__version__"]
 
 
 @hookimpl
-def advgen_register_domains(register: Callable[[type], None]) -> None:
-    register(TabularDomain)
+def advgen_register_domains(register: Callable[[Any], None]) -> None:
+    register(DomainRef("tabular", "advgen_tabular.domain", "TabularDomain"))
+
+
+def __getattr__(name: str) -> Any:  # the domain class, imported on first use
+    if name == "TabularDomain":
+        from advgen_tabular.domain import TabularDomain
+
+        return TabularDomain
+    raise AttributeError(f"module 'advgen_tabular' has no attribute {name!r}")
