@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import functools
 import hashlib
@@ -282,6 +283,34 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 90) -> Path:
     return target
 
 
+_BINARY_MAGIC = {
+    b"\x1f\x8b": "gzip-compressed (decompress it first, e.g. gunzip)",
+    b"PK\x03\x04": "a zip archive (extract the CSV from it first)",
+    b"\x7fELF": "an executable (ELF), not a table",
+    b"BZh": "bzip2-compressed (decompress it first)",
+    b"\xfd7zXZ": "xz-compressed (decompress it first)",
+    b"PAR1": "a Parquet file: name it .parquet",
+}
+
+
+def check_text_file(path: Path) -> bytes:
+    """The file's first bytes, refused with one line when the file is plainly not a text table."""
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16)
+    for magic, what in _BINARY_MAGIC.items():
+        if head.startswith(magic):
+            raise InvalidDataError(f"{path} is {what}")
+    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InvalidDataError(f"{path} is a binary file, not a CSV (it holds NUL bytes)")
+    return head
+
+
+def line_terminator(head: bytes) -> str | None:
+    """``"\\r"`` for files whose lines end in a bare CR (classic Mac OS exports), else None (pandas'
+    own handling of LF and CRLF)."""
+    return "\r" if b"\r" in head and b"\n" not in head else None
+
+
 def read_table(path: str | Path) -> Any:
     """Read a CSV or Parquet table written by advgen (or any tool), with one clear error when it cannot."""
     import pandas as pd
@@ -294,7 +323,8 @@ def read_table(path: str | Path) -> Any:
         if suffix in (".parquet", ".pq"):
             df = pd.read_parquet(p)
         elif suffix in (".csv", ".txt"):
-            df = pd.read_csv(p, low_memory=False)
+            terminator = line_terminator(check_text_file(p))
+            df = pd.read_csv(p, low_memory=False, lineterminator=terminator)
         else:
             raise InvalidDataError(f"cannot read {p}: use a .csv or .parquet file")
     except InvalidDataError:
@@ -303,8 +333,9 @@ def read_table(path: str | Path) -> Any:
         raise InvalidDataError(f"{p} is empty") from None
     except ImportError:
         raise AdvgenError("reading Parquet needs pyarrow: pip install 'advgen[parquet]'") from None
-    except (ValueError, OSError) as exc:
-        raise InvalidDataError(f"cannot read {p}: {exc}") from None
+    except (ValueError, OSError, csv.Error) as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise InvalidDataError(f"cannot read {p}: {first[:300]}") from None
     if len(df) == 0:
         raise InvalidDataError(f"{p} has a header but no rows")
     df.columns = [str(c).strip() for c in df.columns]

@@ -277,3 +277,17 @@ def test_arbitrary_condition_strings(tabular_run, condition):
     except AdvgenError:
         return
     assert probs is not None and np.isclose(probs.sum(), 1.0) and (probs >= 0).all()
+
+
+def test_read_table_of_samples_handles_binary_and_cr_only_files(tmp_path):
+    from advgen.io import read_table
+
+    f = tmp_path / "s.csv"
+    f.write_bytes(b"a,b\r1,2\r3,4\r")
+    assert read_table(f).to_dict("list") == {"a": [1, 3], "b": [2, 4]}
+    f.write_bytes(gzip.compress(b"a,b\n1,2\n"))
+    with pytest.raises(AdvgenError, match="gzip-compressed"):
+        read_table(f)
+    f.write_bytes(b'a,b\n"1,2\n')
+    with pytest.raises(AdvgenError):
+        read_table(f)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from advgen.errors import InvalidDataError
+from advgen.io import check_text_file, line_terminator
 from advgen_datasets.manifest import (
     KINDS,
     NUMERIC_KINDS,
@@ -148,34 +149,6 @@ def _sniff_separator(line: str) -> str:
     return best if counts[best] else ","
 
 
-_BINARY_MAGIC = {
-    b"\x1f\x8b": "gzip-compressed (decompress it first, e.g. gunzip)",
-    b"PK\x03\x04": "a zip archive (extract the CSV from it first)",
-    b"\x7fELF": "an executable (ELF), not a table",
-    b"BZh": "bzip2-compressed (decompress it first)",
-    b"\xfd7zXZ": "xz-compressed (decompress it first)",
-    b"PAR1": "a Parquet file: name it .parquet",
-}
-
-
-def _check_text_file(path: Path) -> bytes:
-    """The file's first bytes, refused with one line when the file is plainly not a text table."""
-    with path.open("rb") as fh:
-        head = fh.read(1 << 16)
-    for magic, what in _BINARY_MAGIC.items():
-        if head.startswith(magic):
-            raise InvalidDataError(f"{path} is {what}")
-    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise InvalidDataError(f"{path} is a binary file, not a CSV (it holds NUL bytes)")
-    return head
-
-
-def _line_terminator(head: bytes) -> str | None:
-    """``"\\r"`` for files whose lines end in a bare CR (classic Mac OS exports), else None (pandas'
-    own handling of LF and CRLF)."""
-    return "\r" if b"\r" in head and b"\n" not in head else None
-
-
 def _first_line(path: Path, encoding: str, terminator: str | None = None) -> str:
     with path.open("rb") as fh:
         raw = fh.read(1 << 20) if terminator else fh.readline(1 << 20)
@@ -221,7 +194,7 @@ def _read_csv(
     """Read one CSV; declared kinds give explicit dtypes (the fast path), dirt falls back to text."""
     if not path.is_file():
         raise InvalidDataError(f"data file not found: {path}")
-    terminator = _line_terminator(_check_text_file(path))
+    terminator = line_terminator(check_text_file(path))
     first = _first_line(path, fmt.encoding, terminator)
     if not first.strip():
         raise InvalidDataError(f"{path} is empty")
