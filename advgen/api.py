@@ -267,12 +267,15 @@ class Run:
         condition: str | dict[str, Any] | np.ndarray | None = None,
         seed: int | None = None,
     ) -> Iterator[tuple[torch.Tensor, np.ndarray | None]]:
-        """Generator output in the encoded space (CPU tensors) and class indices, one chunk at a time.
+        """Generator output in the encoded space (CPU tensors) and class indices, in pieces of at most
+        8,192 rows (the generator's batches).
 
-        Chunks follow :mod:`advgen.sampling`: chunk ``k`` depends only on ``(seed, k)``, so the rows do
-        not depend on ``n`` (a sample of ``m`` rows is the first ``m`` rows of a larger one with the
-        same seed). ``condition`` may also be an array of class indices, one per sample. ``n == 0``
-        gives one empty chunk. Arguments are checked before the first chunk is asked for.
+        Rows are drawn in chunks that follow :mod:`advgen.sampling`: chunk ``k`` depends only on
+        ``(seed, k)``, so the rows do not depend on ``n`` (a sample of ``m`` rows is the first ``m``
+        rows of a larger one with the same seed; a last, partial chunk goes through the generator in a
+        smaller batch, which may round differently in the last bits). ``condition`` may also be an
+        array of class indices, one per sample. ``n == 0`` gives one empty piece. Arguments are checked
+        before the first piece is asked for.
         """
         _check_count(n)
         seed = check_seed(seed) if seed is not None else random_seed()
@@ -310,19 +313,19 @@ class Run:
                 cond: torch.Tensor | None = torch.multinomial(probs, size, replacement=True, generator=gen)[:rows]
             else:
                 cond = fixed[start:stop] if fixed is not None else None
-            parts = []
+            # yielded a generator batch at a time: decoding, judging and writing a whole chunk at once
+            # would hold several times its encoded size (300 MiB more for NSL-KDD rows)
             for i in range(0, rows, batch):
                 zb = z[i : i + batch].to(self.device)
-                cb = cond[i : i + batch].to(self.device) if cond is not None else None
+                cb = cond[i : i + batch] if cond is not None else None
                 with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                    out = self.generator(zb, cb)
-                parts.append(out.float().cpu())
-            yield torch.cat(parts), (cond.numpy() if cond is not None else None)
+                    out = self.generator(zb, cb.to(self.device) if cb is not None else None)
+                yield out.float().cpu(), (cb.numpy() if cb is not None else None)
 
     def iter_samples(
         self, n: int, condition: str | dict[str, Any] | np.ndarray | None = None, seed: int | None = None
     ) -> Iterator[Any]:
-        """Decoded samples, one chunk at a time (see :meth:`iter_encoded`): what a file writer takes."""
+        """Decoded samples, a piece at a time (see :meth:`iter_encoded`): what a file writer takes."""
         chunks = self.iter_encoded(n, condition, seed)
         return (self.domain.decode(x, cond, self.spec) for x, cond in chunks)
 

@@ -6,7 +6,7 @@ then everything goes to a temporary file beside the destination (:func:`advgen.i
 a failure, a full disk or Ctrl-C (``abort``, or leaving its ``with`` block by an exception) leaves an
 earlier file at the destination untouched and no temporary file behind.
 
-:class:`TableWriter` appends DataFrames to CSV (header once) or Parquet (one row group a chunk);
+:class:`TableWriter` appends DataFrames to CSV (header once) or Parquet (row groups of 65,536 rows);
 :class:`ArrayWriter` streams arrays into ``.npz`` / ``.npy`` (the ``.npy`` header is written for the
 announced total shape, then each chunk's bytes) or CSV. Both are what :class:`advgen.domain.Domain`
 uses by default, and the torch-free runtime uses them too: this module imports numpy only (pandas
@@ -161,27 +161,43 @@ class FileWriter(SampleWriter):
         except OSError as exc:  # a read-only folder, a file where a folder should be
             raise write_failure(exc, self.path) from None
 
-    def _close_handles(self) -> None:
-        """Close what the subclass holds open on ``self.tmp`` (safe to call twice)."""
+    def _handles(self) -> list[Any]:
+        """What the subclass holds open on ``self.tmp``, in the order to close them."""
+        return []
+
+    def _close_handles(self, quiet: bool = False) -> None:
+        """Close every handle (each at most once). ``quiet``: on the way out of a failed write, every
+        one is closed whatever the others raise, so that none is left for the garbage collector to
+        close (and fail again) later."""
+        for handle in self._handles():
+            if not quiet:
+                handle.close()
+                continue
+            with contextlib.suppress(Exception):
+                handle.close()
+            if getattr(handle, "is_open", False):  # pyarrow's ParquetWriter would retry in __del__
+                handle.is_open = False
 
     def _finish(self) -> None:
         self._close_handles()
         self._stack.close()
 
     def _discard(self) -> None:
-        with contextlib.suppress(Exception):
-            self._close_handles()
+        self._close_handles(quiet=True)
         self._stack.__exit__(_Discarded, _Discarded(), None)
 
 
 class TableWriter(FileWriter):
-    """DataFrames appended to ``.csv`` (header once) or ``.parquet``/``.pq`` (a row group per chunk).
+    """DataFrames appended to ``.csv`` (header once) or ``.parquet``/``.pq`` (row groups of
+    :attr:`ROW_GROUP_ROWS` rows).
 
     The CSV is byte for byte what ``DataFrame.to_csv(index=False)`` writes for the whole table; the
     Parquet schema is the first chunk's, and later chunks are cast to it.
     """
 
     SUFFIXES = TABLE_SUFFIXES
+    #: Parquet rows are gathered into row groups of this many (chunks may be smaller)
+    ROW_GROUP_ROWS = 65_536
 
     def __init__(self, path: str | Path, n: int):
         suffix = Path(path).suffix.lower()
@@ -197,6 +213,8 @@ class TableWriter(FileWriter):
         self._fh: Any = None
         self._pq: Any = None
         self._schema: Any = None
+        self._pending: list[Any] = []
+        self._pending_rows = 0
 
     def _write(self, chunk: Any) -> int:
         import pandas as pd
@@ -209,25 +227,37 @@ class TableWriter(FileWriter):
             df.to_csv(self._fh, index=False, header=first)
             return len(df)
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         try:
-            if self._pq is None:
-                table = pa.Table.from_pandas(df, preserve_index=False)
-                self._schema = table.schema
-                self._pq = pq.ParquetWriter(str(self.tmp), self._schema)
-            else:
-                table = pa.Table.from_pandas(df, schema=self._schema, preserve_index=False)
+            table = pa.Table.from_pandas(df, schema=self._schema, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
             raise AdvgenError(f"cannot write these rows to {self.path}: {str(exc).splitlines()[0][:200]}") from None
-        self._pq.write_table(table)
+        if self._schema is None:
+            self._schema = table.schema
+        self._pending.append(table)
+        self._pending_rows += len(df)
+        if self._pending_rows >= self.ROW_GROUP_ROWS:
+            self._flush()
         return len(df)
 
-    def _close_handles(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-        if self._pq is not None:
-            self._pq.close()
+    def _flush(self) -> None:
+        """Write the gathered rows as one row group (the first write opens the file)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._pq is None:
+            self._pq = pq.ParquetWriter(str(self.tmp), self._schema)
+        if self._pending:
+            self._pq.write_table(pa.concat_tables(self._pending), row_group_size=max(self._pending_rows, 1))
+        self._pending, self._pending_rows = [], 0
+
+    def _finish(self) -> None:
+        if self.parquet and self._schema is not None:
+            self._flush()
+        super()._finish()
+
+    def _handles(self) -> list[Any]:
+        return [h for h in (self._fh, self._pq) if h is not None]
 
 
 class ArrayWriter(FileWriter):
@@ -383,20 +413,10 @@ class ArrayWriter(FileWriter):
                     shutil.copyfileobj(spool, entry, _COPY_BLOCK)
         super()._finish()
 
-    def _close_handles(self) -> None:
-        for spool in self._spools.values():
-            spool.close()
-        self._spools = {}
-        if self._entry is not None:
-            with contextlib.suppress(ValueError):  # a failed write can leave the entry half-closed
-                self._entry.close()
-            self._entry = None
-        if self._zip is not None:
-            self._zip.close()
-            self._zip = None
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+    def _handles(self) -> list[Any]:
+        # the zip entry before the zip (which refuses to close under an open entry); closing either
+        # twice does nothing
+        return [h for h in (*self._spools.values(), self._entry, self._zip, self._fh) if h is not None]
 
 
 def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:

@@ -319,7 +319,7 @@ class TabularDomain(Domain):
         return SUFFIXES
 
     def open_writer(self, path: Path, spec: dict[str, Any], n: int) -> TableWriter:
-        """CSV (header once, rows appended chunk by chunk) or Parquet (a row group per chunk)."""
+        """CSV (header once, rows appended chunk by chunk) or Parquet (row groups of 65,536 rows)."""
         return TableWriter(path, n)
 
     def bytes_per_sample(self, spec: dict[str, Any], suffix: str) -> int:
