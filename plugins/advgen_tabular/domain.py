@@ -161,7 +161,7 @@ class TabularDomain(Domain):
                 if len(classes) > MAX_CLASSES:
                     raise InvalidDataError(
                         f"label column {label!r} has {len(classes)} distinct values; conditioning needs at most "
-                        f"{MAX_CLASSES} (pick another --label, or train with --no-conditional)"
+                        f"{MAX_CLASSES} (pick another --label, or train with --unconditional)"
                     )
                 counts = labels.value_counts().reindex(classes).to_numpy()
                 conditions = {"name": label, "classes": classes, "counts": [int(c) for c in counts]}
