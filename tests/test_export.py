@@ -228,7 +228,7 @@ def test_integer_parity_must_be_exact(exported: dict[str, Path]) -> None:
 
     outputs = json.loads(manifest_path(exported["table"]).read_text())["outputs"]
     module = _ExportAdapter(ToyTableDecoder(run.generator), True)
-    with pytest.raises(ExportError, match=r"output 'categorical' at batch \d+: \d+ category indices differ; largest"):
+    with pytest.raises(ExportError, match=r"output 'categorical' at batch \d+: \d+ of \d+ category indices differ \(argmax near-ties"):
         check_parity(module, model_bytes, outputs, 6, run.spec["conditions"], atol=1e9, rtol=1e9)
 
 
@@ -239,8 +239,23 @@ def test_rounded_integers_may_differ_by_one_rounding_step() -> None:
     assert _integer_mismatch("images", 1, torch_pixels, np.array([[127, 200]], dtype=np.uint8), exact=False) == 1.0
     with pytest.raises(ExportError, match="1 integer values differ by more than 1; largest difference 2"):
         _integer_mismatch("images", 1, torch_pixels, np.array([[128, 200]], dtype=np.uint8), exact=False)
-    with pytest.raises(ExportError, match="1 category indices differ"):
+    with pytest.raises(ExportError, match="1 of 1 category indices differ"):
         _integer_mismatch("protocol", 1, np.array([1]), np.array([2]), exact=True)
+
+
+def test_category_indices_may_differ_at_a_few_argmax_near_ties() -> None:
+    """A short-trained NSL-KDD generator's scores tie within float32 noise in about one value of 771
+    at batch 257; torch and onnxruntime then pick different categories. A few such rows pass, many fail."""
+    from advgen_export.onnx_export import _integer_mismatch
+
+    want = np.zeros((257, 3), dtype=np.int64)
+    one_tie = want.copy()
+    one_tie[247, 2] = 5
+    assert _integer_mismatch("categorical", 257, want, one_tie, exact=True) == 5.0
+    many = want.copy()
+    many[:20, 0] = 1
+    with pytest.raises(ExportError, match="20 of 771 category indices differ"):
+        _integer_mismatch("categorical", 257, want, many, exact=True)
 
 
 def test_rounded_float_columns_may_differ_by_one_step() -> None:

@@ -352,18 +352,33 @@ def _is_exact(desc: Mapping[str, Any]) -> bool:
 
 
 def _integer_mismatch(name: str, n: int, want: np.ndarray, have: np.ndarray, *, exact: bool) -> float:
-    """Exact outputs must be identical. Rounded ones (pixels, counts) may differ by one in at most
-    :func:`_flip_limit` of their values, where torch and onnxruntime straddle a .5 boundary by a
-    float32 ulp; nothing else is allowed."""
+    """Integer outputs agree except where float32 noise decides a boundary.
+
+    Rounded outputs (pixels, counts) may differ by one in at most :func:`_flip_limit` of their values,
+    where torch and onnxruntime straddle a .5 boundary by an ulp. Category indices come from an argmax:
+    where two of a row's scores tie to within float32 noise, the two runtimes may pick different ones,
+    so at most 1% of the indices may differ (none in batches under 100 values); a wrong graph changes
+    many.
+    """
     if have.dtype != want.dtype:
         raise ExportError(f"output {name!r}: torch gives {want.dtype}, onnxruntime {have.dtype}")
     diff = np.abs(want.astype(np.int64) - have.astype(np.int64))
-    bad = diff > (0 if exact else 1)
+    if exact:
+        flipped = diff > 0
+        ties = int(MAX_ROUNDING_FLIPS * diff.size)  # no allowance at all in small batches
+        if int(flipped.sum()) > ties:
+            at = np.unravel_index(int(np.argmax(diff)), diff.shape)
+            raise ExportError(
+                f"output {name!r} at batch {n}: {int(flipped.sum())} of {diff.size} category indices differ "
+                f"(argmax near-ties explain at most {ties}); e.g. torch {want[at]} vs "
+                f"onnxruntime {have[at]} at {list(map(int, at))}"
+            )
+        return float(diff.max(initial=0))
+    bad = diff > 1
     if bad.any():
         at = np.unravel_index(int(np.argmax(diff)), diff.shape)
-        what = "category indices" if exact else "integer values"
         raise ExportError(
-            f"output {name!r} at batch {n}: {int(bad.sum())} {what} differ{'' if exact else ' by more than 1'}; "
+            f"output {name!r} at batch {n}: {int(bad.sum())} integer values differ by more than 1; "
             f"largest difference {int(diff[at])} (torch {want[at]} vs onnxruntime {have[at]} at {list(map(int, at))})"
         )
     flips = int((diff == 1).sum())
