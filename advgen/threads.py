@@ -25,6 +25,56 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def other_runnable_processes(samples: int = 3, gap_s: float = 0.02) -> int:
+    """How many other processes are running or waiting for a CPU right now (Linux: ``procs_running``
+    in /proc/stat, the least of a few readings, less this process); 0 where the system does not say."""
+    import time
+
+    seen = []
+    for i in range(samples):
+        try:
+            with open("/proc/stat", "rb") as fh:
+                for line in fh:
+                    if line.startswith(b"procs_running"):
+                        seen.append(int(line.split()[1]))
+                        break
+        except (OSError, ValueError, IndexError):
+            return 0
+        if i + 1 < samples:
+            time.sleep(gap_s)
+    return max(0, min(seen) - 1) if seen else 0
+
+
+def training_threads(requested: int) -> tuple[int, str | None]:
+    """The torch threads a training run uses, and a note when they were chosen for the user.
+
+    ``requested`` > 0 is kept. With 0 (the default), a run takes the cores that other running
+    processes leave free (at least one): beside one busy job on 2 cores, 2 threads spin against it and
+    ran 10-30x slower than 1 thread did (benchmarks/threads_contention.py).
+    """
+    if requested > 0:
+        return requested, None
+    cores = available_cores()
+    busy = other_runnable_processes()
+    n = max(1, min(cores, cores - busy))
+    if n < cores:
+        return n, (
+            f"using {n} of {cores} CPU threads: {busy} other process{'es are' if busy != 1 else ' is'} running "
+            f"(choose with --threads N)"
+        )
+    return n, None
+
+
+def prefer_passive_waiting() -> None:
+    """Make OpenMP threads sleep instead of spin while they wait, unless the user chose otherwise.
+
+    Must run before torch loads its OpenMP runtime. Spinning threads take cores from whatever else
+    runs; beside a busy process, 2 spinning threads ran a training step ~30x slower than 2 sleeping
+    ones (benchmarks/threads_contention.py, docs in README "Threads").
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def default_threads() -> int:
     """``min(2, cores)``: evaluation's detectors are small, and two threads stay polite on a shared machine."""
     return min(2, available_cores())
