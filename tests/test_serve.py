@@ -172,7 +172,7 @@ def test_burst_of_clients_gets_answers_or_503_and_no_resets(model: GeneratorMode
 
 @pytest.mark.parametrize("dripping", ["headers", "body"])
 def test_slow_client_is_cut_off_at_the_deadline(model: GeneratorModel, dripping: str) -> None:
-    deadline, slack = 1.0, 1.0
+    deadline, slack = 1.0, 4.0  # generous for a busy machine; a client that is not cut off drips for 10 s
     with running(model, workers=2, request_timeout=deadline) as server:
         began = time.monotonic()
         with socket.create_connection(server.server_address[:2], timeout=10) as sock:
