@@ -110,13 +110,7 @@ def verify_file(manifest: Manifest, entry: FileEntry, path: Path, *, shown: Path
     """Raise InvalidDataError when ``path`` does not match the manifest's checksum (or row count)."""
     where = shown or path
     if entry.sha256:
-        actual = sha256_file(path)
-        if actual != entry.sha256:
-            raise InvalidDataError(
-                f"checksum mismatch for {where}: sha256 {actual[:16]}..., the {manifest.name} manifest "
-                f"expects {entry.sha256[:16]}...; the file is damaged or another version: delete it "
-                f"and run `advgen datasets fetch {manifest.name}`"
-            )
+        _check_digest(manifest, where, "sha256", sha256_file(path), entry.sha256)
         return
     want = expected_lines(manifest, entry)
     if want is not None and manifest.layouts[_layout_of(manifest, entry)].format.type == "csv":
@@ -128,13 +122,16 @@ def verify_file(manifest: Manifest, entry: FileEntry, path: Path, *, shown: Path
                 f"run `advgen datasets fetch {manifest.name}`"
             )
     if entry.git_sha1:
-        actual = git_blob_sha1(path)
-        if actual != entry.git_sha1:
-            raise InvalidDataError(
-                f"checksum mismatch for {where}: git blob id {actual[:16]}..., the {manifest.name} manifest "
-                f"expects {entry.git_sha1[:16]}...; the file is damaged or another version: delete it "
-                f"and run `advgen datasets fetch {manifest.name}`"
-            )
+        _check_digest(manifest, where, "git blob id", git_blob_sha1(path), entry.git_sha1)
+
+
+def _check_digest(manifest: Manifest, where: Path, kind: str, actual: str, expected: str) -> None:
+    if actual != expected:
+        raise InvalidDataError(
+            f"checksum mismatch for {where}: {kind} {actual[:16]}..., the {manifest.name} manifest "
+            f"expects {expected[:16]}...; the file is damaged or another version: delete it "
+            f"and run `advgen datasets fetch {manifest.name}`"
+        )
 
 
 def _layout_of(manifest: Manifest, entry: FileEntry) -> str:
