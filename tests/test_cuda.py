@@ -35,3 +35,17 @@ def test_autocast_runs_in_bfloat16(tmp_path):
     trainer.d_step()
     handle.remove()
     assert torch.bfloat16 in seen
+
+
+def test_export_after_cuda_training(tmp_path, data_dir):
+    """A tabular run trained on CUDA exports and its model samples with onnxruntime."""
+    from advgen.api import train
+    from advgen_export.onnx_export import export
+    from advgen_export.runtime import load
+
+    run = train({"plugin": "tabular", "steps": 50, "batch_size": 256, "device": "cuda", "n_samples": 0,
+                 "out": str(tmp_path / "run")})
+    result = export(run, tmp_path / "m.onnx")
+    assert result.parity is not None
+    rows = load(tmp_path / "m.onnx").sample(20, seed=0)
+    assert len(rows) == 20

@@ -203,11 +203,12 @@ def test_decoder_matches_onnx_runtime(tmp_path, nsl_transform):
 def test_export_module_agrees_with_decode(short_run):
     spec = short_run.spec
     module = DOMAIN.export_module(short_run.generator, spec)
-    z = torch.randn(100, short_run.config.z_dim)
-    cond = torch.randint(0, len(spec["conditions"]["classes"]), (100,))
+    device = next(short_run.generator.parameters()).device  # CUDA where the run trained there
+    z = torch.randn(100, short_run.config.z_dim, device=device)
+    cond = torch.randint(0, len(spec["conditions"]["classes"]), (100,), device=device)
     with torch.no_grad():
-        num, cat = module(z, cond)
-        rows = DOMAIN.decode(short_run.generator(z, cond), cond.numpy(), spec)
+        num, cat = (t.cpu() for t in module(z, cond))
+        rows = DOMAIN.decode(short_run.generator(z, cond).cpu(), cond.cpu().numpy(), spec)
     outputs = DOMAIN.export_outputs(spec)
     assert [o["name"] for o in outputs] == ["numeric", "categorical"]
     assert num.dtype == torch.float32 and cat.dtype == torch.int64
@@ -420,3 +421,22 @@ def test_user_csv_with_a_label_trains_and_samples(tmp_path):
     with pytest.raises(AdvgenError, match="unknown condition 'category'"):
         run.sample(5, condition="category=dos")
     assert DOMAIN.labels(rows, run.spec).tolist() == ["scan"] * 50
+
+
+def test_export_module_follows_the_generator_to_its_device(short_run, monkeypatch):
+    """A run trained on CUDA exports without moving it first: the decoder's lookup tables go to the
+    generator's device (on CUDA, tables left on the CPU failed in index_select). Without a GPU here, a
+    spy on the decoder's ``.to`` checks where it is sent; tests/test_cuda.py runs it for real."""
+    from advgen_tabular import transform
+
+    sent = []
+    original = transform.TableDecoder.to
+
+    def spy(self, *args, **kwargs):
+        sent.append(torch.device(args[0]) if args else kwargs.get("device"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(transform.TableDecoder, "to", spy)
+    module = DOMAIN.export_module(short_run.generator, short_run.spec)
+    assert sent == [next(short_run.generator.parameters()).device]
+    assert {b.device for b in module.buffers()} == {sent[0]}

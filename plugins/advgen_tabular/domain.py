@@ -439,7 +439,9 @@ class TabularDomain(Domain):
     # --- export --------------------------------------------------------------------------------
 
     def export_module(self, generator: nn.Module, spec: dict[str, Any]) -> nn.Module:
-        return TabularExport(generator, TableDecoder(spec["transform"]))
+        # the decoder's lookup tables live where the generator does (a run trained on CUDA exports too)
+        device = next(generator.parameters()).device
+        return TabularExport(generator, TableDecoder(spec["transform"]).to(device))
 
     def export_outputs(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
         info = TableTransform.from_dict(spec["transform"]).output_info()
