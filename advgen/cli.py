@@ -73,6 +73,7 @@ def _load_plugin_commands(group: click.Group) -> None:
     for module, attach in (
         ("advgen_datasets.cli", lambda m: m.register(group.commands["datasets"])),
         ("advgen.eval_cli", lambda m: m.register(group)),
+        ("advgen.adversarial.cli", lambda m: m.register(group)),
         ("advgen_export.torch_cli", lambda m: m.register(group)),
     ):
         try:

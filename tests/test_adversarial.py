@@ -1,0 +1,373 @@
+"""advgen evade / harden: the threat model holds bit for bit, queries are counted, attacks work where they
+can and fail where they cannot, bad input is one line. Small NSL-KDD subsamples, one thread."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from advgen.adversarial.blackbox import BlackBox, QueryBudgetExhausted
+from advgen.adversarial.gan_attack import GanAttack, GanConfig
+from advgen.adversarial.metrics import eir, functional_changes
+from advgen.adversarial.space import AttackSpace
+from advgen.adversarial.threat import ThreatModel, preset
+from advgen.cli import cli
+from advgen.errors import InvalidDataError
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(rounds=6, query_batch=100, d_steps=10, g_steps=10, batch=128, hidden=64, normal_queries=300,
+             attack_queries=200, final_tries=1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="module")
+def kdd():
+    """3,000 training rows and 1,500 test rows of NSL-KDD (every category present)."""
+    from advgen.adversarial.data import load_attack_table
+
+    for c in (os.environ.get("ADVGEN_DATA"), str(REPO.parent / "shared" / "datasets")):
+        if c and (Path(c) / "nsl-kdd" / "KDDTrain+_20Percent.txt").is_file():
+            os.environ["ADVGEN_DATA"] = c
+            break
+    else:
+        pytest.fail("NSL-KDD files not found: set ADVGEN_DATA")
+    train = load_attack_table("nsl-kdd:train20")
+    test = load_attack_table("nsl-kdd:test", like=train)
+    rng = np.random.default_rng(0)
+    train = train.subset(np.sort(rng.choice(len(train.df), 3000, replace=False)))
+    test = test.subset(np.sort(rng.choice(len(test.df), 1500, replace=False)))
+    space = AttackSpace.fit(pd.concat([train.df, test.df], ignore_index=True), train.features, train.label)
+    return train, test, space
+
+
+def _classes(table):
+    cmap = table.category_map
+
+    def classes(df):
+        labels = df[table.label].astype(str)
+        return labels.map(cmap).fillna(labels).astype(str).to_numpy()
+
+    return classes
+
+
+class RuleDetector:
+    """A detector that calls a row an attack when ``rule(df)`` holds: a controlled black box."""
+
+    def __init__(self, rule, name="rule"):
+        self.rule, self.name = rule, name
+
+    def predict(self, df):
+        return np.asarray(self.rule(df), dtype=np.int64)
+
+    def score(self, df):
+        return None
+
+
+def _dos(test):
+    return test.df[test.classes() == "dos"].reset_index(drop=True)
+
+
+def _attack(blackbox, train, space, threat, seed=0, **cfg):
+    normal = train.df[train.classes() == "normal"]
+    return GanAttack(blackbox, space, threat, _classes(train), seed=seed, normal_rows=normal,
+                     config=GanConfig(**{**SMALL, **cfg}))
+
+
+# --- the threat model holds ------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.0, 1.0, 10.0, 1e6]),
+       density=st.floats(0.0, 1.0), wild=st.booleans())
+def test_functional_features_are_bit_identical_on_arbitrary_rows(kdd, seed, scale, density, wild):
+    train, test, space = kdd
+    rng = np.random.default_rng(seed)
+    rows = test.df.iloc[rng.choice(len(test.df), 64, replace=False)].reset_index(drop=True)
+    if wild:
+        # values the fit never saw: an unknown service, counts and rates far beyond their ranges
+        rows.loc[rng.random(64) < 0.3, "service"] = "never_seen"
+        rows["src_bytes"] = rng.integers(0, 2**40, 64)
+        rows["same_srv_rate"] = rng.uniform(-5, 5, 64)
+        rows["duration"] = rows["duration"].astype(np.int64) * 0 + rng.integers(0, 10**9, 64)
+    mask = rng.random((64, len(space.names))) < density
+    up = rng.random((64, len(space.names))) < 0.2
+    enc = space.encode(rows) + scale * rng.standard_normal((64, space.dim)).astype(np.float32)
+    adv = space.realise(enc, rows, mask, up)
+    changes = functional_changes(rows, adv, mask, space.names)
+    assert changes["cells"] == 0, changes["per_column"]
+    assert list(adv.columns) == list(rows.columns)
+    for j, col in enumerate(space.names):  # modifiable columns that may only grow did not shrink
+        m = mask[:, j] & up[:, j]
+        if m.any() and pd.api.types.is_numeric_dtype(rows[col]):
+            assert (adv[col].to_numpy()[m] >= rows[col].to_numpy()[m]).all(), col
+    if not wild:
+        assert space.validity(adv).mean() >= space.validity(rows).mean()
+
+
+def test_add_only_never_removes_a_feature():
+    rng = np.random.default_rng(1)
+    names = [f"f{j:03d}" for j in range(20)]
+    X = (rng.random((400, 20)) < 0.3).astype(np.int64)
+    X[:, 1] = X[:, 0] * X[:, 1]  # a dependence: f001 only where f000 (a zero rule)
+    df = pd.DataFrame(X, columns=names)
+    df["label"] = np.where(rng.random(400) < 0.5, "malware", "benign")
+    cols = [(n, "flag") for n in names]
+    space = AttackSpace.fit(df, cols, "label")
+    assert any(r["type"] == "zero" for r in space.rules)
+    threat = preset("malgan", cols, {})
+    rows = df[df.label == "malware"].reset_index(drop=True)
+    mask, up = threat.mask(["malware"] * len(rows)), threat.up_mask(["malware"] * len(rows))
+    for scale in (1.0, 5.0, 50.0):
+        enc = space.encode(rows) + scale * rng.standard_normal((len(rows), space.dim)).astype(np.float32)
+        adv = space.realise(enc, rows, mask, up)
+        before, after = rows[names].to_numpy(), adv[names].to_numpy()
+        assert not ((before == 1) & (after == 0)).any()
+        assert ((before == 0) & (after == 1)).any()  # something was added
+        assert space.validity(adv).all()
+
+
+# --- what an attack can and cannot do ----------------------------------------------------------------
+
+
+def test_detector_blind_to_modifiable_features_gives_eir_zero(kdd):
+    train, test, space = kdd
+    rows = _dos(test)
+    # functional for DoS under idsgan: intrinsic and time-based features only
+    det = RuleDetector(lambda df: (df["serror_rate"] > 0.5) | (df["flag"] != "SF") | (df["count"] > 100))
+    threat = preset("idsgan", train.features, train.feature_groups)
+    before = det.predict(rows).mean()
+    assert before > 0.5
+    bb = BlackBox(det, budget=20_000)
+    adv = _attack(bb, train, space, threat).generate(rows)
+    assert eir(before, det.predict(adv).mean()) == 0.0
+    bb2 = BlackBox(det, budget=20_000)
+    from advgen.adversarial.mimicry import Mimicry
+
+    adv2 = Mimicry(bb2, space, threat, _classes(train), normal_rows=train.df[train.classes() == "normal"], k=8).generate(rows)
+    assert eir(before, det.predict(adv2).mean()) == 0.0
+
+
+def test_detector_keyed_on_one_modifiable_feature_is_evaded(kdd):
+    train, test, space = kdd
+    rows = _dos(test)
+    det = RuleDetector(lambda df: df["dst_host_serror_rate"] > 0.5)  # host-based: modifiable for DoS
+    threat = preset("idsgan", train.features, train.feature_groups)
+    before = det.predict(rows).mean()
+    assert before > 0.15
+    bb = BlackBox(det, budget=5_000)
+    adv = _attack(bb, train, space, threat, final_tries=0).generate(rows)
+    assert eir(before, det.predict(adv).mean()) >= 0.9
+    assert bb.queries <= 5_000
+    assert functional_changes(rows, adv, threat.mask(_classes(train)(rows)), space.names)["cells"] == 0
+
+
+def test_queries_are_counted_and_the_budget_stops_training(kdd):
+    train, test, space = kdd
+    rows = _dos(test)
+    calls = []
+    det = RuleDetector(lambda df: calls.append(len(df)) or (df["dst_host_serror_rate"] > 0.5))
+    bb = BlackBox(det, budget=900)
+    attack = _attack(bb, train, space, preset("idsgan", train.features, train.feature_groups), rounds=50, final_tries=0)
+    attack.fit(rows)
+    assert bb.queries == sum(calls) == 900  # 300 normal + 200 attack rows, then 4 rounds of 100
+    assert attack.round == 4
+    assert attack.stopped is not None and "query budget reached" in attack.stopped
+    with pytest.raises(QueryBudgetExhausted, match="query budget of 900"):
+        bb.predict(rows.iloc[:1])
+    assert sum(calls) == 900  # the refused question never reached the detector
+
+
+def test_saved_generator_disguises_new_rows_without_queries_and_resumes(kdd, tmp_path):
+    train, test, space = kdd
+    rows = _dos(test)
+    det = RuleDetector(lambda df: df["dst_host_serror_rate"] > 0.5)
+    threat = preset("idsgan", train.features, train.feature_groups)
+    bb = BlackBox(det, budget=10_000)
+    attack = _attack(bb, train, space, threat, rounds=2, checkpoint_every=1)
+    attack.run_dir = tmp_path
+    attack.fit(train.df[train.classes() == "dos"])
+    payload = torch.load(tmp_path / "attack.pt", weights_only=True)
+    assert payload["step"] == 2
+    # resume: a new attack picks up the nets, the buffer and the query count, and trains two more rounds
+    from advgen.adversarial.gan_attack import load_attack_checkpoint
+
+    bb2 = BlackBox(det, budget=10_000)
+    again = _attack(bb2, train, space, threat, rounds=4, checkpoint_every=1)
+    again.load_state(load_attack_checkpoint(tmp_path))
+    again.fitted = False
+    assert again.round == 2 and bb2.queries == bb.queries
+    again.fit(train.df[train.classes() == "dos"])
+    assert again.round == 4 and bb2.queries == bb.queries + 200
+    # a saved generator disguises rows it never saw, asking nothing
+    from advgen.adversarial.api import load_generator
+
+    gen = load_generator(tmp_path, row_classes=_classes(train))
+    adv = gen.disguise(rows, tries=0)
+    assert gen.blackbox.queries == 0
+    assert functional_changes(rows, adv, threat.mask(_classes(train)(rows)), space.names)["cells"] == 0
+    assert det.predict(adv).mean() < det.predict(rows).mean()
+
+
+# --- hardening -------------------------------------------------------------------------------------
+
+
+def _controlled_csv(path: Path, n: int, seed: int) -> None:
+    """Attacks told apart perfectly by a modifiable column ``m`` and almost by a functional one ``f``."""
+    rng = np.random.default_rng(seed)
+    attack = rng.random(n) < 0.5
+    f = np.where(attack, rng.integers(40, 100, n), rng.integers(0, 45, n))
+    m = np.where(attack, rng.integers(60, 100, n), rng.integers(0, 40, n))
+    r = np.round(np.where(attack, rng.uniform(0.5, 1, n), rng.uniform(0, 0.5, n)), 2)
+    pd.DataFrame({"f": f, "m": m, "r": r, "label": np.where(attack, "attack", "normal")}).to_csv(path, index=False)
+
+
+def test_harden_improves_detection_of_fresh_disguised_rows(tmp_path):
+    from advgen.adversarial.api import harden
+
+    _controlled_csv(tmp_path / "train.csv", 1200, 0)
+    _controlled_csv(tmp_path / "test.csv", 600, 1)
+    report = harden(
+        str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), label="label", detector="decision-tree",
+        frozen="f", rounds=1, query_budget=3_000, config={**SMALL, "rounds": 8, "final_tries": 1},
+        out=tmp_path / "run",
+    )
+    first, last = report["rounds"][0], report["rounds"][-1]
+    assert first["dr_adversarial"] < 0.5  # the disguise beats the original tree (it split on m)
+    assert last["dr_adversarial"] >= first["dr_adversarial"] + 0.3
+    assert last["dr_clean"] >= first["dr_clean"] - 0.05
+    assert (tmp_path / "run" / "hardening_rows.csv").is_file()
+
+
+# --- bad input is one clear line ---------------------------------------------------------------------
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def _one_line(result, *needles: str) -> None:
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.startswith("Error")]
+    assert len(lines) == 1, result.output
+    for n in needles:
+        assert n in lines[0], result.output
+
+
+@pytest.fixture(scope="module")
+def small_csvs(kdd, tmp_path_factory):
+    train, test, _ = kdd
+    d = tmp_path_factory.mktemp("adv")
+    train.df.iloc[:1500].to_csv(d / "train.csv", index=False)
+    test.df[test.classes() != "u2r"].iloc[:800].to_csv(d / "test.csv", index=False)
+    groups = "\n".join(f"{g} = {list(m)!r}".replace("'", '"') for g, m in train.feature_groups.items())
+    (d / "schema.toml").write_text(f'label = "label"\n[feature_groups]\n{groups}\n')
+    return d
+
+
+def _evade_args(d: Path, *extra: str) -> list[str]:
+    return ["evade", "--data", str(d / "train.csv"), "--attacks", str(d / "test.csv"), "--schema", str(d / "schema.toml"),
+            "--out", str(d / "run"), "--overwrite", "--quiet", *extra]
+
+
+def test_unknown_category_is_one_line(small_csvs):
+    _one_line(_invoke(*_evade_args(small_csvs, "--category", "nope", "--frozen", "intrinsic")), "unknown", "'nope'")
+
+
+def test_category_absent_from_attack_rows_is_one_line(small_csvs):
+    # the CSV has no category map, so classes are labels: a label the attack rows lack
+    _one_line(_invoke(*_evade_args(small_csvs, "--label-value", "rootkit", "--frozen", "intrinsic")), "rootkit")
+
+
+def test_category_absent_from_a_registered_layout_is_one_line(kdd, tmp_path):
+    """A copy of KDDTest+ without its u2r rows, read with the NSL-KDD layout: --category u2r finds none."""
+    train, _, _ = kdd
+    u2r = {lab for lab, cat in train.category_map.items() if cat == "u2r"}
+    src = Path(os.environ["ADVGEN_DATA"]) / "nsl-kdd" / "KDDTest+.txt"
+    lines = [ln for ln in src.read_text().splitlines()[:2000] if ln.split(",")[41] not in u2r]
+    (tmp_path / "test.txt").write_text("\n".join(lines) + "\n")
+    res = _invoke("evade", "--data", "nsl-kdd:train20", "--attacks", str(tmp_path / "test.txt"), "--category", "u2r",
+                  "--preset", "idsgan", "--out", str(tmp_path / "run"), "--quiet")
+    _one_line(res, "no rows of category u2r")
+
+
+def test_nothing_modifiable_is_one_line(small_csvs):
+    _one_line(_invoke(*_evade_args(small_csvs, "--frozen", "intrinsic,content,time,host")), "nothing is modifiable")
+
+
+def test_detector_without_predict_is_one_line(small_csvs, tmp_path):
+    from sklearn.preprocessing import StandardScaler
+
+    path = tmp_path / "scaler.pkl"
+    path.write_bytes(pickle.dumps(StandardScaler()))
+    _one_line(_invoke(*_evade_args(small_csvs, "--frozen", "intrinsic", "--unsafe-load-detector", str(path))), "predict")
+    with pytest.raises(InvalidDataError, match="no predict"):
+        BlackBox(object())
+
+
+def test_onnx_detector_with_wrong_input_width_is_one_line(small_csvs, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 5])
+    y = helper.make_tensor_value_info("label", TensorProto.INT64, [None])
+    graph = helper.make_graph([helper.make_node("ArgMax", ["X"], ["label"], axis=1, keepdims=0)], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "five.onnx"
+    onnx.save(model, path)
+    _one_line(_invoke(*_evade_args(small_csvs, "--frozen", "intrinsic", "--detector", str(path))),
+              "expects 5 input features")
+
+
+def test_onnx_detector_of_the_right_width_is_attacked(small_csvs, tmp_path):
+    """The ONNX path end to end: a model on advgen's detector features is loaded and queried."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from advgen.adversarial.api import detector_features
+
+    feat = detector_features(str(small_csvs / "train.csv"), schema_file=str(small_csvs / "schema.toml"))
+    # attack iff the feature dst_host_serror_rate > 0.5: a MatMul picks it out, then Greater and Cast
+    w = np.zeros((feat.width, 1), dtype=np.float32)
+    w[feat.names.index("dst_host_serror_rate"), 0] = 1.0
+    nodes = [
+        helper.make_node("MatMul", ["X", "W"], ["s"]),
+        helper.make_node("Greater", ["s", "T"], ["g"]),
+        helper.make_node("Cast", ["g"], ["c"], to=TensorProto.INT64),
+        helper.make_node("Flatten", ["c"], ["f"], axis=0),
+        helper.make_node("Squeeze", ["f", "axes"], ["label"]),
+    ]
+    inits = [helper.make_tensor("W", TensorProto.FLOAT, w.shape, w.reshape(-1)),
+             helper.make_tensor("T", TensorProto.FLOAT, [], [0.5]),
+             helper.make_tensor("axes", TensorProto.INT64, [1], [0])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, feat.width])],
+                              [helper.make_tensor_value_info("label", TensorProto.INT64, [None])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "rule.onnx"
+    onnx.save(model, path)
+    from advgen.adversarial.api import evade
+
+    res = evade(str(small_csvs / "train.csv"), str(small_csvs / "test.csv"), schema_file=str(small_csvs / "schema.toml"),
+                label_value="neptune", detector=str(path), frozen="intrinsic,time", query_budget=3_000,
+                config={**SMALL, "final_tries": 0}, baselines=(), transfer=[], realism=False)
+    gan = res.report["attacks"]["gan"]
+    assert gan["detection_rate"]["before"] > 0.2
+    assert gan["eir"] >= 0.9 and gan["functional_changes"]["cells"] == 0
