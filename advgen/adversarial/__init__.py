@@ -9,6 +9,14 @@
 docs/adversarial.md explains the threat models, the attack and the figures.
 """
 
-from advgen.adversarial.api import EvadeResult, disguise, evade, harden, load_generator
+from typing import Any
 
 __all__ = ["EvadeResult", "disguise", "evade", "harden", "load_generator"]
+
+
+def __getattr__(name: str) -> Any:  # imported on first use: `advgen --help` lists the commands without torch
+    if name in __all__:
+        from advgen.adversarial import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'advgen.adversarial' has no attribute {name!r}")
