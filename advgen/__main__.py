@@ -1,3 +1,6 @@
+"""``python -m advgen``: the command line, as torchrun launches it (``torchrun ... -m advgen train``)."""
+
 from advgen.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

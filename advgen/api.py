@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +22,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from advgen import distributed
 from advgen.checkpoint import CHECKPOINT_NAME, load_checkpoint, resolve_checkpoint
 from advgen.config import TrainConfig
 from advgen.domain import Domain, RealData, ValidationReport, run_validators
 from advgen.engine import Trainer, amp_supported, resolve_device, seed_everything, write_json
 from advgen.errors import AdvgenError, CheckpointError
 from advgen.io import temp_target_name, write_error
+from advgen.parts import JOINABLE, join_parts, part_path, remove_parts
 from advgen.plugins import PluginManager, get_manager
+from advgen.threads import training_threads
 from advgen.sampling import check_memory, check_seed, chunk_rows, chunk_seed, chunk_spans, random_seed
 from advgen.writers import check_output_size
 
@@ -81,9 +86,28 @@ def train(
     A new run refuses a directory that already holds a run's files unless ``overwrite`` is true; then
     those files are deleted before training starts. A directory that also holds files advgen does not
     write is refused even so, so that ``overwrite`` never deletes anything of the user's.
+
+    Launched by torchrun (``WORLD_SIZE`` > 1), every process trains with DistributedDataParallel on
+    batches of its own (the effective batch is ``batch_size`` times the number of processes) and rank 0
+    alone writes the run and calls ``log``; see :mod:`advgen.distributed`. The checkpoint is the same as
+    one process writes, so a run resumes in any number of processes.
     """
     manager = manager or get_manager()
-    say = log or (lambda _line: None)
+    with distributed.launched() as world:
+        return _train(config, world, progress, resume, manager, log, overwrite)
+
+
+def _train(
+    config: TrainConfig | dict[str, Any],
+    world: distributed.World,
+    progress: bool,
+    resume: str | Path | None,
+    manager: PluginManager,
+    log: Any,
+    overwrite: bool,
+) -> Run:
+    main = world.main
+    say = log if log is not None and main else (lambda _line: None)
     if resume is not None and overwrite:
         raise AdvgenError("--resume continues a run and --overwrite starts one over: pass only one of them")
     if resume is not None:
@@ -110,12 +134,15 @@ def train(
             if not values.get("plugin"):
                 raise AdvgenError("no plugin given; choose one with --plugin NAME")
             cfg, domain = build_config(values.pop("plugin"), values, manager)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    threads, threads_note = training_threads(cfg.threads)
+    torch.set_num_threads(threads)
+    if threads_note:
+        say(f"note: {threads_note}")
     run_dir = Path(cfg.out or _default_out(domain.name))
-    stale = _previous_run_files(run_dir, overwrite) if payload is None else []
+    world.join(cfg.device)
+    stale = _previous_run_files(run_dir, overwrite) if payload is None and main else []
     cfg.out = str(run_dir)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed)  # the same in every process: nets and data transforms start alike
     t0 = time.perf_counter()
     data = domain.load_data(cfg)
     load_seconds = time.perf_counter() - t0
@@ -123,26 +150,38 @@ def train(
         say(f"note: {note}")
     if payload is not None:
         data.spec = payload["spec"]
+    elif not world.agree(json.dumps(data.spec, sort_keys=True, default=str) + str(tuple(data.x.shape))):
+        raise AdvgenError(
+            "the processes read different training data (another file, or another version of it): "
+            "every process must see the same --data or dataset"
+        )
     version = manager.domain_plugin_version(domain.name)
-    trainer = Trainer(cfg, domain, data, manager, run_dir, plugin_version=version)
+    trainer = Trainer(cfg, domain, data, manager, run_dir, plugin_version=version, world=world)
     if payload is not None:
         trainer.load_state(payload)
-    # the previous run goes only now that the new one has its data and nets: a bad flag loses nothing
-    _remove_files(stale)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise write_error(exc, run_dir) from None
-    write_json(run_dir / "config.json", cfg.to_dict())
+    if main:
+        # the previous run goes only now that the new one has its data and nets: a bad flag loses nothing
+        _remove_files(stale)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(exc, run_dir) from None
+        write_json(run_dir / "config.json", cfg.to_dict())
+    batch = (
+        f" (batch {cfg.batch_size} per process, {cfg.batch_size * world.size} in all)" if world.size > 1 else ""
+    )
     say(
         f"training {domain.name} on {data.x.shape[0]} rows for {cfg.steps - trainer.step} steps "
-        f"on {trainer.device} -> {run_dir}"
+        f"on {trainer.device}{world.describe()}{batch} -> {run_dir}"
     )
     summary = trainer.train(progress=progress)
     summary["data_rows"] = int(data.x.shape[0])
     summary["load_seconds"] = round(load_seconds, 3)
     run = Run(run_dir, domain, trainer.spec, cfg, trainer.sampling_generator(), trainer.device, manager)
     run._real = data
+    if not main:
+        run.summary = summary
+        return run  # rank 0 writes the samples, plots and summary
     if cfg.n_samples > 0:
         summary.update(run.write_outputs(cfg.n_samples, seed=cfg.seed))
     write_json(run_dir / "summary.json", summary)
@@ -277,6 +316,13 @@ class Run:
         array of class indices, one per sample. ``n == 0`` gives one empty piece. Arguments are checked
         before the first piece is asked for.
         """
+        plan = self._sampling_plan(n, condition, seed)
+        return ((x, cond) for _, x, cond in self._encoded_chunks(n, *plan))
+
+    def _sampling_plan(
+        self, n: int, condition: str | dict[str, Any] | np.ndarray | None, seed: int | None
+    ) -> tuple[int, torch.Tensor | None, torch.Tensor | None]:
+        """The arguments checked: the seed, and the fixed classes or class probabilities of a condition."""
         _check_count(n)
         seed = check_seed(seed) if seed is not None else random_seed()
         fixed: torch.Tensor | None = None
@@ -293,18 +339,28 @@ class Run:
         else:
             p = self.condition_probs(condition)
             probs = torch.as_tensor(p, dtype=torch.float64) if p is not None else None
-        return self._encoded_chunks(n, seed, fixed, probs)
+        return seed, fixed, probs
 
     @torch.no_grad()
     def _encoded_chunks(
-        self, n: int, seed: int, fixed: torch.Tensor | None, probs: torch.Tensor | None, batch: int = 8192
-    ) -> Iterator[tuple[torch.Tensor, np.ndarray | None]]:
+        self,
+        n: int,
+        seed: int,
+        fixed: torch.Tensor | None,
+        probs: torch.Tensor | None,
+        batch: int = 8192,
+        shard: tuple[int, int] = (0, 1),
+    ) -> Iterator[tuple[int, torch.Tensor, np.ndarray | None]]:
+        """``(chunk index, encoded rows, classes)`` a generator batch at a time, for the chunks
+        ``k`` with ``k % shard[1] == shard[0]`` (all of them by default)."""
         size = chunk_rows()
         conditional = fixed is not None or probs is not None
         for index, start, stop in chunk_spans(n, size):
+            if index % shard[1] != shard[0]:
+                continue
             rows = stop - start
             if rows == 0:
-                yield torch.zeros((0, *self.spec["shape"])), (np.zeros(0, dtype=np.int64) if conditional else None)
+                yield index, torch.zeros((0, *self.spec["shape"])), (np.zeros(0, dtype=np.int64) if conditional else None)
                 continue
             # a full chunk's latents, then its classes, whatever ``rows``: chunk k's rows never depend on n
             gen = torch.Generator().manual_seed(chunk_seed(seed, index))
@@ -320,7 +376,7 @@ class Run:
                 cb = cond[i : i + batch] if cond is not None else None
                 with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                     out = self.generator(zb, cb.to(self.device) if cb is not None else None)
-                yield out.float().cpu(), (cb.numpy() if cb is not None else None)
+                yield index, out.float().cpu(), (cb.numpy() if cb is not None else None)
 
     def iter_samples(
         self, n: int, condition: str | dict[str, Any] | np.ndarray | None = None, seed: int | None = None
@@ -368,6 +424,7 @@ class Run:
         *,
         validate: bool = False,
         progress: Callable[[int], None] | None = None,
+        world: distributed.World | None = None,
     ) -> SamplesWritten:
         """Write ``n`` samples to ``path`` (the suffix picks the format) one chunk at a time, so that
         memory does not grow with ``n``; the rows equal :meth:`sample`'s for the same arguments.
@@ -377,8 +434,15 @@ class Run:
         a full disk or Ctrl-C leaves an earlier file at ``path`` untouched and no temporary file.
         ``validate`` also counts how many samples pass the validators; ``progress`` is called with
         the number of samples of each chunk once it is written.
+
+        With a ``world`` of several processes (torchrun) each process draws and writes the chunks
+        ``k`` with ``k % processes == rank`` to part files beside ``path``, and rank 0 joins them in
+        order into the file one process would write (CSV, Parquet, NPZ and NPY); an unseeded sample
+        takes rank 0's random seed, and the validator counts are summed over the processes.
         """
         target = Path(path)
+        if world is not None and world.size > 1:
+            return self._write_sharded(target, n, condition, seed, validate, progress, world)
         chunks = self.iter_encoded(n, condition, seed)
         suffix = target.suffix.lower()
         check_output_size(target, n * int(self.domain.bytes_per_sample(self.spec, suffix)), n)
@@ -406,6 +470,79 @@ class Run:
                 if progress is not None:
                     progress(count)
         return SamplesWritten(target, n, tally)
+
+    def _write_sharded(
+        self,
+        target: Path,
+        n: int,
+        condition: str | dict[str, Any] | np.ndarray | None,
+        seed: int | None,
+        validate: bool,
+        progress: Callable[[int], None] | None,
+        world: distributed.World,
+    ) -> SamplesWritten:
+        suffix = target.suffix.lower()
+        domain = type(self.domain)
+        if suffix not in JOINABLE or domain.open_writer is Domain.open_writer and domain.write_samples is not Domain.write_samples:
+            raise AdvgenError(
+                f"several processes write samples as {', '.join(s for s in JOINABLE if s in self.domain.sample_suffixes())}; "
+                f"write {suffix or 'a folder'} in one process (advgen sample without torchrun)"
+            )
+        _check_count(n)
+        # one seed for all: an unseeded sample takes rank 0's
+        seed = world.broadcast_int(check_seed(seed) if seed is not None else random_seed())
+        seed, fixed, probs = self._sampling_plan(n, condition, seed)
+        check_output_size(target, n * int(self.domain.bytes_per_sample(self.spec, suffix)), n)
+        token = f"{world.broadcast_int(secrets.randbits(62)):016x}"
+        spans = list(chunk_spans(n))
+        parts = [part_path(target, token, index) for index, _, _ in spans]
+        rows = {index: stop - start for index, start, stop in spans}
+        tally = _Tally(self.validators()) if validate else None
+        try:
+            writer = None
+            try:
+                for index, x, cond in self._encoded_chunks(n, seed, fixed, probs, shard=(world.rank, world.size)):
+                    if writer is None or writer.path != parts[index]:
+                        if writer is not None:
+                            writer.close()
+                        writer = self.domain.open_writer(parts[index], self.spec, rows[index])
+                    samples = self.domain.decode(x, cond, self.spec)
+                    writer.write(samples)
+                    count = self.domain.num_samples(samples)
+                    if tally is not None:
+                        tally.add(samples, count)
+                    if progress is not None:
+                        progress(count)
+                if writer is not None:
+                    writer.close()
+            except BaseException:
+                if writer is not None:
+                    writer.abort()
+                raise
+            if tally is not None:
+                totals = world.sum([tally.n, tally.passed, *tally.per_rule.values()])
+                tally.n, tally.passed = int(totals[0]), int(totals[1])
+                tally.per_rule = {k: int(v) for k, v in zip(tally.per_rule, totals[2:])}
+            world.barrier()  # every part is written
+            if world.main:
+                header = self._empty_file(target, token, fixed is not None or probs is not None) if suffix == ".csv" else b""
+                join_parts(target, parts, n, header)
+        except BaseException:
+            remove_parts(parts)
+            raise
+        return SamplesWritten(target, n, tally)
+
+    def _empty_file(self, target: Path, token: str, conditional: bool) -> bytes:
+        """What the domain writes to a file of ``target``'s format for no samples (a CSV's header)."""
+        path = target.with_name(f".{target.name}.{token}.header{target.suffix}")
+        empty = torch.zeros((0, *self.spec["shape"]))
+        samples = self.domain.decode(empty, np.zeros(0, dtype=np.int64) if conditional else None, self.spec)
+        try:
+            with self.domain.open_writer(path, self.spec, 0) as writer:
+                writer.write(samples)
+            return path.read_bytes()
+        finally:
+            remove_parts([path])
 
     # --- judging ---------------------------------------------------------------------------------
 

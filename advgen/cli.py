@@ -200,6 +200,8 @@ def train(
       advgen train --plugin tabular --data flows.csv --label Label
       advgen train --plugin examples/pattern_plugin.py --steps 300
       advgen train --resume runs/curves-20260101-120000 --steps 4000
+    Data-parallel, one process per GPU or CPU share (rank 0 writes the run):
+      torchrun --nproc-per-node 2 -m advgen train --plugin tabular --out runs/ddp
     """
     from advgen.api import train as api_train
     from advgen.config import load_toml, parse_option
@@ -220,14 +222,22 @@ def train(
         get_manager().load_domain(str(values["plugin"]))
     say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     run = api_train(values, progress=not quiet, resume=resume, log=say, overwrite=overwrite)
-    _print_summary(run.summary, run.run_dir)
+    from advgen.distributed import env_rank
+
+    if env_rank() == 0:
+        _print_summary(run.summary, run.run_dir)
 
 
 def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:
     click.echo(f"run: {run_dir}")
+    processes = summary.get("processes", 1)
+    where = (
+        f" x {processes} processes (batch {summary['batch_size_per_process']} per process, "
+        f"{summary['effective_batch_size']} in all)" if processes > 1 else ""
+    )
     click.echo(
         f"steps: {summary['steps']}  time: {summary['seconds']:.1f}s  "
-        f"rows/s: {summary.get('rows_per_s') or 0:,.0f}  device: {summary['device']}"
+        f"rows/s: {summary.get('rows_per_s') or 0:,.0f}  device: {summary['device']}{where}"
     )
     for which in ("real", "synthetic"):
         rep = summary.get(f"validity_{which}")
@@ -285,13 +295,28 @@ def sample(
     a file that would not fit on its disk is refused before anything is drawn, and the file appears
     only once complete. Row i depends only on the seed and i: the first rows of a larger sample
     equal a smaller sample with the same seed.
+
+    \b
+    In several processes, each draws its share of the chunks and rank 0 joins
+    the parts into the same file one process writes (CSV, Parquet, NPZ, NPY):
+      torchrun --nproc-per-node 4 -m advgen sample RUN -n 100000000 -o rows.parquet --seed 1
     """
-    from advgen.api import load_run
-    from advgen.engine import amp_supported
+    from advgen import distributed
 
     if n < 0:
         raise click.BadParameter(f"must be >= 0, got {n}", param_hint="-n")
-    run = load_run(run_dir, device=device)
+    with distributed.launched() as world:
+        _sample(world, run_dir, n, output, condition, seed, device, validate, amp)
+
+
+def _sample(
+    world: Any, run_dir: str, n: int, output: str, condition: tuple[str, ...], seed: int | None, device: str,
+    validate: bool, amp: bool | None,
+) -> None:
+    from advgen.api import load_run
+    from advgen.engine import amp_supported
+
+    run = load_run(run_dir, device=str(world.join(device)))
     if amp is not None:
         run.amp = amp and amp_supported(run.device)
     suffix = Path(output).suffix.lower()
@@ -302,20 +327,40 @@ def sample(
             param_hint="--output",
         )
     cond = ",".join(condition) if condition else None
-    bar = _LazyBar(n, f"sampling {n:,} {run.domain.name}") if n >= PROGRESS_MIN_SAMPLES else None
+    share = _rank0_share(n, world.size)  # under torchrun rank 0 shows its own share of the work
+    label = f"sampling {n:,} {run.domain.name}" + (f" (rank 0 of {world.size})" if world.size > 1 else "")
+    bar = _LazyBar(share, label) if n >= PROGRESS_MIN_SAMPLES and world.main else None
     try:
         written = run.write_samples(
-            Path(output), n, condition=cond, seed=seed, validate=validate, progress=bar.update if bar else None
+            Path(output), n, condition=cond, seed=seed, validate=validate, progress=bar.update if bar else None,
+            world=world,
         )
     finally:
         if bar is not None:
             bar.close()
+    if not world.main:
+        return
     click.echo(f"wrote {n} samples to {output}")
     if written.pass_rate is not None and n > 0:
         click.echo(f"validity: {written.pass_rate:.1%} pass all {written.rules} rules")
 
 
+def _rank0_share(n: int, processes: int) -> int:
+    """The samples rank 0 draws when chunks ``k`` go to rank ``k % processes``."""
+    from advgen.sampling import chunk_rows
+
+    size = chunk_rows()
+    chunks = -(-n // size)
+    share = -(-chunks // processes) * size
+    if chunks and (chunks - 1) % processes == 0:
+        share -= chunks * size - n  # the last, partial chunk is rank 0's
+    return min(share, n)
+
+
 def main() -> None:
+    from advgen.threads import prefer_passive_waiting
+
+    prefer_passive_waiting()  # before anything imports torch
     cli(prog_name="advgen")
 
 

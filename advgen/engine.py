@@ -8,6 +8,7 @@ steps.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -24,6 +25,7 @@ from torch import nn
 
 from advgen.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from advgen.config import TrainConfig
+from advgen.distributed import World
 from advgen.domain import Domain, RealData
 from advgen.errors import AdvgenError
 from advgen.io import atomic_path, atomic_write_text, write_error
@@ -132,6 +134,11 @@ class BatchSampler:
         return self.x[idx], c
 
 
+def _no_sync(net: nn.Module) -> contextlib.AbstractContextManager:
+    """DDP's ``no_sync`` (a backward that leaves gradients unaveraged); nothing for a plain net."""
+    return net.no_sync() if hasattr(net, "no_sync") else contextlib.nullcontext()
+
+
 class Progress:
     """A progress line with step, losses and time left: a live bar on a terminal, sparse lines otherwise.
 
@@ -211,14 +218,17 @@ class Trainer:
         manager: PluginManager,
         run_dir: Path,
         plugin_version: str = "?",
+        world: World | None = None,
     ):
         self.cfg = cfg
+        # several processes (torchrun): each trains on its own batches and DDP averages the gradients
+        self.world = world or World()
         self.domain = domain
         self.data = data
         self.manager = manager
         self.run_dir = Path(run_dir)
         self.plugin_version = plugin_version
-        self.device = resolve_device(cfg.device)
+        self.device = self.world.device if self.world.size > 1 else resolve_device(cfg.device)
         self.spec = dict(data.spec)
         if not cfg.conditional or data.cond is None:
             self.spec["conditions"] = None
@@ -237,6 +247,10 @@ class Trainer:
         self.opt_d = _adam(self.discriminator, cfg.lr_d, betas)
         self.amp = cfg.amp and amp_supported(self.device)
         self.sampler = BatchSampler(data, self.device, cfg.cond_sampling, self.conditional)
+        # what the steps call: the nets themselves, or their DDP wrappers under torchrun; state, EMA
+        # and checkpoints use the nets themselves, so a checkpoint is the same in any number of processes
+        self._g = self.world.wrap(self.generator)
+        self._d = self.world.wrap(self.discriminator)
         self.step = 0
         self.seconds = 0.0  # training time over all sessions of this run
 
@@ -304,15 +318,15 @@ class Trainer:
         b = self.cfg.batch_size
         real, c = self.sampler.draw(b)
         with torch.set_grad_enabled(keep_fake), self._autocast():
-            fake = self.generator(self._noise(b), c)
+            fake = self._g(self._noise(b), c)
         detached = fake.detach().float()
         # parametrized weights (spectral norm) are computed once for both passes
         with self._autocast(), torch.nn.utils.parametrize.cached():
-            d_real = self.discriminator(real, c).float()
-            d_fake = self.discriminator(detached, c).float()
+            d_real = self._d(real, c).float()
+            d_fake = self._d(detached, c).float()
         loss = self.loss.d_loss(d_real, d_fake)
         if self.loss.gradient_penalty and self.cfg.gp_weight > 0:
-            loss = loss + self.cfg.gp_weight * gradient_penalty(self.discriminator, real, detached, c)
+            loss = loss + self.cfg.gp_weight * gradient_penalty(self._d, real, detached, c)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
@@ -321,13 +335,15 @@ class Trainer:
     def g_step(self, fake: torch.Tensor | None = None, c: torch.Tensor | None = None) -> torch.Tensor:
         """Generator: make the discriminator score generated rows as real (a fresh batch unless given)."""
         b = self.cfg.batch_size
-        with self._autocast():
-            if fake is None:
-                c = self.sampler.draw_classes(b)
-                fake = self.generator(self._noise(b), c)
-            loss = self.loss.g_loss(self.discriminator(fake, c).float())
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
+        # the discriminator's gradients here are dropped before its next step: not worth averaging
+        with _no_sync(self._d):
+            with self._autocast():
+                if fake is None:
+                    c = self.sampler.draw_classes(b)
+                    fake = self._g(self._noise(b), c)
+                loss = self.loss.g_loss(self._d(fake, c).float())
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
         self.opt_g.step()
         return loss.detach()
 
@@ -343,13 +359,18 @@ class Trainer:
             b_ema.copy_(b)
 
     def train(self, progress: bool = True) -> dict[str, Any]:
+        """Train up to ``cfg.steps``. Under torchrun every process trains and rank 0 alone writes the
+        run (metrics, checkpoints) and calls the train hooks."""
         cfg = self.cfg
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise write_error(exc, self.run_dir) from None
-        self.manager.hook.advgen_train_start(trainer=self)
-        bar = Progress(cfg.steps, self.step, progress and cfg.steps > self.step, f"train {self.domain.name}")
+        main = self.world.main
+        if main:
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise write_error(exc, self.run_dir) from None
+            self.manager.hook.advgen_train_start(trainer=self)
+        self.world.seed(cfg.seed, self.step)
+        bar = Progress(cfg.steps, self.step, main and progress and cfg.steps > self.step, f"train {self.domain.name}")
         self.generator.train()
         self.discriminator.train()
         sum_d = torch.zeros((), device=self.device)
@@ -359,7 +380,7 @@ class Trainer:
         t_log = t_start
         start_step = self.step
         base_seconds = self.seconds
-        with MetricsLog(self.run_dir / METRICS_NAME, self.step) as log:
+        with MetricsLog(self.run_dir / METRICS_NAME, self.step) if main else contextlib.nullcontext() as log:
             while self.step < cfg.steps:
                 fake = c = None
                 for i in range(cfg.d_steps):
@@ -373,9 +394,10 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     # the only host synchronisation: losses become floats here
                     now = time.perf_counter()
+                    total_d, total_g = self.world.sum([sum_d.item(), sum_g.item()])  # over the processes
                     metrics = {
-                        "loss_d": sum_d.item() / (since_log * cfg.d_steps),
-                        "loss_g": sum_g.item() / since_log,
+                        "loss_d": total_d / (since_log * cfg.d_steps * self.world.size),
+                        "loss_g": total_g / (since_log * self.world.size),
                         "step_time": (now - t_log) / since_log,
                     }
                     for name, value in (("loss_d", metrics["loss_d"]), ("loss_g", metrics["loss_g"])):
@@ -384,24 +406,25 @@ class Trainer:
                                 f"training diverged at step {self.step}: {name} is {value}; "
                                 "try a lower learning rate or another --loss"
                             )
-                    record = {"step": self.step, **metrics, "time": base_seconds + now - t_start}
-                    log.write(record)
-                    self.manager.hook.advgen_train_log(trainer=self, step=self.step, metrics=metrics)
-                    bar.update(self.step, metrics)
+                    if main:
+                        log.write({"step": self.step, **metrics, "time": base_seconds + now - t_start})
+                        self.manager.hook.advgen_train_log(trainer=self, step=self.step, metrics=metrics)
+                        bar.update(self.step, metrics)
                     sum_d.zero_()
                     sum_g.zero_()
                     since_log = 0
                     t_log = now
                 if self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
                     self.seconds = base_seconds + time.perf_counter() - t_start
-                    self.save()
+                    self._checkpoint()
         bar.close()
         elapsed = time.perf_counter() - t_start
         self.seconds = base_seconds + elapsed
         steps_done = self.step - start_step
-        rows = steps_done * cfg.batch_size * cfg.d_steps
-        self.save()
-        return {
+        rows = steps_done * cfg.batch_size * cfg.d_steps * self.world.size
+        self._checkpoint()
+        self.world.barrier()  # the run's checkpoint is on disk before any process returns
+        summary = {
             "steps": self.step,
             "steps_this_session": steps_done,
             "seconds": round(self.seconds, 3),
@@ -411,6 +434,25 @@ class Trainer:
             "amp": self.amp,
             "threads": torch.get_num_threads(),
         }
+        if self.world.size > 1:
+            summary.update(
+                processes=self.world.size,
+                batch_size_per_process=cfg.batch_size,
+                effective_batch_size=cfg.batch_size * self.world.size,
+            )
+        return summary
+
+    def _checkpoint(self) -> None:
+        """Save the run (rank 0), first making sure every process holds the same weights."""
+        nets = [self.generator, self.discriminator] + ([self.generator_ema] if self.generator_ema else [])
+        if not self.world.same_everywhere(nets):
+            # DDP keeps them equal bit for bit; a kernel that is not deterministic across machines could
+            # still let them drift, and rank 0's are the ones saved
+            if self.world.main:
+                sys.stderr.write(f"note: step {self.step}: the processes' weights had drifted apart; all now hold rank 0's\n")
+            self.world.copy_from_main(nets)
+        if self.world.main:
+            self.save()
 
     # --- sampling --------------------------------------------------------------------------------
 
