@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import os
 import re
@@ -234,6 +235,7 @@ class World:
         elif isinstance(exc, AdvgenError) and not isinstance(exc, OSError):
             exc.args = (f"{where}: {exc}", *exc.args[1:])
         if self._claim_failure(_first_line(exc)):
+            _tell_torchrun(exc)
             return exc
         return SystemExit(1)
 
@@ -371,6 +373,18 @@ def launched() -> Iterator[World]:
         raise raised from None
     finally:
         world.close()
+
+
+def _tell_torchrun(exc: BaseException) -> None:
+    """Give torchrun's failure report this error in place of its link to the docs (its error file)."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path or not isinstance(exc, (AdvgenError, OSError)):
+        return  # a bug's traceback reaches torchrun as usual
+    line = _first_line(exc)
+    info = {"message": {"message": line, "extraInfo": {"py_callstack": line, "timestamp": str(int(time.time()))}}}
+    with contextlib.suppress(OSError):
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(info, fh)
 
 
 def _is_connection_error(exc: BaseException) -> bool:
