@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ class AdvgenGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            if _launched_rank() > 0:  # the same mistake in every process torchrun started: rank 0 shows it
+                raise SystemExit(exc.exit_code) from None
+            raise
         except AdvgenError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
@@ -44,6 +49,14 @@ class AdvgenGroup(click.Group):
 
 
 _COMMANDS_LOADED = False
+
+
+def _launched_rank() -> int:
+    """This process's rank when torchrun started several (0 otherwise); read without importing torch."""
+    try:
+        return int(os.environ.get("RANK") or 0) if int(os.environ.get("WORLD_SIZE") or 1) > 1 else 0
+    except ValueError:
+        return 0
 
 
 def os_error_line(exc: OSError) -> str:
@@ -222,9 +235,7 @@ def train(
         get_manager().load_domain(str(values["plugin"]))
     say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     run = api_train(values, progress=not quiet, resume=resume, log=say, overwrite=overwrite)
-    from advgen.distributed import env_rank
-
-    if env_rank() == 0:
+    if _launched_rank() == 0:  # under torchrun, rank 0 reports the run
         _print_summary(run.summary, run.run_dir)
 
 

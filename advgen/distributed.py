@@ -68,6 +68,7 @@ class World:
         self.rank, self.size, self.local_rank, self.local_size = rank, size, local_rank, local_size
         self.device: torch.device | None = None
         self.joined = False
+        self._failed = False
         self._store = None
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
@@ -157,9 +158,10 @@ class World:
         return device
 
     def close(self) -> None:
-        """Leave the process group (after a success: a failed process just exits)."""
+        """Leave the process group. After a failure the process just exits: tearing down a group whose
+        peers are gone can block (NCCL)."""
         self._stop.set()
-        if not self.joined:
+        if not self.joined or self._failed:
             return
         import torch.distributed as dist
 
@@ -193,7 +195,7 @@ class World:
                 return
             if owner == str(self.rank):
                 return
-            # the failing process reports its own error; give it time to before this one ends
+            # the failing process reports its own error: give it time to, then end this one
             if not self._stop.wait(GRACE_S):
                 sys.stderr.flush()
                 os._exit(1)
@@ -214,6 +216,7 @@ class World:
         """What to raise for ``exc`` in this process: the error itself (or one line for a broken
         connection) in the process that reports the run's failure, a quiet ``SystemExit`` elsewhere."""
         self._stop.set()
+        self._failed = True
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             # Ctrl-C reaches every process: rank 0 alone says so
             return exc if self.main else SystemExit(130 if isinstance(exc, KeyboardInterrupt) else exc.code)
@@ -237,6 +240,7 @@ class World:
         if self._claim_failure(_first_line(exc)):
             _tell_torchrun(exc)
             return exc
+        time.sleep(0.5)  # the process that failed first is printing: torchrun stops all once one ends
         return SystemExit(1)
 
     # --- collectives -----------------------------------------------------------------------------
@@ -343,14 +347,6 @@ def timeout_seconds() -> float:
     if not 1 <= seconds <= 7 * 86400:
         raise AdvgenError(f"{TIMEOUT_ENV}={value!r} must be a number of seconds in [1, 604800]")
     return seconds
-
-
-def env_rank() -> int:
-    """This process's rank from torchrun's environment (0 when not launched by it)."""
-    try:
-        return int(os.environ.get("RANK", "0") or 0) if _env_int("WORLD_SIZE", 1) > 1 else 0
-    except (ValueError, AdvgenError):
-        return 0
 
 
 @contextlib.contextmanager

@@ -322,3 +322,14 @@ def test_a_failing_process_ends_the_run_with_one_line(tmp_path, fault):
         assert results[1][0] == 3
         assert len(lines) == 1 and lines[0].startswith("Error: process 0 of 2 lost the other processes of the run"), lines
     assert seconds < 45  # well before the 300 s timeout: nobody waited for the dead
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--bogus"], "Error: No such option '--bogus'"),
+    (["--steps", "0"], "Error: steps must be a positive integer, got 0"),
+])
+def test_a_mistake_every_process_makes_is_reported_once(tmp_path, args, error):
+    results, _ = launch(["train", "--plugin", "curves", "--threads", "1", "--out", "run", *args], tmp_path)
+    assert all(code != 0 for code, _, _ in results)
+    assert error in results[0][2], results[0]
+    assert results[1][1:] == ("", ""), results[1]
