@@ -3,7 +3,8 @@
 One :class:`Trainer` owns the nets, optimizers, the weight average and the run directory. Real data
 lives on the training device as one tensor; batches are drawn by index (by class first for
 conditional runs, so rare classes are seen), and the host is synchronised only every ``log_every``
-steps.
+steps. Under torchrun the trainer of each process steps DDP wrappers of the nets, on batches of its
+own (:mod:`advgen.distributed`); rank 0 alone writes.
 """
 
 from __future__ import annotations
