@@ -321,7 +321,7 @@ def read_table(path: str | Path) -> Any:
     suffix = p.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
-            df = pd.read_parquet(p)
+            df = pd.read_parquet(p).reset_index(drop=True)  # rows are positions, whatever index was stored
         elif suffix in (".csv", ".txt"):
             terminator = line_terminator(check_text_file(p))
             df = pd.read_csv(p, low_memory=False, lineterminator=terminator)

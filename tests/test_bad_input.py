@@ -291,3 +291,15 @@ def test_read_table_of_samples_handles_binary_and_cr_only_files(tmp_path):
     f.write_bytes(b'a,b\n"1,2\n')
     with pytest.raises(AdvgenError):
         read_table(f)
+
+
+def test_parquet_with_a_stored_index_of_repeated_labels_loads(tmp_path):
+    """Found by the property test above: pandas stores a frame's index in Parquet; repeated labels
+    broke cleaning with a reindex traceback."""
+    import pandas as pd
+
+    df = pd.DataFrame({"a": ["1", "2", "3"], "y": ["x", "z", "x"]}, index=["k", "k", "j"])
+    f = tmp_path / "t.parquet"
+    df.to_parquet(f)
+    table = load_table(path=f, label="y")
+    assert table.df["a"].tolist() == [1, 2, 3]

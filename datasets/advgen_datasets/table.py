@@ -301,6 +301,9 @@ def _read_file(
             ) from None
         except Exception as exc:  # pyarrow raises its own types for corrupt files
             raise InvalidDataError(f"cannot read {path} as Parquet: {exc}") from None
+        # pandas keeps a frame's index in Parquet metadata; rows are positions here (an index with
+        # repeated labels broke cleaning)
+        df = df.reset_index(drop=True)
         names, name_notes = _unique_names([str(c) for c in df.columns])
         notes.extend(name_notes)
         df.columns = names
