@@ -369,9 +369,9 @@ def _rank0_share(n: int, processes: int) -> int:
 
 
 def main() -> None:
-    from advgen.threads import prefer_passive_waiting
+    from advgen.threads import choose_wait_policy
 
-    prefer_passive_waiting()  # before anything imports torch
+    choose_wait_policy()  # before anything imports torch
     cli(prog_name="advgen")
 
 

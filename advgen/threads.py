@@ -49,8 +49,9 @@ def training_threads(requested: int) -> tuple[int, str | None]:
     """The torch threads a training run uses, and a note when they were chosen for the user.
 
     ``requested`` > 0 is kept. With 0 (the default), a run takes the cores that other running
-    processes leave free (at least one): beside one busy job on 2 cores, 2 threads spin against it and
-    ran 10-30x slower than 1 thread did (benchmarks/threads_contention.py).
+    processes leave free (at least one): beside one busy process on 2 cores, 2 spinning threads ran a
+    tabular step 2.5-5x slower than 1 thread did, and 40x slower when the run was niced
+    (benchmarks/threads_contention.py).
     """
     if requested > 0:
         return requested, None
@@ -65,14 +66,21 @@ def training_threads(requested: int) -> tuple[int, str | None]:
     return n, None
 
 
-def prefer_passive_waiting() -> None:
-    """Make OpenMP threads sleep instead of spin while they wait, unless the user chose otherwise.
+def choose_wait_policy() -> str | None:
+    """Choose how OpenMP threads wait, once at start, unless the user set ``OMP_WAIT_POLICY``.
 
-    Must run before torch loads its OpenMP runtime. Spinning threads take cores from whatever else
-    runs; beside a busy process, 2 spinning threads ran a training step ~30x slower than 2 sleeping
-    ones (benchmarks/threads_contention.py, docs in README "Threads").
+    On a quiet machine threads that spin (``ACTIVE``) train fastest; beside a busy process they take
+    its cores and a 2-thread step ran 2.5-40x slower than with sleeping (``PASSIVE``) threads (the
+    GNU runtime's own default was the slowest when idle). So: ACTIVE when nothing else runs at start,
+    PASSIVE otherwise (where the thread count also drops, :func:`training_threads`). Figures:
+    benchmarks/threads_contention.py, README "Threads". Must run before torch loads OpenMP; returns
+    the policy set, or None when the user's is kept.
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if os.environ.get("OMP_WAIT_POLICY"):
+        return None
+    policy = "ACTIVE" if other_runnable_processes() == 0 else "PASSIVE"
+    os.environ["OMP_WAIT_POLICY"] = policy
+    return policy
 
 
 def default_threads() -> int:

@@ -24,13 +24,16 @@ def test_other_runnable_processes_reads_the_kernel_count():
     assert isinstance(busy, int) and busy >= 0
 
 
-def test_openmp_threads_sleep_while_waiting_unless_the_user_chose(monkeypatch):
+def test_openmp_threads_spin_on_a_quiet_machine_and_sleep_beside_others(monkeypatch):
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    threads.prefer_passive_waiting()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    threads.prefer_passive_waiting()
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.setattr(threads, "other_runnable_processes", lambda: 0)
+    assert threads.choose_wait_policy() == "ACTIVE" and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setattr(threads, "other_runnable_processes", lambda: 1)
+    assert threads.choose_wait_policy() == "PASSIVE" and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")  # the user's choice is kept
+    monkeypatch.setattr(threads, "other_runnable_processes", lambda: 0)
+    assert threads.choose_wait_policy() is None and os.environ["OMP_WAIT_POLICY"] == "passive"
 
 
 def test_the_command_line_sets_the_wait_policy_before_torch_loads(tmp_path):
@@ -44,4 +47,4 @@ def test_the_command_line_sets_the_wait_policy_before_torch_loads(tmp_path):
         "assert 'torch' not in sys.modules\nprint(os.environ.get('OMP_WAIT_POLICY'))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "PASSIVE"
+    assert out.strip().splitlines()[-1] in ("ACTIVE", "PASSIVE")
