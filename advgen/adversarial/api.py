@@ -418,7 +418,8 @@ def evade(
         n = max(1, len(inputs.rows))
         k = baseline_k or max(1, min(1024, gan_queries // n))
         for name in baselines:
-            cap = gan_queries if generator is None else k * n
+            # an explicit K gets its K questions a row; by default a baseline gets the GAN's queries
+            cap = k * n if baseline_k is not None or generator is not None else gan_queries
             bbb = BlackBox(target, budget=max(cap, 0), allow_proba=allow_proba)
             cls = Mimicry if name == "mimicry" else RandomPerturbation
             kwargs: dict[str, Any] = {"k": k}

@@ -98,10 +98,15 @@ def format_evade(report: dict[str, Any]) -> str:
 
 
 def format_harden(report: dict[str, Any]) -> str:
-    header = ["round", "DR fresh disguised", "DR clean", "FPR normal", "disguised rows trained on"]
-    rows = [[str(r["round"]), _fmt(r["dr_adversarial"]), _fmt(r["dr_clean"]), _fmt(r["fpr_normal"], 4),
-             _fmt(r["disguised_training_rows"])] for r in report["rounds"]]
-    return _table(header, rows)
+    header = ["round", "DR fresh disguised", "DR clean", "(known types:", "disguised", "clean)", "FPR normal",
+              "disguised rows trained on"]
+    rows = [[str(r["round"]), _fmt(r["dr_adversarial"]), _fmt(r["dr_clean"]), "", _fmt(r.get("dr_adversarial_known_types")),
+             _fmt(r.get("dr_clean_known_types")), _fmt(r["fpr_normal"], 4), _fmt(r["disguised_training_rows"])]
+            for r in report["rounds"]]
+    missing = report["inputs"].get("types_missing_from_training") or []
+    note = (f"\nknown types: the attack labels the training data holds; {', '.join(missing)} occur only in the "
+            "attack table" if missing else "")
+    return _table(header, rows) + note
 
 
 def _common(f: Any) -> Any:

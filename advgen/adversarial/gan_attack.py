@@ -40,7 +40,7 @@ from torch.nn import functional as F
 
 from advgen.adversarial.base import EvasionAttack
 from advgen.adversarial.blackbox import QueryBudgetExhausted
-from advgen.adversarial.space import AttackSpace
+from advgen.adversarial.space import AttackSpace, put
 from advgen.errors import CheckpointError, InvalidDataError
 
 Y_MAX = 5.0
@@ -173,6 +173,10 @@ class GanAttack(EvasionAttack):
         self.round = 0
         self.history: list[dict[str, float]] = []
         self.stopped: str | None = None
+        # with ``keep_missed``, the rows made while training that the black box called normal: its blind
+        # spots, which hardening adds to the detector's training data
+        self.keep_missed = False
+        self.missed: list[pd.DataFrame] = []
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
         self._build()
@@ -330,7 +334,7 @@ class GanAttack(EvasionAttack):
         loss = F.softplus(logit + self.config.margin).mean() + self.G.overshoot(raw)
         if self.R is not None:
             self.R.eval()
-            loss = loss + self.config.realism * F.softplus(self.R(out) + 0.0).mean()
+            loss = loss + self.config.realism * F.softplus(self.R(out)).mean()
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
@@ -380,6 +384,8 @@ class GanAttack(EvasionAttack):
                 guess = torch.sigmoid(self.D(hard))
             self._ask(rows, hard, "training: generated rows")
             answer = self.buf_y[-k:]
+            if self.keep_missed:
+                self.missed.append(rows[(answer < 0.5).numpy()])
             own = slice(0, max(1, k - n_explore))  # the generator's own rows, not the exploring ones
             evaded = float((answer[own] < 0.5).float().mean())
             agree = float(((guess >= 0.5) == (answer >= 0.5)).float().mean())
@@ -431,8 +437,6 @@ class GanAttack(EvasionAttack):
         except QueryBudgetExhausted as exc:
             self.say(f"no queries left to check the disguised rows ({exc})")
             return out
-        from advgen.adversarial.space import put
-
         for _ in range(tries):
             flagged = np.flatnonzero(score >= 0.5)
             left = self.blackbox.remaining
@@ -511,8 +515,11 @@ class GanAttack(EvasionAttack):
         self.stopped = spec.get("stopped")
         self.blackbox.queries = int(spec.get("queries", 0))
         self.blackbox.log.append(("resumed: queries of the earlier run", self.blackbox.queries))
-        self.rng.bit_generator.state = spec["rng"]
-        torch.set_rng_state(payload["torch_rng"])
+        try:
+            self.rng.bit_generator.state = spec["rng"]
+            torch.set_rng_state(payload["torch_rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError):
+            raise CheckpointError("the checkpoint's random state is unreadable") from None
 
 
 CHECKPOINT_NAME = "attack.pt"

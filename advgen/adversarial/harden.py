@@ -1,8 +1,9 @@
 """Harden a detector: retrain it on disguised attack rows, attack it again, repeat.
 
 Round r (1..R) disguises the attack rows of the detector's *training* data against the current
-detector (a GAN attack with the full query budget), adds them to the training data labelled as attacks
-and retrains. Every round, the current detector is judged on the held-out attack table: detection rate
+detector (a GAN attack with the full query budget), adds them to the training data labelled as attacks,
+together with every row that attack made while training and the detector missed (its blind spots), and
+retrains. Every round, the current detector is judged on the held-out attack table: detection rate
 on clean attack rows, false-positive rate on its clean normal rows, and detection rate on **fresh**
 disguised rows, made by a new attack run (same budget) against that very detector. The test rows are
 never used for training, so the figures are what a new attacker would meet.
@@ -135,12 +136,15 @@ def harden(
                                 inputs.train.features, inputs.train.label, seed=seed)
         normal_rows = inputs.normal_train(normal)
 
-        def attack(det: Any, rows: pd.DataFrame, attack_seed: int, what: str) -> tuple[pd.DataFrame, int]:
+        def attack(det: Any, rows: pd.DataFrame, attack_seed: int, what: str) -> tuple[pd.DataFrame, int, list[pd.DataFrame]]:
             bb = BlackBox(det, budget=query_budget, allow_proba=allow_proba)
             gan = GanAttack(bb, space, threat, classes_of, seed=attack_seed, normal_rows=normal_rows, config=cfg,
                             progress=lambda m: say(f"{what}: {m}"))
-            return gan.generate(rows), bb.queries
+            gan.keep_missed = True
+            return gan.generate(rows), bb.queries, gan.missed
 
+        label = inputs.train.label
+        known = inputs.rows[label].astype(str).isin(set(train_attacks[label].astype(str))).to_numpy()
         extra: list[pd.DataFrame] = []
         history = []
         det = make_detector(detector, inputs.train, featurize, normal, seed=detector_seed, threads=threads, manager=manager)
@@ -148,17 +152,23 @@ def harden(
             start = time.perf_counter()
             if r > 0:
                 say(f"round {r}/{rounds}: disguising the {len(train_attacks):,} training attack rows against the current detector ...")
-                adv_train, q_train = attack(det, train_attacks, seed + 1000 * r + 1, f"round {r} hardening attack")
-                extra.append(adv_train)
+                adv_train, q_train, missed = attack(det, train_attacks, seed + 1000 * r + 1, f"round {r} hardening attack")
+                # the disguised rows, and every row the attack made while training that the detector missed:
+                # more of its blind spots than the final rows alone show
+                extra += [adv_train, *missed]
                 say(f"round {r}/{rounds}: retraining on {len(inputs.train.df):,} rows + {sum(len(e) for e in extra):,} disguised rows ...")
                 det = make_detector(detector, inputs.train, featurize, normal, seed=detector_seed, threads=threads,
                                     manager=manager, extra_rows=pd.concat(extra, ignore_index=True))
             say(f"round {r}/{rounds}: a fresh attack against the {'hardened' if r else 'original'} detector ...")
-            adv_eval, q_eval = attack(det, inputs.rows, seed + 1000 * r + 2, f"round {r} fresh attack")
+            adv_eval, q_eval, _ = attack(det, inputs.rows, seed + 1000 * r + 2, f"round {r} fresh attack")
+            caught_adv, caught_clean = det.predict(adv_eval), det.predict(inputs.rows)
             rec = {
                 "round": r,
-                "dr_adversarial": float(np.mean(det.predict(adv_eval))),
-                "dr_clean": float(np.mean(det.predict(inputs.rows))),
+                "dr_adversarial": float(np.mean(caught_adv)),
+                "dr_clean": float(np.mean(caught_clean)),
+                # attack types the training data holds: what hardening on the training attacks can teach
+                "dr_adversarial_known_types": float(np.mean(caught_adv[known])) if known.any() else None,
+                "dr_clean_known_types": float(np.mean(caught_clean[known])) if known.any() else None,
                 "fpr_normal": float(np.mean(det.predict(test_normal))),
                 "fresh_attack_queries": q_eval,
                 "hardening_queries": q_train if r > 0 else 0,
@@ -172,7 +182,9 @@ def harden(
             "command": "harden",
             "inputs": {"data": data, "attacks": attacks, "category": _listed(category), "label_value": _listed(label_value),
                        "normal": normal, "test_attack_rows": int(len(inputs.rows)), "test_normal_rows": int(len(test_normal)),
-                       "training_attack_rows": int(len(train_attacks))},
+                       "training_attack_rows": int(len(train_attacks)),
+                       "test_rows_of_known_types": int(known.sum()),
+                       "types_missing_from_training": sorted(set(inputs.rows[label].astype(str)) - set(train_attacks[label].astype(str)))},
             "detector": {"name": detector, "seed": detector_seed, "answers": "probabilities" if allow_proba else "labels"},
             "threat": threat.name,
             "query_budget": query_budget,
