@@ -52,7 +52,7 @@ def experiments(malgan: str) -> dict[str, Callable[[int, Path], list[list[str]]]
                        "--baseline-k", "64", "--baselines", "mimicry", "--transfer", "random-forest@seed1", "--no-realism"),
         "dos-realistic": evade(*KDD, "--category", "dos", "--preset", "realistic"),
         "dos-generalise": generalise,
-        "harden": lambda s, out: [["harden", *KDD, "--category", "dos", "--preset", "idsgan", "--harden-rounds", "2",
+        "harden": lambda s, out: [["harden", *KDD, "--category", "dos", "--preset", "idsgan", "--harden-rounds", "3",
                                    "--seed", str(s), "--out", str(out), "--overwrite", "--threads", "1"]],
     }
     for det in BUILTINS[1:]:

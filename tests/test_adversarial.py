@@ -166,10 +166,11 @@ def test_detector_blind_to_modifiable_features_gives_eir_zero(kdd):
 def test_detector_keyed_on_one_modifiable_feature_is_evaded(kdd):
     train, test, space = kdd
     rows = _dos(test)
-    det = RuleDetector(lambda df: df["dst_host_serror_rate"] > 0.5)  # host-based: modifiable for DoS
+    # host-based, so modifiable for DoS; evading it takes values far from the column's median
+    det = RuleDetector(lambda df: df["dst_host_srv_count"] < 200)
     threat = preset("idsgan", train.features, train.feature_groups)
     before = det.predict(rows).mean()
-    assert before > 0.15
+    assert before > 0.6
     bb = BlackBox(det, budget=5_000)
     adv = _attack(bb, train, space, threat, final_tries=0).generate(rows)
     assert eir(before, det.predict(adv).mean()) >= 0.9

@@ -42,7 +42,6 @@ from advgen.errors import AdvgenError, CheckpointError, InvalidDataError
 
 SOURCE_COLUMN = "source_row"
 REPORT_NAME = "report.json"
-ARGS_NAME = "evade.json"
 BASELINES = ("mimicry", "random")
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 
@@ -210,8 +209,8 @@ def _say(progress: Callable[[str], None] | None) -> Callable[[str], None]:
 
 
 def _prepare_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    ours = {CHECKPOINT_NAME, REPORT_NAME, ARGS_NAME, "adversarial.csv", "adversarial.parquet", "hardened.onnx",
-            "hardening_rows.csv", "harden.json"}
+    """A fresh run may only go into an empty folder, or (``overwrite``) one holding only files advgen writes."""
+    ours = {CHECKPOINT_NAME, REPORT_NAME, "adversarial.csv", "adversarial.parquet", "hardened.onnx", "hardening_rows.csv"}
     if out.exists() and not out.is_dir():
         raise InvalidDataError(f"{out} exists and is not a folder")
     if resume or not out.exists():
@@ -221,7 +220,7 @@ def _prepare_dir(out: Path, resume: bool, overwrite: bool) -> None:
         return
     if not overwrite:
         raise InvalidDataError(f"{out} already holds a run ({', '.join(sorted(present)[:4])}); pass --resume to continue it or --overwrite to start again")
-    strangers = [p for p in present if p not in ours and not p.startswith("round")]
+    strangers = [p for p in present if p not in ours]
     if strangers:
         raise InvalidDataError(f"{out} holds files advgen did not write ({', '.join(strangers[:4])}); refusing to overwrite")
     for p in present:

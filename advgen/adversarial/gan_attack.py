@@ -66,6 +66,9 @@ class GanConfig:
     explore: float = 0.5  # share of each round's queried rows that are generated rows with columns redrawn at random
     explore_rate: float = 0.3  # chance that an exploring row redraws each modifiable column
     tau: float = 1.0  # Gumbel-softmax temperature of one-hot outputs while training
+    substitutes: int = 1  # substitutes trained on their own draws of the buffer; the generator fools the most suspicious
+    select: int = 1  # candidates a row drawn when disguising; the one the substitutes find least suspicious is kept
+    smooth: float = 0.0  # std of noise on the modifiable numerics the substitutes judge in the generator step
     realism: float = 0.0  # weight of the realism critic's term (0: off)
     final_tries: int = 3  # re-draws for rows the black box still flags at the end
     checkpoint_every: int = 20  # rounds
@@ -81,7 +84,7 @@ class GanConfig:
         return cfg
 
     def check(self) -> None:
-        for name in ("rounds", "query_batch", "batch", "noise", "hidden"):
+        for name in ("rounds", "query_batch", "batch", "noise", "hidden", "substitutes", "select"):
             if getattr(self, name) < 1:
                 raise InvalidDataError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("d_steps", "g_steps", "normal_queries", "attack_queries", "final_tries", "checkpoint_every"):
@@ -90,7 +93,7 @@ class GanConfig:
         for name in ("explore", "explore_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InvalidDataError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        for name in ("lr_g", "lr_d", "margin", "realism", "tau"):
+        for name in ("lr_g", "lr_d", "margin", "realism", "tau", "smooth"):
             v = getattr(self, name)
             if not math.isfinite(v) or v < 0:
                 raise InvalidDataError(f"{name} must be a finite number >= 0, got {v}")
@@ -209,7 +212,7 @@ class GanAttack(EvasionAttack):
         self.numeric = torch.as_tensor(numeric)
         cfg = self.config
         self.G = Generator(space.dim, len(names), cfg.noise, cfg.hidden, self.numeric, len(numeric))
-        self.D = Substitute(space.dim, cfg.hidden)
+        self.D = nn.ModuleList([Substitute(space.dim, cfg.hidden) for _ in range(cfg.substitutes)])
         self.R = Substitute(space.dim, cfg.hidden) if cfg.realism > 0 else None
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=(0.5, 0.9))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=(0.5, 0.9))
@@ -240,6 +243,10 @@ class GanAttack(EvasionAttack):
             onehot = F.one_hot(probs.argmax(dim=2), w).to(raw.dtype)
             hard[:, idx.reshape(-1)] = onehot.reshape(raw.shape[0], -1)
         return soft, hard
+
+    def suspicion(self, enc: torch.Tensor) -> torch.Tensor:
+        """The most suspicious substitute's attack logit per row."""
+        return torch.stack([d(enc) for d in self.D]).amax(dim=0)
 
     # --- one pass through the generator and the repair ----------------------------------------
 
@@ -301,18 +308,21 @@ class GanAttack(EvasionAttack):
         return want if left is None else max(0, min(want, left - reserve))
 
     def _d_step(self) -> float:
-        """Substitute: predict the black box's answer on every row asked about (classes balanced)."""
+        """Substitutes: predict the black box's answer on every row asked about (classes balanced), each
+        on batches of its own."""
         n = len(self.buf_y)
-        idx = torch.as_tensor(self.rng.integers(0, n, min(self.config.batch, n)))
-        x, y = self.buf_x[idx], self.buf_y[idx]
         pos = self.buf_y.mean().clamp(0.05, 0.95)
-        w = torch.where(y >= 0.5, 0.5 / pos, 0.5 / (1 - pos))
         self.D.train()
-        loss = F.binary_cross_entropy_with_logits(self.D(x), y, weight=w)
+        loss = torch.zeros(())
+        for d in self.D:
+            idx = torch.as_tensor(self.rng.integers(0, n, min(self.config.batch, n)))
+            x, y = self.buf_x[idx], self.buf_y[idx]
+            w = torch.where(y >= 0.5, 0.5 / pos, 0.5 / (1 - pos))
+            loss = loss + F.binary_cross_entropy_with_logits(d(x), y, weight=w)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
-        return float(loss.detach())
+        return float(loss.detach()) / len(self.D)
 
     def _r_step(self, fake: torch.Tensor) -> float:
         """Realism critic: tell real normal rows (0) from disguised rows (1)."""
@@ -330,8 +340,14 @@ class GanAttack(EvasionAttack):
         """Generator: push the substitute's attack logit below -margin (and look real, with realism on)."""
         out, _, raw = self._forward(x, enc, mask, up)
         self.D.eval()
-        logit = self.D(out)
-        loss = F.softplus(logit + self.config.margin).mean() + self.G.overshoot(raw)
+        judged = out
+        if self.config.smooth > 0:
+            # judge a neighbourhood, not a point: rows whose neighbours also pass sit deeper in the normal region
+            may = torch.as_tensor(mask, dtype=torch.float32)[:, self.col_of_pos] * self.numeric
+            noise = torch.zeros_like(out)
+            noise[:, self.mod_idx] = self.config.smooth * torch.randn(len(out), len(self.mod_idx)) * may
+            judged = out + noise
+        loss = F.softplus(self.suspicion(judged) + self.config.margin).mean() + self.G.overshoot(raw)
         if self.R is not None:
             self.R.eval()
             loss = loss + self.config.realism * F.softplus(self.R(out)).mean()
@@ -381,7 +397,7 @@ class GanAttack(EvasionAttack):
                 rows = pd.concat([r for _, r in parts], ignore_index=True)
             self.D.eval()
             with torch.no_grad():
-                guess = torch.sigmoid(self.D(hard))
+                guess = torch.sigmoid(self.suspicion(hard))
             self._ask(rows, hard, "training: generated rows")
             answer = self.buf_y[-k:]
             if self.keep_missed:
@@ -423,12 +439,24 @@ class GanAttack(EvasionAttack):
         mask, up = self.masks(x)
         parts = []
         self.G.eval()
+        self.D.eval()
         for s in range(0, len(x), chunk):
             sub = x.iloc[s : s + chunk].reset_index(drop=True)
             enc = torch.as_tensor(self.space.encode(sub))
-            with torch.no_grad():
-                _, rows, _ = self._forward(sub, enc, mask[s : s + chunk], up[s : s + chunk], grad=False)
-            parts.append(rows)
+            best, best_score = None, None
+            for k in range(self.config.select):
+                with torch.no_grad():
+                    hard, rows, _ = self._forward(sub, enc, mask[s : s + chunk], up[s : s + chunk], grad=False,
+                                                  sample=k > 0)
+                    score = self.suspicion(hard).numpy() if self.config.select > 1 else np.zeros(len(sub))
+                if best is None:
+                    best, best_score = rows, score
+                    continue
+                better = np.flatnonzero(score < best_score)
+                best_score[better] = score[better]
+                for col in best.columns:
+                    put(best, col, better, rows[col].to_numpy()[better])
+            parts.append(best)
         out = pd.concat(parts, ignore_index=True) if parts else x.copy()
         if tries <= 0:
             return out
