@@ -320,7 +320,9 @@ def test_a_failing_process_ends_the_run_with_one_line(tmp_path, fault):
         assert lines == ["Error: process 1 of 2: the disk of rank 1 is on fire"], lines
     else:
         assert results[1][0] == 3
-        assert len(lines) == 1 and lines[0].startswith("Error: process 0 of 2 lost the other processes of the run"), lines
+        # gloo's threads may abort at teardown after the line ("terminate called ..."): not ours to print
+        ours = [line for line in lines if not line.startswith("terminate called")]
+        assert len(ours) == 1 and ours[0].startswith("Error: process 0 of 2 lost the other processes of the run"), lines
     assert seconds < 45  # well before the 300 s timeout: nobody waited for the dead
 
 
