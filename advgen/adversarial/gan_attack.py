@@ -69,6 +69,8 @@ class GanConfig:
     substitutes: int = 1  # substitutes trained on their own draws of the buffer; the generator fools the most suspicious
     select: int = 1  # candidates a row drawn when disguising; the one the substitutes find least suspicious is kept
     smooth: float = 0.0  # std of noise on the modifiable numerics the substitutes judge in the generator step
+    neighbours: int = 1  # jittered copies judged a row; the most suspicious counts
+    jitter: float = 0.0  # half the exploring rows: the generator's numerics plus noise of this std
     realism: float = 0.0  # weight of the realism critic's term (0: off)
     final_tries: int = 3  # re-draws for rows the black box still flags at the end
     checkpoint_every: int = 20  # rounds
@@ -84,7 +86,7 @@ class GanConfig:
         return cfg
 
     def check(self) -> None:
-        for name in ("rounds", "query_batch", "batch", "noise", "hidden", "substitutes", "select"):
+        for name in ("rounds", "query_batch", "batch", "noise", "hidden", "substitutes", "select", "neighbours"):
             if getattr(self, name) < 1:
                 raise InvalidDataError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("d_steps", "g_steps", "normal_queries", "attack_queries", "final_tries", "checkpoint_every"):
@@ -93,7 +95,7 @@ class GanConfig:
         for name in ("explore", "explore_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InvalidDataError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        for name in ("lr_g", "lr_d", "margin", "realism", "tau", "smooth"):
+        for name in ("lr_g", "lr_d", "margin", "realism", "tau", "smooth", "jitter"):
             v = getattr(self, name)
             if not math.isfinite(v) or v < 0:
                 raise InvalidDataError(f"{name} must be a finite number >= 0, got {v}")
@@ -248,6 +250,20 @@ class GanAttack(EvasionAttack):
         """The most suspicious substitute's attack logit per row."""
         return torch.stack([d(enc) for d in self.D]).amax(dim=0)
 
+    def _judged(self, enc: torch.Tensor, mask: np.ndarray) -> torch.Tensor:
+        """The substitutes' suspicion of a row's neighbourhood rather than the point: its modifiable
+        numerics jittered by ``smooth`` standard deviations (rows whose neighbours also pass sit deeper in
+        the normal region, where other detectors agree)."""
+        if self.config.smooth <= 0:
+            return self.suspicion(enc)
+        may = torch.as_tensor(mask, dtype=torch.float32)[:, self.col_of_pos] * self.numeric
+        judged = []
+        for _ in range(self.config.neighbours):
+            noise = torch.zeros_like(enc)
+            noise[:, self.mod_idx] = self.config.smooth * torch.randn(len(enc), len(self.mod_idx)) * may
+            judged.append(self.suspicion(enc + noise))
+        return torch.stack(judged).amax(dim=0)
+
     # --- one pass through the generator and the repair ----------------------------------------
 
     def _forward(self, x: pd.DataFrame, enc: torch.Tensor, mask: np.ndarray, up: np.ndarray, z: torch.Tensor | None = None,
@@ -294,6 +310,12 @@ class GanAttack(EvasionAttack):
                 block[torch.arange(len(k)), k] = 1.0
                 rows = torch.nonzero(pick).reshape(-1)
                 out[rows.unsqueeze(1), pos.unsqueeze(0)] = block
+        if self.config.jitter > 0:
+            # half the exploring rows are instead the generator's row with its numerics jittered: what the
+            # detector says next to the generator's rows, where the smoothed generator step looks
+            local = torch.rand(n) < 0.5
+            jittered = slots + self.config.jitter * torch.randn_like(slots) * self.numeric
+            out = torch.where(local.unsqueeze(1), jittered, out)
         return out
 
     # --- training ------------------------------------------------------------------------------
@@ -340,14 +362,7 @@ class GanAttack(EvasionAttack):
         """Generator: push the substitute's attack logit below -margin (and look real, with realism on)."""
         out, _, raw = self._forward(x, enc, mask, up)
         self.D.eval()
-        judged = out
-        if self.config.smooth > 0:
-            # judge a neighbourhood, not a point: rows whose neighbours also pass sit deeper in the normal region
-            may = torch.as_tensor(mask, dtype=torch.float32)[:, self.col_of_pos] * self.numeric
-            noise = torch.zeros_like(out)
-            noise[:, self.mod_idx] = self.config.smooth * torch.randn(len(out), len(self.mod_idx)) * may
-            judged = out + noise
-        loss = F.softplus(self.suspicion(judged) + self.config.margin).mean() + self.G.overshoot(raw)
+        loss = F.softplus(self._judged(out, mask) + self.config.margin).mean() + self.G.overshoot(raw)
         if self.R is not None:
             self.R.eval()
             loss = loss + self.config.realism * F.softplus(self.R(out)).mean()
@@ -448,7 +463,8 @@ class GanAttack(EvasionAttack):
                 with torch.no_grad():
                     hard, rows, _ = self._forward(sub, enc, mask[s : s + chunk], up[s : s + chunk], grad=False,
                                                   sample=k > 0)
-                    score = self.suspicion(hard).numpy() if self.config.select > 1 else np.zeros(len(sub))
+                    score = (torch.stack([self._judged(hard, mask[s : s + chunk]) for _ in range(8)]).mean(dim=0).numpy()
+                             if self.config.select > 1 else np.zeros(len(sub)))
                 if best is None:
                     best, best_score = rows, score
                     continue
