@@ -41,7 +41,7 @@ def _say(quiet: bool) -> Any:
 
 def _capped(detector: Any, threads: int, manager: Any = None) -> Any:
     """The detector factory (a registry name or a factory) with its estimators' n_jobs capped at ``threads``."""
-    from advgen.evaluate import resolve_detector
+    from advgen.metrics.detectors import resolve_detector
     from advgen.threads import cap_n_jobs
 
     name, factory = resolve_detector(detector, manager)
@@ -166,7 +166,11 @@ def evaluate_cmd(
       advgen evaluate runs/tabular --real nsl-kdd:train20 --test nsl-kdd:test --html report.html
       advgen evaluate samples.csv --real nsl-kdd:train20 --test nsl-kdd:test --rare r2l,u2r --json r.json
     """
-    from advgen import evaluate as ev
+    from advgen.evaluate import evaluate
+    from advgen.metrics.detectors import load_pickled_detector
+    from advgen.metrics.html_report import write_html
+    from advgen.metrics.plots import write_plots
+    from advgen.metrics.report import format_report, write_json
 
     for name, value in (("--seeds", seeds), ("--folds", folds), ("--max-rows", max_rows), ("--aug-per-class", aug_per_class)):
         if value < 1:
@@ -183,14 +187,14 @@ def evaluate_cmd(
     say(f"using {n_threads} thread(s) (--threads)")
     # held until the command ends: sampling, detectors and plots all run under the limit
     click.get_current_context().with_resource(limit_threads(n_threads))
-    det: Any = ev.load_pickled_detector(unsafe_detector) if unsafe_detector else detector
+    det: Any = load_pickled_detector(unsafe_detector) if unsafe_detector else detector
     det = _capped(det, n_threads)
     realism_dets = [_capped(d, n_threads) for d in _classes(realism) or []]
 
     loaded = _load_for_evaluation(
         Path(target), real_ref, test_ref, run_ref, label, dataset, target_kind, n, seed, rare_classes, aug_per_class, say
     )
-    report = ev.evaluate(
+    report = evaluate(
         loaded.synthetic,
         loaded.real,
         loaded.test,
@@ -210,7 +214,7 @@ def evaluate_cmd(
     )
     report["notes"] = loaded.notes + report["notes"]
     report["inputs"] = {"target": str(target), "real": real_ref or "run training data", "test": test_ref}
-    click.echo(ev.format_report(report))
+    click.echo(format_report(report))
 
     images: list[Path] = []
     plot_dir = loaded.run_dir or (Path(html_out).parent if html_out else None)
@@ -221,16 +225,16 @@ def evaluate_cmd(
     if plots and plot_dir is not None:
         say("plots ...")
         try:
-            images = ev.write_plots(report, loaded.subject, loaded.real, loaded.synthetic, plot_dir)
+            images = write_plots(report, loaded.subject, loaded.real, loaded.synthetic, plot_dir)
         except AdvgenError as exc:  # matplotlib missing: the numbers still count
             click.echo(f"warning: {exc}", err=True)
         for img in images:
             click.echo(f"plot: {img}")
     if json_out:
-        ev.write_json(report, json_out)
+        write_json(report, json_out)
         click.echo(f"json: {json_out}")
     if html_out:
-        ev.write_html(report, images, html_out)
+        write_html(report, images, html_out)
         click.echo(f"html: {html_out}")
     if tmp_dir is not None:
         tmp_dir.cleanup()
@@ -262,8 +266,9 @@ def _load_for_evaluation(
     say: Any,
 ) -> _Loaded:
     """Read the synthetic, real and test samples and decide how they are featurized."""
-    from advgen import evaluate as ev
     from advgen.augment import read_table
+    from advgen.evaluate import Subject
+    from advgen.metrics.fidelity import check_columns
 
     notes: list[str] = []
     run = None
@@ -299,7 +304,7 @@ def _load_for_evaluation(
         validators = run.validators() if run is not None else []
         if run is None:
             notes.append("no run given: validators not applied (pass --run RUN_DIR to apply the domain's rules)")
-        subject = ev.Subject.for_table(
+        subject = Subject.for_table(
             columns, table.df, label=table.label, label_map=label_map, validators=validators, name=table.name
         )
         test = None
@@ -318,11 +323,11 @@ def _load_for_evaluation(
             augment_with = _sample_rare(run, table, subject, rare, aug_per_class, seed, notes, say)
         else:
             synthetic = read_table(target)
-            ev.check_columns(table.df, synthetic, columns)
+            check_columns(table.df, synthetic, columns)
         return _Loaded(subject, synthetic, table.df, test, augment_with, run.run_dir if from_run else None, notes)
 
     # any other domain: the run's domain reads and featurizes everything
-    subject = ev.Subject.from_domain(run.domain, run.spec, validators=run.validators(), label_map=None)
+    subject = Subject.from_domain(run.domain, run.spec, validators=run.validators(), label_map=None)
     real = run.domain.read_samples(Path(real_ref), run.spec) if real_ref else run.load_real().samples
     if real is None:
         raise InvalidDataError(f"the {run.domain.name} domain gave no real samples; pass --real FILE")
@@ -381,7 +386,7 @@ def _sample_rare(
 ) -> Any:
     """Rows of each rare class sampled from a conditional run, for the augmentation uplift."""
     from advgen.augment import condition_key
-    from advgen.evaluate import default_rare_classes
+    from advgen.metrics.augmentation import default_rare_classes
 
     if not run.spec.get("conditions"):
         notes.append("unconditional run: augmentation uses the rare-class rows among the synthetic samples")

@@ -99,7 +99,7 @@ def independent_consistency(run, real, fake, seed: int) -> dict[str, float]:
 
 def detection_auc(run, real, fake, seed: int) -> dict[str, float]:
     """ROC AUC of the built-in detectors telling real from synthetic images (5-fold, balanced sides)."""
-    from advgen.evaluate import realism_auc
+    from advgen.metrics.realism import realism_auc
 
     detectors = run.manager.detectors()
     r = run.domain.featurize(real, run.spec)

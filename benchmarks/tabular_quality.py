@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from advgen.api import load_run, train
     from advgen.detectors import gradient_boosting, logistic_regression, random_forest
-    from advgen.evaluate import realism_auc, table_fidelity, utility
+    from advgen.metrics.fidelity import table_fidelity
+    from advgen.metrics.realism import realism_auc
+    from advgen.metrics.utility import utility
 
     report: dict[str, Any] = {}
     if args.run:

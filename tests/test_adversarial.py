@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 
 from advgen.adversarial.blackbox import BlackBox, QueryBudgetExhausted
 from advgen.adversarial.gan_attack import GanAttack, GanConfig
-from advgen.adversarial.metrics import eir, functional_changes
 from advgen.adversarial.space import AttackSpace
 from advgen.adversarial.threat import ThreatModel, preset
 from advgen.cli import cli
 from advgen.errors import InvalidDataError
+from advgen.metrics.evasion import eir, functional_changes
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(rounds=6, query_batch=100, d_steps=10, g_steps=10, batch=128, hidden=64, normal_queries=300,

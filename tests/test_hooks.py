@@ -98,7 +98,7 @@ def test_every_hookspec_is_called_by_the_flows_that_promise_it(recorder, tmp_pat
     Each hookspec must have been called at least once; a hook the core stops calling fails here."""
     from advgen import plugins
     from advgen.cli import cli
-    from advgen.evaluate import resolve_detector
+    from advgen.metrics.detectors import resolve_detector
 
     manager, plugin = recorder
     monkeypatch.setattr(plugins, "_MANAGER", manager)  # what the API and the CLI load by default

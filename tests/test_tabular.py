@@ -368,7 +368,7 @@ def test_spec_is_json(short_run):
 
 def test_short_training_improves_fidelity(tmp_path, nsl_table):
     from advgen.api import train
-    from advgen.evaluate import table_fidelity
+    from advgen.metrics.fidelity import table_fidelity
 
     run = train({"plugin": "tabular", "steps": 400, "n_samples": 0, "out": str(tmp_path / "run"), "seed": 0, **ONE_THREAD})
     spec, real = run.spec, run.load_real().samples

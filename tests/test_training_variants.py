@@ -18,7 +18,7 @@ import torch
 from scipy import stats
 
 from advgen.api import train
-from advgen.evaluate import table_fidelity
+from advgen.metrics.fidelity import table_fidelity
 
 
 def logged(run) -> list[dict]:

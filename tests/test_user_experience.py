@@ -23,6 +23,10 @@ from sklearn.linear_model import LogisticRegression
 from advgen import evaluate as ev
 from advgen.errors import InvalidDataError
 from advgen.io import read_table
+from advgen.metrics.augmentation import augmentation_flags
+from advgen.metrics.html_report import write_html
+from advgen.metrics.plots import plot_recall_bars, write_plots
+from advgen.metrics.report import format_report
 
 PANDAS4_WARNING = getattr(pd.errors, "Pandas4Warning", FutureWarning)
 
@@ -214,7 +218,7 @@ def test_evaluate_shows_phases_with_seconds_and_progress_within_them(spies: Any,
     assert re.search(r"^\[\s*\d+\.\d s\] ", err, re.M)  # every line carries the seconds since the start
     assert "fold 1/2" not in res.stdout and "done in" not in res.stdout  # progress stays off the report on stdout
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["augmentation"]["flags"] == ev.augmentation_flags(report["augmentation"])
+    assert report["augmentation"]["flags"] == augmentation_flags(report["augmentation"])
     assert {"realism", "fidelity", "utility", "augmentation"} <= set(report["seconds"])
 
 
@@ -250,8 +254,8 @@ def test_parity_summary_reads_the_report_defensively() -> None:
 @pytest.fixture
 def figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Figures passed to ``save_figure`` (still written), for their titles, legends and panels."""
-    import advgen.evaluate
     import advgen.io
+    import advgen.metrics.plots
     import advgen_tabular.domain
 
     captured: list[Any] = []
@@ -261,7 +265,7 @@ def figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         captured.append(fig)
         return real_save(fig, path, *args, **kwargs)
 
-    for module in (advgen.io, advgen.evaluate, advgen_tabular.domain):
+    for module in (advgen.io, advgen.metrics.plots, advgen_tabular.domain):
         monkeypatch.setattr(module, "save_figure", capture)
     return captured
 
@@ -312,12 +316,12 @@ def test_report_histograms_show_the_most_different_columns_large(tiny_run: Any, 
     numeric = [c["name"] for c in columns if c["kind"] != "categorical"]
     report = _report_with_fidelity(numeric)
     subject = ev.Subject.for_table(columns, real)
-    (path,) = ev.write_plots(report, subject, real, fake, tmp_path)
+    (path,) = write_plots(report, subject, real, fake, tmp_path)
     (fig,) = figures
     shown = [t.split("\n")[0].removeprefix("log1p(").removesuffix(")") for t in _titles(fig)]
     assert shown == numeric[::-1][:12]  # the 12 worst, worst first
     assert len(fig.legends) == 1 and fig._suptitle is not None and "differ most" in fig._suptitle.get_text()
-    page = ev.write_html(report | {"n": {"synthetic": 1, "real": 1, "test": 0}, "detector": "rf"}, [path],
+    page = write_html(report | {"n": {"synthetic": 1, "real": 1, "test": 0}, "detector": "rf"}, [path],
                          tmp_path / "r.html").read_text()
     assert "<h2>Columns that differ most: real vs synthetic distributions</h2>" in page
     assert "<h2>eval_histograms</h2>" not in page
@@ -343,19 +347,19 @@ def _uplift(precision_after: float, fpr_after: float) -> dict[str, Any]:
 def test_precision_drops_and_fpr_rises_are_flagged(tmp_path: Path, figures: list[Any]) -> None:
     report = {"subject": "nsl-kdd", "detector": "random-forest", "n": {"synthetic": 1, "real": 1, "test": 1},
               "skipped": {}, "notes": [], "augmentation": _uplift(0.31, 0.05)}
-    flags = ev.augmentation_flags(report["augmentation"])
+    flags = augmentation_flags(report["augmentation"])
     assert [(f["metric"], f["class"]) for f in flags] == [("precision", "u2r"), ("fpr_normal", None)]
-    text = ev.format_report(report)
+    text = format_report(report)
     assert "WARNING: u2r precision fell from 0.80 to 0.31" in text
     assert "WARNING: false-positive rate on the normal class rose from 0.020 to 0.050" in text
     assert re.search(r"u2r\*.*! precision fell", text)
     assert re.search(r"augmented FPR on normal\s+0\.050 ± 0\.000\s+! rose", text)
-    page = ev.write_html(report, [], tmp_path / "r.html").read_text()
+    page = write_html(report, [], tmp_path / "r.html").read_text()
     assert "<p class='warn'>Warning: u2r precision fell" in page and "<tr class='flag'><td>u2r*" in page
-    ev.plot_recall_bars(report, tmp_path / "bars.png")
+    plot_recall_bars(report, tmp_path / "bars.png")
     ticks = [t.get_text() for t in figures[-1].axes[1].get_xticklabels()]
     assert ticks == ["normal", "u2r *\n! precision fell"]
     # small moves stay quiet
     report["augmentation"] = _uplift(0.78, 0.025)
-    assert ev.augmentation_flags(report["augmentation"]) == []
-    assert "WARNING" not in ev.format_report(report)
+    assert augmentation_flags(report["augmentation"]) == []
+    assert "WARNING" not in format_report(report)

@@ -22,7 +22,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from advgen.adversarial import metrics as M
 from advgen.adversarial.blackbox import (
     BUILTIN_NAMES,
     BlackBox,
@@ -39,6 +38,7 @@ from advgen.adversarial.random_attack import RandomPerturbation
 from advgen.adversarial.space import AttackSpace
 from advgen.adversarial.threat import ThreatModel, add_frozen, frozen_model, load_mask, preset
 from advgen.errors import AdvgenError, CheckpointError, InvalidDataError
+from advgen.metrics import evasion as M
 
 SOURCE_COLUMN = "source_row"
 REPORT_NAME = "report.json"
@@ -150,7 +150,7 @@ def make_detector(
     """The detector under attack: a built-in or plugin name trained on ``train`` (plus ``extra_rows``, all
     attacks), a ``.onnx`` file, or (``unsafe_pickle``) a pickled estimator trained like a built-in."""
     if unsafe_pickle is not None:
-        from advgen.evaluate import load_pickled_detector
+        from advgen.metrics.detectors import load_pickled_detector
 
         factory, shown = load_pickled_detector(unsafe_pickle), f"pickled:{Path(unsafe_pickle).name}"
     elif str(name).lower().endswith(".onnx"):

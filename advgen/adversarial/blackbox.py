@@ -47,7 +47,7 @@ class Featurizer:
     training data's sorted vocabulary (an unseen value: all zeros). ``names`` names every feature."""
 
     def __init__(self, train: pd.DataFrame, features: Sequence[tuple[str, str]], label: str):
-        from advgen.evaluate import CATEGORICAL_KINDS, NUMERIC_KINDS
+        from advgen.metrics.fidelity import CATEGORICAL_KINDS, NUMERIC_KINDS
 
         self.features = [(n, k) for n, k in features]
         missing = [n for n, _ in self.features if n not in train.columns]

@@ -2,7 +2,7 @@
 
 Each metric is a plain function of the original attack rows, the disguised rows and a detector (or the
 rules), documented with its direction; ``METRICS`` holds the same facts for the report, the terminal
-table and docs/adversarial.md. :func:`attack_metrics` gathers them for one attack.
+table, docs/adversarial.md and docs/metrics.md. :func:`attack_metrics` gathers them for one attack.
 
 - detection rate (DR): share of rows the detector calls attack, before and after the disguise;
 - evasion increase rate EIR = 1 - DR_adv / DR_orig (IDSGAN's measure), undefined where DR_orig = 0;
@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from advgen.evaluate import MetricInfo
+from advgen.metrics.info import MetricInfo
 
 METRICS: dict[str, MetricInfo] = {
     "detection_rate": MetricInfo(
@@ -142,7 +142,7 @@ def realism(featurize: Callable[[pd.DataFrame], np.ndarray], real: pd.DataFrame,
             max_rows: int = 5000, folds: int = 5) -> dict[str, Any] | None:
     """Gradient boosting's cross-validated AUC telling ``adv`` from ``real`` (None with too few rows)."""
     from advgen.detectors import gradient_boosting
-    from advgen.evaluate import realism_auc
+    from advgen.metrics.realism import realism_auc
 
     if min(len(real), len(adv)) < 2 * folds:
         return None

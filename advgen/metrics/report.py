@@ -1,0 +1,177 @@
+"""The evaluation report as text: strict JSON, the headline rows and the terminal tables.
+
+:func:`write_json` writes the report as strict JSON (NaN as null, via :func:`jsonable`);
+:func:`summary_rows` gives ``(metric, value, better, ideal)`` for its headline numbers and
+:func:`augmentation_rows` the per-class recall and precision with and without augmentation;
+:func:`format_report` prints both for the terminal. :mod:`advgen.metrics.plots` and
+:mod:`advgen.metrics.html_report` present the same report as figures and one HTML page.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advgen.io import atomic_write_text
+from advgen.metrics.augmentation import augmentation_flags
+from advgen.metrics.info import METRICS
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain Python types only, NaN as None, so that ``json.dumps`` writes strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return None if math.isnan(f) or math.isinf(f) else f
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def write_json(report: dict[str, Any], path: str | Path) -> None:
+    """Write ``report`` (made by :func:`advgen.evaluate.evaluate`, already JSON-able) as strict JSON, atomically."""
+    atomic_write_text(path, json.dumps(report, indent=2, allow_nan=False) + "\n")
+
+
+def format_value(value: Any, digits: int = 3) -> str:
+    """A report value as table text: ``mean ± std`` for spreads, ``-`` for missing."""
+    if value is None:
+        return "-"
+    if isinstance(value, dict) and "mean" in value:
+        std = value.get("std")
+        return f"{value['mean']:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{value['mean']:.{digits}f}"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(metric, value, better, ideal) rows for the headline numbers of a report."""
+    rows: list[tuple[str, str, str, str]] = []
+    m = METRICS
+    realism = report.get("realism")
+    if realism:
+        for name, auc in realism["auc"].items():
+            rows.append((f"realism AUC ({name})", format_value(auc), m["realism_auc"].direction, m["realism_auc"].ideal))
+        rows.append(("correlation difference", format_value(realism["correlation_difference"]), "lower", "0"))
+        if "cross_column_validity" in realism:
+            ccv = realism["cross_column_validity"]
+            rows.append(("cross-column validity", format_value(ccv["synthetic"]), "higher", f"real {format_value(ccv['real'])}"))
+    fid = report.get("fidelity")
+    if fid:
+        rows.append(("KS complement (numeric)", format_value(fid["ks_complement"]["mean"]), "higher", "1.0"))
+        rows.append(("TV complement (categorical)", format_value(fid["tv_complement"]["mean"]), "higher", "1.0"))
+        rows.append(("column correlation difference", format_value(fid["correlation_difference"]), "lower", "0"))
+    lf = report.get("label_fidelity")
+    if lf:
+        ref = lf.get("real_test_recall_mean")
+        rows.append(("label fidelity (mean over classes)", format_value(lf["mean"]), "higher", f"real {format_value(ref)}" if ref is not None else "1.0"))
+    ut = report.get("utility")
+    if ut:
+        rows.append(("TSTR macro-F1", format_value(ut["tstr"]["macro_f1"]), "higher", f"TRTR {format_value(ut['trtr']['macro_f1'])}"))
+        rows.append(("TSTR accuracy", format_value(ut["tstr"]["accuracy"]), "higher", f"TRTR {format_value(ut['trtr']['accuracy'])}"))
+        rows.append(("TSTR/TRTR macro-F1 ratio", format_value(ut["ratio"]["macro_f1"]), "higher", "1.0"))
+    au = report.get("augmentation")
+    if au:
+        rows.append(("augmented macro-F1", format_value(au["augmented"]["macro_f1"]), "higher", f"base {format_value(au['base']['macro_f1'])}"))
+        if "fpr_normal" in au["base"]:
+            rose = any(f["metric"] == "fpr_normal" for f in flags_of(au))
+            value = format_value(au["augmented"]["fpr_normal"]) + ("  ! rose" if rose else "")
+            rows.append(("augmented FPR on normal", value, "lower", f"base {format_value(au['base']['fpr_normal'])}"))
+    mem = report.get("memorisation")
+    if mem:
+        rows.append(("DCR median ratio synth/held-out", format_value(mem["median_ratio"]), "closer to 1", "1.0"))
+        rows.append(("share closer than held-out p5", format_value(mem["closer_than_holdout_p05"]), "closer to 0.05", "0.05"))
+        rows.append(("exact copies of training rows", format_value(mem["exact_copies"]), "lower", "0"))
+    val = report.get("validity")
+    if val:
+        rows.append(("validity (all rules)", format_value(val["synthetic"]["pass_rate"]), "higher", f"real {format_value(val['real']['pass_rate'])}"))
+        for g, rate in val["synthetic"]["per_group"].items():
+            rows.append((f"validity ({g})", format_value(rate), "higher", f"real {format_value(val['real']['per_group'].get(g))}"))
+    return rows
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns under a dashed header line, for the terminal."""
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h)) for i, h in enumerate(header)]
+    line = "  ".join(str(h).ljust(w) for h, w in zip(header, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(out)
+
+
+AUGMENTATION_HEADER = ("class", "test rows", "added", "recall base", "recall aug", "precision base", "precision aug", "flag")
+
+
+def flags_of(au: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The augmentation's flags (reports written before flags existed get them computed here)."""
+    return list(au["flags"]) if "flags" in au else augmentation_flags(au)
+
+
+def augmentation_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Per class (``AUGMENTATION_HEADER``): test rows, rows added, recall and precision without and with
+    augmentation, and a flag where precision fell by more than ``PRECISION_DROP``."""
+    au = report.get("augmentation")
+    if not au:
+        return []
+    fell = {f["class"] for f in flags_of(au) if f["metric"] == "precision"}
+    rows = []
+    for c, base in au["base"]["per_class"].items():
+        aug = au["augmented"]["per_class"][c]
+        mark = "*" if c in au.get("classes", []) else ""
+        rows.append((
+            f"{c}{mark}", str(base["support"]), str(au["added"].get(c, 0)),
+            format_value(base["recall"]), format_value(aug["recall"]), format_value(base["precision"]), format_value(aug["precision"]),
+            "! precision fell" if c in fell else "",
+        ))
+    return rows
+
+
+def augmentation_warnings(report: dict[str, Any]) -> list[str]:
+    """One sentence per flag of the augmentation (precision drops, false-positive rise)."""
+    au = report.get("augmentation")
+    return [f["message"] for f in flags_of(au)] if au else []
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as terminal tables: headline metrics, then per-class recall/precision with and without augmentation."""
+    n = report["n"]
+    parts = [
+        f"{report['subject']}: {n['synthetic']} synthetic, {n['real']} real training, {n['test']} real test samples; "
+        f"detector {report['detector']}",
+        "",
+        text_table(("metric", "value", "better", "ideal / reference"), summary_rows(report)),
+    ]
+    rows = augmentation_rows(report)
+    if rows:
+        parts += [
+            "",
+            "augmentation (* = augmented class; mean ± std over seeds)",
+            text_table(AUGMENTATION_HEADER, rows),
+        ]
+        parts += [f"WARNING: {w}" for w in augmentation_warnings(report)]
+    for key, reason in report.get("skipped", {}).items():
+        parts.append(f"skipped {key}: {reason}")
+    for note in report.get("notes", []):
+        parts.append(f"note: {note}")
+    return "\n".join(parts)
+
+
+def worst_columns(report: Mapping[str, Any], limit: int | None = None) -> list[tuple[str, str, float]]:
+    """``(column, metric, value)`` of the report's per-column fidelity, the most different first
+    (lowest KS or TV complement); at most ``limit``."""
+    fid = report.get("fidelity") or {}
+    scored = [(c, "KS", v) for c, v in (fid.get("ks_complement") or {}).get("per_column", {}).items()]
+    scored += [(c, "TV", v) for c, v in (fid.get("tv_complement") or {}).get("per_column", {}).items()]
+    scored.sort(key=lambda cmv: (cmv[2] if cmv[2] is not None else -1.0, cmv[0]))
+    return scored[:limit] if limit is not None else scored
