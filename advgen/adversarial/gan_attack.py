@@ -66,8 +66,8 @@ class GanConfig:
     explore: float = 0.5  # share of each round's queried rows that are generated rows with columns redrawn at random
     explore_rate: float = 0.3  # chance that an exploring row redraws each modifiable column
     tau: float = 1.0  # Gumbel-softmax temperature of one-hot outputs while training
-    substitutes: int = 1  # substitutes trained on their own draws of the buffer; the generator fools the most suspicious
-    select: int = 1  # candidates a row drawn when disguising; the one the substitutes find least suspicious is kept
+    substitutes: int = 3  # substitutes trained on their own draws of the buffer; the generator fools the most suspicious
+    select: int = 8  # candidates a row drawn when disguising; the one the substitutes find least suspicious is kept
     smooth: float = 0.0  # std of noise on the modifiable numerics the substitutes judge in the generator step
     neighbours: int = 1  # jittered copies judged a row; the most suspicious counts
     jitter: float = 0.0  # half the exploring rows: the generator's numerics plus noise of this std
