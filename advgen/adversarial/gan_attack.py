@@ -565,6 +565,20 @@ class GanAttack(EvasionAttack):
         except (KeyError, TypeError, ValueError, RuntimeError):
             raise CheckpointError("the checkpoint's random state is unreadable") from None
 
+    # --- export --------------------------------------------------------------------------------
+
+    def disguise_with_noise(self, x: pd.DataFrame, z: torch.Tensor) -> pd.DataFrame:
+        """``x`` disguised with the given noise ``z`` ``[len(x), noise]``: one draw a row (the generator's
+        own output, no substitute picks among candidates) and no query. This is what a generator exported
+        by ``advgen export`` computes; the export checks the two against each other on the same rows."""
+        x = x.reset_index(drop=True)
+        mask, up = self.masks(x)
+        self.G.eval()
+        with torch.no_grad():
+            enc = torch.as_tensor(self.space.encode(x))
+            _, rows, _ = self._forward(x, enc, mask, up, z=z.to(torch.float32), grad=False, sample=False)
+        return rows
+
 
 CHECKPOINT_NAME = "attack.pt"
 

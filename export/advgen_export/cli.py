@@ -2,6 +2,7 @@
 
     advgen-runtime sample model.onnx -n 1000 -o rows.csv --condition category=r2l --seed 0
     advgen-runtime info model.onnx [--json]
+    advgen-runtime disguise evade.onnx --attacks rows.csv -o disguised.csv --seed 0
     advgen-runtime serve model.onnx --port 8000 [--host 127.0.0.1] [--max-n 10000] [--workers 8] [--queue 64]
 
 Written with argparse rather than click so that the runtime installs with onnxruntime, numpy and
@@ -113,6 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--condition", type=_condition, help="KEY=VALUE, e.g. label=normal or category=r2l")
     p.add_argument("--seed", type=_seed, help="seed for reproducible samples")
 
+    p = sub.add_parser(
+        "disguise", help="disguise attack rows with an evasion model",
+        description="Disguise attack rows with a generator exported from an `advgen evade` run: each row's "
+        "modifiable features are rewritten, repaired to the rules of real traffic, and its functional "
+        "features are copied bit for bit. No detector is asked anything. Every row is checked before "
+        "anything is written, and the file appears only once complete.",
+    )
+    model_args(p)
+    p.add_argument("--attacks", type=Path, required=True,
+                   help="attack rows, .csv or .parquet, with the training data's feature columns and label column")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help=".csv or .parquet: the rows' columns, disguised, plus source_row (the row's index in --attacks)")
+    p.add_argument("--seed", type=_seed, help="seed for reproducible disguises")
+
     p = sub.add_parser("info", help="describe a model", description="Describe an exported model.")
     model_args(p)
     p.add_argument("--json", action="store_true", help="print the description as JSON")
@@ -151,7 +166,28 @@ def _run(args: argparse.Namespace) -> int:
     from advgen_export.runtime import load
 
     model = load(args.model, args.manifest, threads=args.threads or 0, expect_sha256=args.expect_sha256)
-    if args.command == "sample":
+    evasion = model.kind == "evasion"
+    if evasion and args.command in ("sample", "serve"):
+        raise ModelError(
+            f"{args.model} is an evasion model (it disguises attack rows, it does not sample): "
+            f"use `{PROG} disguise {args.model} --attacks ROWS.csv -o OUT.csv`"
+        )
+    if args.command == "disguise":
+        if not evasion:
+            raise ModelError(
+                f"{args.model} is a generator that samples, not an evasion model (export an `advgen evade` run "
+                f"for that); use `{PROG} sample {args.model} -n N -o OUT`"
+            )
+        from advgen_export.evasion import read_rows
+
+        rows = read_rows(args.attacks)
+        progress = _Progress(len(rows), "disguising")
+        try:
+            out = model.write_disguised(rows, args.output, args.seed, progress=progress.update, source=str(args.attacks))
+        finally:
+            progress.close()
+        print(f"wrote {len(rows)} disguised rows to {out} (source_row: each row's index in {args.attacks})", file=sys.stderr)
+    elif args.command == "sample":
         progress = _Progress(args.n)
         try:
             out = model.write_samples(args.output, args.n, args.condition, args.seed, progress=progress.update)
@@ -161,7 +197,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {args.n} {model.kind} samples to {where}", file=sys.stderr)
     elif args.command == "info":
         info = model.info()
-        print(json.dumps(info, indent=2) if args.json else _describe(info))
+        print(json.dumps(info, indent=2) if args.json else _describe_evasion(info) if evasion else _describe(info))
     elif args.command == "serve":
         from advgen_export.serve import serve
 
@@ -177,8 +213,8 @@ class _Progress:
 
     MIN_N = 200_000
 
-    def __init__(self, n: int) -> None:
-        self.n, self.done, self.shown = n, 0, -1
+    def __init__(self, n: int, verb: str = "sampling") -> None:
+        self.n, self.done, self.shown, self.verb = n, 0, -1, verb
         self.enabled = n >= self.MIN_N
         self.tty = sys.stderr.isatty()
 
@@ -188,11 +224,11 @@ class _Progress:
             return
         percent = 100 * self.done // self.n
         if self.tty:
-            sys.stderr.write(f"\rsampling {self.done:,}/{self.n:,} ({percent}%)")
+            sys.stderr.write(f"\r{self.verb} {self.done:,}/{self.n:,} ({percent}%)")
             sys.stderr.flush()
         elif percent // 10 > self.shown:
             self.shown = percent // 10
-            print(f"sampling {self.done:,}/{self.n:,} ({percent}%)", file=sys.stderr)
+            print(f"{self.verb} {self.done:,}/{self.n:,} ({percent}%)", file=sys.stderr)
 
     def close(self) -> None:
         if self.enabled and self.tty:
@@ -218,6 +254,24 @@ def _describe(info: dict[str, Any]) -> str:
             lines.append(f"  --condition {key}=  {shown}")
     else:
         lines.append("condition none (unconditional model)")
+    return "\n".join(lines)
+
+
+def _describe_evasion(info: dict[str, Any]) -> str:
+    plugin = info.get("plugin") or {}
+    cols = info["columns"]
+    lines = [
+        f"model     {info['model']} (opset {info['opset']}, sha256 {info['sha256'][:16]}...)",
+        f"plugin    {plugin.get('name', '?')} {plugin.get('version', '?')}",
+        f"kind      evasion: disguises attack rows (noise size {info['z_dim']}, created {info.get('created')})",
+        f"columns   {len(cols)} features: {', '.join(cols[:12])}{' ...' if len(cols) > 12 else ''}",
+        f"label     {info['label']}" + (" (mapped to attack categories)" if info["category_map"] else ""),
+        f"threat    {info['threat']['name']}, {info['rules']} rules of real traffic",
+    ]
+    for cls, what in info["threat"]["classes"].items():
+        up = f", {len(what['increase_only'])} may only grow" if what["increase_only"] else ""
+        lines.append(f"  {cls}: {len(what['modifiable'])} of {len(cols)} columns modifiable{up}")
+    lines.append(f"usage     {PROG} disguise {info['model']} --attacks ROWS.csv -o OUT.csv [--seed N]")
     return "\n".join(lines)
 
 

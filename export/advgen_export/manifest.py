@@ -7,6 +7,10 @@ model, the data spec, latent size, output descriptions, the condition vocabulary
 and, for every ``key=value`` condition a user may pass, the class indices it selects (computed by the
 domain's own ``condition_classes`` at export time, so the runtime needs no domain code).
 
+An evasion model (the generator of an ``advgen evade`` run) has inputs ``rows``, ``mask`` and ``z``,
+``sample.kind`` ``evasion`` and one more section, ``evasion`` (columns, encoding, threat model, rules),
+which :mod:`advgen_export.evasion_schema` checks.
+
 Every field is checked against a schema with bounds (:func:`validate_manifest`), so an edited or
 malformed manifest is refused with one line naming the field instead of failing somewhere in
 sampling. Edits that stay within the schema are caught by the binding between the two files:
@@ -68,7 +72,9 @@ MAX_PARITY_BATCHES = 16
 OUTPUT_DTYPES = {"float32": "tensor(float)", "int64": "tensor(int64)", "uint8": "tensor(uint8)"}
 COLUMN_DTYPES = ("int64", "float64")
 IMAGE_LAYOUTS = {"CHW": 3, "HWC": 3, "HW": 2}
-SAMPLE_KINDS = ("table", "image", "array")
+SAMPLE_KINDS = ("table", "image", "array", "evasion")
+INPUT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
+EVASION_INPUTS = ("rows", "mask")  # an evasion graph's inputs besides z (see advgen_export.evasion_schema)
 
 DIGEST_KEY = "advgen.manifest_sha256"
 """The ONNX ``metadata_props`` entry holding :func:`manifest_digest` of the model's own manifest."""
@@ -185,7 +191,7 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
     The exporter runs the same check before it writes anything, so an export never produces a
     manifest this runtime refuses.
     """
-    m = _object(manifest, "", _TOP_KEYS)
+    m = _object(manifest, "", _TOP_KEYS, ("evasion",))
     check_format(m, "the manifest")
     _text(m["created"], "created", max_len=64)
     _check_model_section(m["model"])
@@ -197,8 +203,9 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
     _text(m["advgen_version"], "advgen_version", max_len=MAX_NAME)
     z_dim = _check_latent(m["latent"])
     n_classes = _check_conditions(m["conditions"])
-    _check_inputs(m["inputs"], z_dim, n_classes is not None)
     outputs = _check_outputs(m["outputs"])
+    evasion = _check_evasion(m, outputs)
+    _check_inputs(m["inputs"], z_dim, n_classes is not None, evasion)
     _check_sample(m["sample"], outputs, m["conditions"])
     if m["tolerance"] is not None:
         t = _object(m["tolerance"], "tolerance", ("atol", "rtol"))
@@ -262,10 +269,33 @@ def _check_conditions(value: Any) -> int | None:
     return n
 
 
-def _check_inputs(value: Any, z_dim: int, conditional: bool) -> None:
+def _check_evasion(m: Mapping[str, Any], outputs: Mapping[str, Any]) -> tuple[int, int] | None:
+    """An evasion model's (encoded width, feature columns); None for a generator that samples."""
+    is_evasion = isinstance(m["sample"], dict) and m["sample"].get("kind") == "evasion"
+    if "evasion" not in m:
+        if is_evasion:
+            raise ModelError("sample.kind is 'evasion', but the manifest has no evasion section")
+        return None
+    if not is_evasion:
+        raise ModelError("the manifest has an evasion section, so sample.kind must be 'evasion'")
+    if m["conditions"] is not None:
+        raise ModelError("an evasion model takes attack rows, not conditions: conditions must be null")
+    clash = [name for name in outputs if name in EVASION_INPUTS]
+    if clash:
+        raise ModelError(f"output {_show(clash[0])} has the name of an input of an evasion model")
+    from advgen_export.evasion_schema import check_evasion
+
+    return check_evasion(m["evasion"], outputs)
+
+
+def _check_inputs(value: Any, z_dim: int, conditional: bool, evasion: tuple[int, int] | None = None) -> None:
     expected: list[dict[str, Any]] = [{"name": "z", "dtype": "float32", "shape": ["batch", z_dim]}]
     if conditional:
         expected.append({"name": "cond", "dtype": "int64", "shape": ["batch"]})
+    if evasion is not None:
+        dim, n_columns = evasion
+        expected[:0] = [{"name": "rows", "dtype": "float32", "shape": ["batch", dim]},
+                        {"name": "mask", "dtype": "float32", "shape": ["batch", n_columns]}]
     if _canonical_or_none(value) != canonical_json(expected):
         raise ModelError(f"inputs must be {_show(expected, 200)} for latent.size {z_dim}, got {_show(value, 200)}")
 
@@ -348,6 +378,9 @@ def _check_sample(value: Any, outputs: Mapping[str, Mapping[str, Any]], conditio
     if not isinstance(value, dict):
         raise _bad("sample", "an object", value)
     kind = _one_of(value.get("kind"), "sample.kind", SAMPLE_KINDS)
+    if kind == "evasion":  # the rows come from the user's file (see _check_evasion)
+        _object(value, "sample", ("kind",))
+        return
     if kind != "table":
         optional = ("layout", "range") if kind == "image" else ()
         s = _object(value, "sample", ("kind", "output", "shape"), optional)
@@ -664,9 +697,7 @@ def check_graph(manifest: Mapping[str, Any], session: Any, model: str | Path) ->
     """Check the manifest against the graph ``session`` (an onnxruntime InferenceSession) holds:
     input and output names, dtypes and static shapes, then one run on two rows for the real shapes."""
     z_dim = manifest["latent"]["size"]
-    want_inputs = [("z", "tensor(float)", [z_dim])]
-    if manifest["conditions"] is not None:
-        want_inputs.append(("cond", "tensor(int64)", []))
+    want_inputs = [(i["name"], INPUT_TYPES[i["dtype"]], list(i["shape"][1:])) for i in manifest["inputs"]]
     want_outputs = [(o["name"], OUTPUT_DTYPES[o["dtype"]], list(o["shape"])) for o in manifest["outputs"]]
     for role, want, got in (("inputs", want_inputs, session.get_inputs()), ("outputs", want_outputs, session.get_outputs())):
         names = [a.name for a in got]
@@ -681,9 +712,7 @@ def check_graph(manifest: Mapping[str, Any], session: Any, model: str | Path) ->
                     f"{model}: {role[:-1]} {name!r} is {arg.type} {dims} in the graph, but the manifest says "
                     f"{dtype} {['batch', *shape]}" + (f" (latent.size {z_dim})" if name == "z" else "")
                 )
-    feeds = {"z": np.zeros((2, z_dim), dtype=np.float32)}
-    if manifest["conditions"] is not None:
-        feeds["cond"] = np.zeros(2, dtype=np.int64)
+    feeds = {i["name"]: np.zeros((2, *i["shape"][1:]), dtype=i["dtype"]) for i in manifest["inputs"]}
     try:
         produced = session.run([w[0] for w in want_outputs], feeds)
     except Exception as exc:  # onnxruntime raises its own exception types

@@ -73,26 +73,14 @@ class GeneratorModel:
         hash to the digest the model records, and the graph's inputs and outputs must be the ones
         the manifest describes (see :mod:`advgen_export.manifest`).
         """
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ModelError("the advgen runtime needs onnxruntime: pip install onnxruntime") from None
         self.path = Path(model_path)
-        if not self.path.is_file():
-            raise ModelError(f"model not found: {self.path}")
-        self.manifest_path = Path(manifest) if manifest is not None else manifest_path(self.path)
-        self.manifest = read_manifest(self.manifest_path)
-        data = verified_model_bytes(self.path, self.manifest, expect_sha256)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-        try:
-            self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for unloadable graphs
-            raise ModelError(f"onnxruntime cannot load {self.path}: {str(exc).splitlines()[0]}") from None
-        check_binding(self.manifest, self.session.get_modelmeta().custom_metadata_map, self.path)
-        check_graph(self.manifest, self.session, self.path)
+        self.manifest_path, self.manifest = open_manifest(self.path, manifest)
+        if "evasion" in self.manifest:
+            raise ModelError(
+                f"{self.path} is an evasion model (it disguises attack rows, it does not sample): "
+                f"use `advgen-runtime disguise {self.path.name} --attacks ROWS.csv -o OUT.csv`"
+            )
+        self.session = open_session(self.path, self.manifest, threads=threads, expect_sha256=expect_sha256)
         self.chunk_rows = max(1, int(chunk_rows))
         self.output_names = [o["name"] for o in self.manifest["outputs"]]
 
@@ -347,10 +335,49 @@ class GeneratorModel:
         return [Path(path)]
 
 
-def load(model_path: str | Path, manifest: str | Path | None = None, **kwargs: Any) -> GeneratorModel:
+def load(model_path: str | Path, manifest: str | Path | None = None, **kwargs: Any) -> Any:
     """Load ``model.onnx`` with its manifest (``model.onnx.json`` unless ``manifest`` is given);
-    ``expect_sha256=HEX`` also pins the model to a hash you got from its publisher."""
+    ``expect_sha256=HEX`` also pins the model to a hash you got from its publisher.
+
+    A generator gives a :class:`GeneratorModel`; a model exported from an ``advgen evade`` run an
+    :class:`advgen_export.evasion.EvasionModel`, which disguises attack rows."""
+    path = Path(model_path)
+    _, parsed = open_manifest(path, manifest)
+    if "evasion" in parsed:
+        from advgen_export.evasion import EvasionModel
+
+        return EvasionModel(model_path, manifest, **kwargs)
     return GeneratorModel(model_path, manifest, **kwargs)
+
+
+def open_manifest(model_path: Path, manifest: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """The manifest of ``model_path`` (``MODEL.json`` unless ``manifest`` names it), schema-checked."""
+    if not model_path.is_file():
+        raise ModelError(f"model not found: {model_path}")
+    where = Path(manifest) if manifest is not None else manifest_path(model_path)
+    return where, read_manifest(where)
+
+
+def open_session(model_path: Path, manifest: Mapping[str, Any], *, threads: int = 0, expect_sha256: str | None = None) -> Any:
+    """An onnxruntime session of ``model_path``, built from the very bytes checked against ``manifest``
+    (and ``expect_sha256``), refused unless the model records the manifest's digest and its graph has
+    the inputs and outputs the manifest describes."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ModelError("the advgen runtime needs onnxruntime: pip install onnxruntime") from None
+    data = verified_model_bytes(model_path, manifest, expect_sha256)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    try:
+        session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for unloadable graphs
+        raise ModelError(f"onnxruntime cannot load {model_path}: {str(exc).splitlines()[0]}") from None
+    check_binding(manifest, session.get_modelmeta().custom_metadata_map, model_path)
+    check_graph(manifest, session, model_path)
+    return session
 
 
 @dataclass

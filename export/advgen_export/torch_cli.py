@@ -29,14 +29,23 @@ def export_command(run_dir: Path, output: Path | None, opset: int, skip_parity: 
 
     The graph includes the domain's decoding and a dynamic batch dimension; it is checked with
     onnx.checker and against torch at batch sizes 1, 3 and 257 before anything is written.
+    An `advgen evade` run (a folder holding attack.pt) exports its generator for
+    `advgen-runtime disguise`: attack rows and noise in, disguised rows out.
     """
-    from advgen.api import load_run
     from advgen.errors import AdvgenError
-    from advgen_export.onnx_export import export
+    from advgen_export.evasion_export import is_evasion_run
 
     target = output or run_dir / "model.onnx"
     try:
-        result = export(load_run(run_dir), target, opset=opset, check=not skip_parity)
+        if is_evasion_run(run_dir):
+            from advgen_export.evasion_export import export_evasion
+
+            result = export_evasion(run_dir, target, opset=opset, check=not skip_parity)
+        else:
+            from advgen.api import load_run
+            from advgen_export.onnx_export import export
+
+            result = export(load_run(run_dir), target, opset=opset, check=not skip_parity)
     except AdvgenError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -45,6 +54,15 @@ def export_command(run_dir: Path, output: Path | None, opset: int, skip_parity: 
     click.echo(f"wrote {result.model_path} ({result.manifest['model']['bytes']:,} bytes) and {result.manifest_path}")
     if result.parity is not None:
         click.echo(parity_summary(result.parity.to_dict(), result.manifest.get("outputs") or []))
+    end_to_end = getattr(result, "end_to_end", None)
+    if end_to_end is not None:
+        click.echo(
+            f"end to end on {end_to_end.rows} rows of {end_to_end.source}: the runtime disguises "
+            f"{end_to_end.identical_rows} exactly as torch does ({end_to_end.differing_rows} differ at float32 "
+            "boundaries); functional cells bit-identical in both"
+        )
+    elif "evasion" in result.manifest and not skip_parity:
+        click.echo("end-to-end check skipped: the run folder holds no adversarial.csv or .parquet to disguise")
 
 
 def parity_summary(parity: Mapping[str, Any], outputs: Sequence[Mapping[str, Any]]) -> str:

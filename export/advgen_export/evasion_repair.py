@@ -1,0 +1,290 @@
+"""The repair of disguised rows, without torch: what the runtime runs after an evasion graph.
+
+A port of :class:`advgen.adversarial.constraints.Repair` and of the rule checks it uses
+(``advgen_tabular.validators``: vocabularies, categorical combinations; ``fraction_ok``), which live in
+modules that import the tabular transform, and with it torch. The rules are the same data (the list
+``fit_rules`` wrote, carried in the manifest), and the steps are the same: a few passes of simple
+projections (clip, round, snap a rate to ``k / count``, raise ``b`` to ``a``, zero ``b``), then, for a
+row that still breaks a rule, its modifiable cells go back to the attack row's own values. Only
+modifiable cells ever change. tests/test_adversarial_export.py checks that this port and the torch
+path give the same rows, so a change to one without the other fails there.
+
+NumPy and pandas only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from advgen_export.manifest import ModelError
+
+PASSES = 3
+NUMERIC_KINDS = ("continuous", "count", "rate", "flag")
+
+
+def fraction_ok(rate: np.ndarray, count: np.ndarray, decimals: int) -> np.ndarray:
+    """``rate`` equals ``k / count`` rounded to ``decimals`` for an integer ``0 <= k <= count``
+    (and is 0 where the count is 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.where(count > 0, count, 1.0)
+        k = np.clip(np.round(rate * c), 0, c)
+        half = 0.5 * 10.0 ** (-decimals) + 1e-6
+        ok = np.zeros(rate.shape, dtype=bool)
+        for dk in (-1.0, 0.0, 1.0):
+            ok |= np.abs(np.clip(k + dk, 0, c) / c - rate) <= half
+    return np.where(count > 0, ok, rate == 0)
+
+
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    if name not in df.columns:
+        raise ModelError(f"the rows have no column {name!r}")
+    return df[name]
+
+
+def _num(df: pd.DataFrame, name: str) -> np.ndarray:
+    return pd.to_numeric(_col(df, name), errors="coerce").to_numpy(dtype=np.float64)
+
+
+def _keys(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """One string key per row for a tuple of columns (numbers written canonically), as the rules store them."""
+    parts = []
+    for c in columns:
+        s = _col(df, c)
+        if pd.api.types.is_numeric_dtype(s):
+            v = s.to_numpy(dtype=np.float64)
+            parts.append(np.array([repr(float(x)) for x in v], dtype=object))
+        else:
+            parts.append(s.astype(str).to_numpy(dtype=object))
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + "\x1f" + p
+    return out
+
+
+def category_check(rule: dict[str, Any]) -> Callable[[pd.DataFrame], np.ndarray]:
+    """The check of a ``vocab`` or ``combo`` rule: True per row that passes it."""
+    if rule["type"] == "vocab":
+        allowed = {str(v) for v in rule["values"]}
+        if rule.get("numeric", False):
+            vals = [float(v) for v in rule["values"]]
+            return lambda df: np.isin(_num(df, rule["column"]), vals)
+        return lambda df: _col(df, rule["column"]).astype(str).isin(allowed).to_numpy()
+    allowed_keys = set(rule["allowed"])
+    return lambda df: pd.Series(_keys(df, rule["columns"])).isin(allowed_keys).to_numpy()
+
+
+def rule_columns(rule: dict[str, Any]) -> list[str]:
+    t = rule["type"]
+    if t in ("range", "vocab"):
+        return [rule["column"]]
+    if t == "combo":
+        return list(rule["columns"])
+    if t in ("order", "zero"):
+        return [rule["a"], rule["b"]]
+    if t == "fraction":
+        return [rule["rate"], rule["count"]]
+    return []
+
+
+class Repair:
+    """Projects disguised rows onto the rules. ``columns`` are the feature columns as ``(name, kind)``."""
+
+    def __init__(self, rules: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]):
+        self.columns = [c for c, _ in columns]
+        kinds = dict(columns)
+        self.num_cols = [c for c in self.columns if kinds[c] in NUMERIC_KINDS]
+        pos = {c: j for j, c in enumerate(self.num_cols)}
+        names = set(self.columns)
+        self.rules = [dict(r) for r in rules if set(rule_columns(r)) & names]
+        c = len(self.num_cols)
+        self.lo, self.hi = np.full(c, -np.inf), np.full(c, np.inf)
+        self.integer = np.zeros(c, dtype=bool)
+        self.decimals = np.full(c, -1)
+        self.flag_values: dict[int, np.ndarray] = {}
+        self.fractions: list[tuple[int, int, int]] = []
+        orders, zeros = [], []
+        self.other_rules = []  # judged on the DataFrame: categorical vocabularies and combinations
+        for r in self.rules:
+            t = r["type"]
+            if t == "range" and r["column"] in pos:
+                j = pos[r["column"]]
+                self.lo[j], self.hi[j] = r["min"], r["max"]
+                self.integer[j] = bool(r.get("integer"))
+                if r.get("decimals") is not None:
+                    self.decimals[j] = int(r["decimals"])
+            elif t == "vocab" and r.get("numeric") and r["column"] in pos:
+                self.flag_values[pos[r["column"]]] = np.asarray(r["values"], dtype=np.float64)
+            elif t == "order" and r["a"] in pos and r["b"] in pos:
+                orders.append((pos[r["a"]], pos[r["b"]]))
+            elif t == "zero" and r["a"] in pos and r["b"] in pos:
+                zeros.append((pos[r["a"]], pos[r["b"]]))
+            elif t == "fraction" and r["rate"] in pos and r["count"] in pos:
+                self.fractions.append((pos[r["rate"]], pos[r["count"]], int(r["decimals"])))
+            elif t in ("vocab", "combo"):
+                self.other_rules.append((r, category_check(r)))
+        self.order_a, self.order_b = (np.array([o[k] for o in orders], dtype=np.int64) for k in (0, 1))
+        self.zero_a, self.zero_b = (np.array([z[k] for z in zeros], dtype=np.int64) for k in (0, 1))
+        # the smallest step up from 0 a column allows, to make ``a`` non-zero
+        self.step = np.where(self.integer, 1.0, np.where(self.decimals >= 0, 10.0 ** (-np.maximum(self.decimals, 0)), 1e-6))
+        for j, vals in self.flag_values.items():
+            positive = vals[vals > 0]
+            self.step[j] = positive.min() if positive.size else 1.0
+
+    def __call__(self, adv: pd.DataFrame, orig: pd.DataFrame, mask: np.ndarray, up: np.ndarray | None = None) -> pd.DataFrame:
+        """``adv`` (modifiable cells changed) repaired; ``orig`` are the attack rows, ``mask[i, j]`` says
+        whether row i may change column j (columns in ``self.columns`` order), ``up[i, j]`` whether it may
+        only grow."""
+        out = adv.copy()
+        col_idx = [self.columns.index(c) for c in self.num_cols]
+        can = mask[:, col_idx] if len(col_idx) else np.zeros((len(adv), 0), dtype=bool)
+        grows = (up[:, col_idx] & can) if up is not None and len(col_idx) else np.zeros_like(can)
+        V = _matrix(out, self.num_cols)
+        O = _matrix(orig, self.num_cols)
+        if V.shape[1]:
+            for _ in range(PASSES):
+                self._project(V, O, can, grows)
+            self._revert_numeric(V, O, can)
+            _write(out, self.num_cols, V, can)
+        self._revert_other(out, orig, mask)
+        return out
+
+    # --- projections ---------------------------------------------------------------------------
+
+    def _ranges(self, V: np.ndarray, can: np.ndarray) -> None:
+        W = np.clip(V, self.lo, self.hi)
+        W = np.where(self.integer, np.round(W), W)
+        for d in np.unique(self.decimals[self.decimals >= 0]):
+            cols = self.decimals == d
+            W[:, cols] = np.round(W[:, cols], int(d))
+        for j, vals in self.flag_values.items():
+            # a flag takes the nearest value it has in real traffic
+            near = vals[np.abs(W[:, j : j + 1] - vals[None, :]).argmin(axis=1)]
+            W[:, j] = near
+        V[:] = np.where(can, W, V)
+
+    def _project(self, V: np.ndarray, O: np.ndarray, can: np.ndarray, grows: np.ndarray) -> None:
+        self._ranges(V, can)
+        V[:] = np.where(grows, np.maximum(V, O), V)
+        for jr, jc, dec in self.fractions:
+            self._fraction(V, can, jr, jc, dec)
+        if len(self.order_a):
+            a, b = V[:, self.order_a], V[:, self.order_b]
+            rows, k = np.nonzero(a > b + 1e-9)
+            ja, jb = self.order_a[k], self.order_b[k]
+            lift = can[rows, jb]
+            V[rows[lift], jb[lift]] = V[rows[lift], ja[lift]]
+            drop = ~lift & can[rows, ja]
+            V[rows[drop], ja[drop]] = V[rows[drop], jb[drop]]
+        if len(self.zero_a):
+            a, b = V[:, self.zero_a], V[:, self.zero_b]
+            rows, k = np.nonzero((a == 0) & (b != 0))
+            ja, jb = self.zero_a[k], self.zero_b[k]
+            # add ``a`` where it may only grow (or ``b`` is fixed or was already there); else clear ``b``
+            add = can[rows, ja] & (grows[rows, ja] | ~can[rows, jb] | (O[rows, jb] != 0))
+            V[rows[add], ja[add]] = self.step[ja[add]]
+            clear = ~add & can[rows, jb]
+            V[rows[clear], jb[clear]] = 0.0
+        self._ranges(V, can)
+        V[:] = np.where(grows, np.maximum(V, O), V)
+
+    def _fraction(self, V: np.ndarray, can: np.ndarray, jr: int, jc: int, dec: int) -> None:
+        rv, cv = V[:, jr], V[:, jc]
+        bad = ~fraction_ok(rv, cv, dec)
+        if not bad.any():
+            return
+        m_rate = bad & can[:, jr]
+        if m_rate.any():
+            safe = np.where(cv > 0, cv, 1.0)
+            snapped = np.where(cv > 0, np.round(np.round(np.clip(rv, 0.0, None) * safe) / safe, dec), 0.0)
+            V[m_rate, jr] = snapped[m_rate]
+        for i in np.flatnonzero(bad & ~can[:, jr] & can[:, jc]):
+            # the rate is a fact: move the count to the nearest one the rate is a fraction of
+            for d in range(64):
+                hit = next((c for c in (cv[i] + d, cv[i] - d)
+                            if 0 <= c <= self.hi[jc] and fraction_ok(np.array([rv[i]]), np.array([c]), dec)[0]), None)
+                if hit is not None:
+                    V[i, jc] = hit
+                    break
+
+    # --- last resort ---------------------------------------------------------------------------
+
+    def _violations(self, V: np.ndarray) -> list[tuple[np.ndarray, list[int]]]:
+        """(rows breaking it, its columns) for every numeric rule."""
+        out = []
+        bad = (V < self.lo - 1e-9) | (V > self.hi + 1e-9)
+        bad |= self.integer & (np.abs(V - np.round(V)) > 1e-9)
+        for j in range(V.shape[1]):
+            if bad[:, j].any():
+                out.append((bad[:, j], [j]))
+        for j, vals in self.flag_values.items():
+            b = ~np.isin(V[:, j], vals)
+            if b.any():
+                out.append((b, [j]))
+        for jr, jc, dec in self.fractions:
+            b = ~fraction_ok(V[:, jr], V[:, jc], dec)
+            if b.any():
+                out.append((b, [jr, jc]))
+        for ja, jb in zip(self.order_a.tolist(), self.order_b.tolist()):
+            b = V[:, ja] > V[:, jb] + 1e-9
+            if b.any():
+                out.append((b, [ja, jb]))
+        if len(self.zero_a):
+            B = (V[:, self.zero_a] == 0) & (V[:, self.zero_b] != 0)
+            for k in np.flatnonzero(B.any(axis=0)):
+                out.append((B[:, k], [int(self.zero_a[k]), int(self.zero_b[k])]))
+        return out
+
+    def _revert_numeric(self, V: np.ndarray, O: np.ndarray, can: np.ndarray) -> None:
+        for _ in range(V.shape[1] + 1):
+            changed = False
+            for rows, cols in self._violations(V):
+                for j in cols:
+                    m = rows & can[:, j] & (V[:, j] != O[:, j])
+                    if m.any():
+                        V[m, j] = O[m, j]
+                        changed = True
+            if not changed:
+                return
+
+    def _revert_other(self, df: pd.DataFrame, orig: pd.DataFrame, mask: np.ndarray) -> None:
+        for r, check in self.other_rules:
+            cols = [c for c in rule_columns(r) if c in self.columns]
+            can = {c: mask[:, self.columns.index(c)] for c in cols}
+            if not any(v.any() for v in can.values()):
+                continue
+            bad = ~np.asarray(check(df), dtype=bool)
+            for c in cols:
+                m = bad & can[c]
+                if m.any():
+                    df[c] = np.where(m, orig[c].to_numpy(), df[c].to_numpy())
+
+
+def _matrix(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    if not cols:
+        return np.zeros((len(df), 0))
+    sub = df[cols]
+    if all(pd.api.types.is_numeric_dtype(t) for t in sub.dtypes):
+        return np.array(sub.to_numpy(np.float64), dtype=np.float64)
+    return np.array(sub.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64), dtype=np.float64)
+
+
+def _write(df: pd.DataFrame, cols: list[str], V: np.ndarray, can: np.ndarray) -> None:
+    """Write the modifiable numeric cells of ``V`` back, keeping each column's dtype."""
+    new = {}
+    for j, c in enumerate(cols):
+        m = can[:, j]
+        if not m.any():
+            continue
+        cur = df[c].to_numpy(copy=True)
+        vals = V[m, j]
+        if cur.dtype.kind in "iu":
+            vals = np.rint(vals).astype(cur.dtype)
+        elif cur.dtype.kind == "b":
+            vals = vals.astype(bool)
+        cur[m] = vals
+        new[c] = cur
+    if new:
+        df[list(new)] = pd.DataFrame(new, index=df.index)
