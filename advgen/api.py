@@ -161,7 +161,9 @@ def _train(
         trainer.load_state(payload)
     if main:
         # the previous run goes only now that the new one has its data and nets: a bad flag loses nothing
-        _remove_files(stale)
+        # (nor the files the new run's data was just read from or written to: encoded rows on disk)
+        in_use = {Path(p).resolve() for p in getattr(data.x, "paths", ())}
+        _remove_files([p for p in stale if p.resolve() not in in_use])
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -191,10 +193,11 @@ def _train(
 
 
 # What advgen writes into a run directory: the run itself, sample files and plots, the grids of the
-# images plugin, evaluation plots and the default export, and the temporary files of any of them.
+# images plugin, evaluation plots, the default export, the encoded rows of a table larger than memory, and the
+# temporary files of any of them.
 _RUN_FILE = re.compile(
     r"(config\.json|metrics\.jsonl|checkpoint\.pt|summary\.json|samples\.[A-Za-z0-9]+|grid-step\d+\.png"
-    r"|eval_(histograms|samples|augmentation_recall)\.png|model\.onnx(\.json)?)"
+    r"|eval_(histograms|samples|augmentation_recall)\.png|model\.onnx(\.json)?|encoded-rows\.(bin|json|sample\.parquet))"
 )
 
 

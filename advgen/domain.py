@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -42,27 +42,51 @@ if TYPE_CHECKING:  # pragma: no cover
     from advgen.writers import SampleWriter
 
 
+@runtime_checkable
+class RowStore(Protocol):
+    """Encoded rows kept out of memory (a table larger than memory, encoded to a file), read by index.
+
+    ``shape`` is ``(rows, *row_shape)``; ``rows(idx)`` returns those rows as a float32 CPU tensor, in
+    the order of ``idx`` (an int64 array). ``class_counts`` is None, or says the rows are grouped by
+    class: the first ``class_counts[0]`` rows are class 0, the next ``class_counts[1]`` class 1, and so
+    on. The store checks its values itself (finite, in range) before it is used. An optional ``paths``
+    names the files it reads, which starting a run over in their folder (``--overwrite``) leaves in place.
+    """
+
+    shape: tuple[int, ...]
+    class_counts: Sequence[int] | None
+
+    def rows(self, idx: np.ndarray) -> torch.Tensor: ...
+
+
 @dataclass
 class RealData:
     """Real training data, already encoded for the discriminator.
 
-    ``x`` stays in memory as one tensor; the core moves it to the training device once and draws
-    batches by index. ``cond`` holds each row's class index into ``spec["conditions"]["classes"]``.
+    ``x`` is one tensor in memory, which the core moves to the training device once, or a
+    :class:`RowStore` on disk, from which each batch is read; either way batches are drawn by index.
+    ``cond`` holds each row's class index into ``spec["conditions"]["classes"]`` (for a store, its
+    ``class_counts`` say that instead and ``cond`` is None).
     """
 
-    x: torch.Tensor
+    x: torch.Tensor | RowStore
     spec: dict[str, Any]
     cond: torch.Tensor | None = None
     samples: Any = None
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.x.ndim < 2 or self.x.shape[0] == 0:
+        if len(self.x.shape) < 2 or self.x.shape[0] == 0:
             raise AdvgenError(f"real data must have at least one row, got shape {tuple(self.x.shape)}")
-        if not torch.isfinite(self.x).all():
+        if isinstance(self.x, torch.Tensor) and not torch.isfinite(self.x).all():
             raise AdvgenError("encoded real data holds NaN or inf values")
         if self.cond is not None and self.cond.shape[0] != self.x.shape[0]:
             raise AdvgenError("real data and its conditions have different lengths")
+
+    @property
+    def has_classes(self) -> bool:
+        """Whether each row's class is known (``cond``, or a store's class counts)."""
+        return self.cond is not None or getattr(self.x, "class_counts", None) is not None
 
 
 @dataclass

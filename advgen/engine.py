@@ -100,39 +100,57 @@ def class_probabilities(counts: np.ndarray, mode: str) -> np.ndarray:
 
 
 class BatchSampler:
-    """Draws real batches by index on the device; conditional data is drawn class first."""
+    """Draws real batches by index on the device; conditional data is drawn class first.
+
+    Rows in memory go to the device once. Rows in a :class:`~advgen.domain.RowStore` (a table larger
+    than memory) stay on disk: indices are drawn on the CPU and each batch is read, then moved.
+    """
 
     def __init__(self, data: RealData, device: torch.device, cond_sampling: str, conditional: bool):
-        self.x = data.x.to(device=device, dtype=torch.float32)
-        self.n = self.x.shape[0]
+        self.store = None if isinstance(data.x, torch.Tensor) else data.x
         self.device = device
-        self.conditional = conditional and data.cond is not None
+        on = self._on = torch.device("cpu") if self.store is not None else device  # where indices are drawn
+        if self.store is None:
+            self.x = data.x.to(device=device, dtype=torch.float32)
+        self.n = int(data.x.shape[0])
+        self.conditional = conditional and data.has_classes
+        self.order: torch.Tensor | None = None
         if self.conditional:
-            cond = data.cond.to(torch.long)
             k = len(data.spec["conditions"]["classes"])
-            counts = torch.bincount(cond, minlength=k)
-            order = torch.argsort(cond, stable=True)
+            if self.store is None:
+                cond = data.cond.to(torch.long)
+                counts = torch.bincount(cond, minlength=k)
+                self.order = torch.argsort(cond, stable=True).to(on)
+                self.cond = cond.to(device)
+            else:  # a store keeps each class's rows together, in class order
+                counts = torch.as_tensor(list(self.store.class_counts), dtype=torch.long)
             starts = torch.cumsum(counts, 0) - counts
-            self.order = order.to(device)
-            self.cond = cond.to(device)
-            self.starts = starts.to(device)
-            self.counts = counts.to(device)
+            self.starts = starts.to(on)
+            self.counts = counts.to(on)
             probs = class_probabilities(counts.numpy(), cond_sampling)
-            self.class_probs = torch.tensor(probs, dtype=torch.float32, device=device)
+            self.class_probs = torch.tensor(probs, dtype=torch.float32, device=on)
 
     def draw_classes(self, b: int) -> torch.Tensor | None:
         if not self.conditional:
             return None
-        return torch.multinomial(self.class_probs, b, replacement=True)
+        return torch.multinomial(self.class_probs, b, replacement=True).to(self.device)
 
     def draw(self, b: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        on = self._on
         if not self.conditional:
-            idx = torch.randint(self.n, (b,), device=self.device)
-            return self.x[idx], None
-        c = self.draw_classes(b)
-        offset = (torch.rand(b, device=self.device) * self.counts[c]).long()
-        idx = self.order[self.starts[c] + offset]
-        return self.x[idx], c
+            idx = torch.randint(self.n, (b,), device=on)
+            return self._rows(idx), None
+        c = torch.multinomial(self.class_probs, b, replacement=True)
+        offset = (torch.rand(b, device=on) * self.counts[c]).long()
+        idx = self.starts[c] + offset
+        if self.order is not None:
+            idx = self.order[idx]
+        return self._rows(idx), c.to(self.device)
+
+    def _rows(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.store is None:
+            return self.x[idx]
+        return self.store.rows(idx.numpy()).to(self.device, non_blocking=True)
 
 
 def _no_sync(net: nn.Module) -> contextlib.AbstractContextManager:
@@ -231,7 +249,7 @@ class Trainer:
         self.plugin_version = plugin_version
         self.device = self.world.device if self.world.size > 1 else resolve_device(cfg.device)
         self.spec = dict(data.spec)
-        if not cfg.conditional or data.cond is None:
+        if not cfg.conditional or not data.has_classes:
             self.spec["conditions"] = None
         self.conditional = self.spec.get("conditions") is not None
         losses = manager.losses()

@@ -182,16 +182,13 @@ def _is_data_row(fields: list[str]) -> bool:
     return True
 
 
-def _read_csv(
-    path: Path,
-    fmt: FileFormat,
-    declared: list[ColumnSpec] | None,
-    force_str: set[str],
-    notes: list[str],
-    *,
-    sniff: bool,
-) -> pd.DataFrame:
-    """Read one CSV; declared kinds give explicit dtypes (the fast path), dirt falls back to text."""
+def csv_header(
+    path: Path, fmt: FileFormat, declared: list[ColumnSpec] | None, notes: list[str], *, sniff: bool
+) -> tuple[str, bool, list[str], str | None]:
+    """How a CSV file is laid out: ``(separator, has a header row, column names, line terminator)``.
+
+    The in-memory reader and the streamed one (:mod:`advgen_tabular.source`) read a file alike.
+    """
     if not path.is_file():
         raise InvalidDataError(f"data file not found: {path}")
     terminator = line_terminator(check_text_file(path))
@@ -224,7 +221,20 @@ def _read_csv(
             )
     else:
         names = [f"column_{i + 1}" for i in range(len(fields))]
+    return sep, header, names, terminator
 
+
+def _read_csv(
+    path: Path,
+    fmt: FileFormat,
+    declared: list[ColumnSpec] | None,
+    force_str: set[str],
+    notes: list[str],
+    *,
+    sniff: bool,
+) -> pd.DataFrame:
+    """Read one CSV; declared kinds give explicit dtypes (the fast path), dirt falls back to text."""
+    sep, header, names, terminator = csv_header(path, fmt, declared, notes, sniff=sniff)
     kinds = {c.name: c.kind for c in declared or [] if c.kind}
     dtypes: dict[str, Any] = {}
     for n in names:
@@ -696,6 +706,69 @@ def load_table(
     - ``schema``: the ``columns`` of a training table, to read a test file exactly the same way
       (same columns and kinds, no inference, no columns dropped as constant; unseen categories stay).
     """
+    request = resolve_table(
+        dataset, split, path=path, label=label, schema_file=schema_file, schema=schema, download=download,
+        progress=progress,
+    )
+    frames = []
+    for f in request.files:
+        frame = _read_file(
+            f, request.fmt, request.read_declared, request.force_str, request.notes, sniff=request.sniff
+        )
+        frames.append(frame)
+    if len(frames) > 1:
+        cols = list(frames[0].columns)
+        for f, frame in zip(request.files[1:], frames[1:]):
+            if list(frame.columns) != cols:
+                raise InvalidDataError(f"{f} has other columns than {request.files[0]}")
+        df = pd.concat(frames, ignore_index=True)
+    else:
+        df = frames[0]
+    return finish_table(request, df)
+
+
+@dataclass
+class TableRequest:
+    """What :func:`load_table` reads and how: the files, their format and the cleaning plan.
+
+    The streamed reader of tables larger than memory (:mod:`advgen_tabular.source`) reads the same
+    files the same way and cleans a sample of their rows with :func:`finish_table`.
+    """
+
+    name: str
+    files: list[Path]
+    split: str | None
+    layout: Layout | None
+    plan: _Plan
+    categories: dict[str, list[str]]
+    groups: dict[str, list[str]]
+    fmt: FileFormat
+    read_declared: list[ColumnSpec] | None
+    force_str: set[str]
+    notes: list[str]
+
+    @property
+    def sniff(self) -> bool:
+        """Whether the files' layout is guessed (no registered dataset): separator, header, kinds."""
+        return self.layout is None
+
+    @property
+    def source(self) -> str:
+        return str(self.files[0]) if len(self.files) == 1 else f"{self.name} ({len(self.files)} files)"
+
+
+def resolve_table(
+    dataset: str | None = None,
+    split: str | None = None,
+    *,
+    path: str | Path | None = None,
+    label: str | None = None,
+    schema_file: str | Path | None = None,
+    schema: list[ColumnSchema] | None = None,
+    download: bool = True,
+    progress: bool | None = None,
+) -> TableRequest:
+    """The files :func:`load_table` reads for these arguments, their format and the cleaning plan."""
     from advgen_datasets.fetch import ensure_file
 
     if dataset is None and path is None:
@@ -771,23 +844,26 @@ def load_table(
         # schema-file overrides may change kinds: read with the final kinds
         read_declared = [declared.get(c.name, c) for c in read_declared]
     force_str = {plan.label} if plan.label else set()
-    frames = []
-    for f in files:
-        frame = _read_file(
-            f, fmt, read_declared or list(plan.declared.values()) or None, force_str, notes,
-            sniff=layout is None,
-        )
-        frames.append(frame)
-    if len(frames) > 1:
-        cols = list(frames[0].columns)
-        for f, frame in zip(files[1:], frames[1:]):
-            if list(frame.columns) != cols:
-                raise InvalidDataError(f"{f} has other columns than {files[0]}")
-        df = pd.concat(frames, ignore_index=True)
-    else:
-        df = frames[0]
-    source = str(files[0]) if len(files) == 1 else f"{name} ({len(files)} files)"
+    return TableRequest(
+        name=name,
+        files=files,
+        split=split_name,
+        layout=layout,
+        plan=plan,
+        categories=categories,
+        groups=groups,
+        fmt=fmt,
+        read_declared=read_declared or list(plan.declared.values()) or None,
+        force_str=force_str,
+        notes=notes,
+    )
 
+
+def finish_table(request: TableRequest, df: pd.DataFrame) -> Table:
+    """Check and clean the rows read for ``request`` (see :func:`resolve_table`) into a :class:`Table`."""
+    layout, plan, notes = request.layout, request.plan, request.notes
+    categories, groups = request.categories, request.groups
+    source = request.source
     if layout is not None and layout.columns and plan.infer_rest:
         expected = [c.name for c in layout.columns if c.role != "ignored"]
         missing = [c for c in expected if c not in df.columns]
@@ -811,7 +887,7 @@ def load_table(
         g: [m for m in members if m in kept and m != plan.label] for g, members in groups.items()
     }
     return Table(
-        name=name,
+        name=request.name,
         df=clean,
         columns=columns,
         label=plan.label,
@@ -819,9 +895,12 @@ def load_table(
         feature_groups={g: m for g, m in feature_groups.items() if m},
         constants=constants,
         notes=notes,
-        sources=[str(f) for f in files],
-        split=split_name,
+        sources=[str(f) for f in request.files],
+        split=request.split,
     )
 
 
-__all__ = ["ColumnSchema", "Table", "load_table", "read_schema_file", "KINDS", "ROLES", "MISSING_CATEGORY"]
+__all__ = [
+    "ColumnSchema", "Table", "TableRequest", "finish_table", "load_table", "resolve_table", "read_schema_file",
+    "KINDS", "ROLES", "MISSING_CATEGORY",
+]

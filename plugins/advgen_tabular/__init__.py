@@ -4,8 +4,11 @@ Registered under the ``advgen`` entry-point group like any third-party plugin. T
 :mod:`~advgen_tabular.transform` (reversible mixed-type encoding and its tensor-math decoder),
 :mod:`~advgen_tabular.nets` (conditional generator and discriminator),
 :mod:`~advgen_tabular.validators` (schema and cross-column rules fitted from the training rows) and
-:mod:`~advgen_tabular.domain` (the :class:`~advgen.domain.Domain` that ties them together). The
-domain is registered by reference, so listing plugins imports neither torch nor pandas.
+:mod:`~advgen_tabular.domain` (the :class:`~advgen.domain.Domain` that ties them together). Tables
+larger than memory take :mod:`~advgen_tabular.streamed` (batches read by :mod:`~advgen_tabular.source`,
+a sample and exact counts from :mod:`~advgen_tabular.census`, rows encoded once into
+:mod:`~advgen_tabular.rowstore`). The domain is registered by reference, so listing plugins imports
+neither torch nor pandas.
 """
 
 from __future__ import annotations

@@ -45,6 +45,8 @@ SUFFIXES = (".csv", ".parquet")
 DEFAULT_OPTIONS: dict[str, Any] = {
     # data
     "schema": None,  # TOML file overriding column kinds and roles (see advgen datasets docs)
+    "storage": "auto",  # auto | memory | disk: disk streams the table and encodes it once into the run folder
+    "memory_budget": None,  # e.g. "2GB": what the disk path may hold, and auto's threshold; None: half the RAM
     # transform
     "encoding": "quantile",  # numeric encoding: quantile | log | msn
     "n_quantiles": 2049,  # knots of each quantile function
@@ -127,9 +129,17 @@ class TabularDomain(Domain):
     # --- data ----------------------------------------------------------------------------------
 
     def load_data(self, cfg: TrainConfig) -> RealData:
+        """Read and encode the table in memory, or, when it is larger than the memory budget (or
+        ``storage = "disk"``), stream it and encode it once into the run folder
+        (:mod:`advgen_tabular.streamed`)."""
         from advgen_datasets import load_table
 
+        from advgen_tabular.streamed import streamed_data
+
         opts = _options(cfg)
+        streamed = streamed_data(self, cfg, opts, DEFAULT_DATASET)
+        if streamed is not None:
+            return streamed
         if cfg.data:
             table = load_table(
                 dataset=cfg.dataset, split=cfg.split, path=cfg.data, label=cfg.label, schema_file=opts["schema"]
