@@ -3,7 +3,7 @@
 One tiny evade run on NSL-KDD subsamples (a mask with a default and a class of its own, increase-only
 columns), exported with `advgen export`; then the runtime (`advgen-runtime disguise`, EvasionModel)
 against the torch attack on the same rows and noise, functional cells checked bit for bit on every
-row, the torch-free ports against the torch modules they copy, tampered manifests, wrong widths and
+row, the runtime's encoding and repair against the torch attack's, tampered manifests, wrong widths and
 bad rows. One thread.
 """
 
@@ -177,14 +177,18 @@ def test_cli_disguise_keeps_functional_cells_bit_for_bit_on_every_row_and_is_rep
 
 
 def test_runtime_works_with_torch_absent(exported, tmp_path):
+    """Nor pluggy or scipy: the runtime's install (README, .ci/runtime-without-torch) has neither, and it
+    imports modules ``advgen evade`` uses too (advgen_tabular.rules and .quantile, advgen.adversarial.rows
+    and .constraints)."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(textwrap.dedent("""
         import sys
         class _NoTorch:
             def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch."):
-                    raise ImportError("torch is blocked in this test")
+                top = name.partition(".")[0]
+                if top in ("torch", "pluggy", "scipy"):
+                    raise ModuleNotFoundError(f"{top} is blocked in this test", name=top)
                 return None
         sys.meta_path.insert(0, _NoTorch())
     """))
@@ -201,7 +205,7 @@ def test_runtime_works_with_torch_absent(exported, tmp_path):
         assert cli.main(["disguise", {str(exported['model'])!r}, "--attacks", {str(exported['attacks'])!r},
                          "-o", {str(out)!r}, "--seed", "3"]) == 0
         assert cli.main(["info", {str(exported['model'])!r}]) == 0
-        assert not [m for m in sys.modules if m == "torch" or m.startswith("torch.")]
+        assert not [m for m in sys.modules if m.partition(".")[0] in ("torch", "pluggy", "scipy")]
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), PYTHONPATH])}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
@@ -210,7 +214,7 @@ def test_runtime_works_with_torch_absent(exported, tmp_path):
     assert out.read_bytes() == (exported["dir"] / "a.csv").read_bytes()  # as with torch installed
 
 
-# --- the torch-free ports against the modules they copy ------------------------------------------
+# --- the runtime's steps against the torch attack's ----------------------------------------------
 
 
 def test_torch_free_encoding_matches_the_attack_space(attack, attacks):

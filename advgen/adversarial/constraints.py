@@ -12,6 +12,9 @@ The repair is a few passes of simple projections (clip, round, snap a rate to ``
 ``b`` to ``a``, zero ``b``), vectorised over rows and rules; then, for any row that still breaks a rule,
 the modifiable cells that rule involves go back to the attack row's own values, which real traffic
 (and the rule) allows, until no rule is broken or nothing is left to revert.
+
+NumPy and pandas only (the rule checks come from :mod:`advgen_tabular.rules`): the torch-free runtime
+(``advgen-runtime disguise``) repairs rows with this very class.
 """
 
 from __future__ import annotations
@@ -21,24 +24,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from advgen_tabular.transform import fraction_ok
-from advgen_tabular.validators import _check
+from advgen_tabular.rules import fraction_ok, rule_check, rule_columns
 
 PASSES = 3
 NUMERIC_KINDS = ("continuous", "count", "rate", "flag")
-
-
-def _rule_columns(rule: dict[str, Any]) -> list[str]:
-    t = rule["type"]
-    if t in ("range", "vocab"):
-        return [rule["column"]]
-    if t == "combo":
-        return list(rule["columns"])
-    if t in ("order", "zero"):
-        return [rule["a"], rule["b"]]
-    if t == "fraction":
-        return [rule["rate"], rule["count"]]
-    return []
 
 
 class Repair:
@@ -51,7 +40,7 @@ class Repair:
         pos = {c: j for j, c in enumerate(self.num_cols)}
         self.pos = pos
         names = set(self.columns)
-        self.rules = [dict(r) for r in rules if set(_rule_columns(r)) & names]
+        self.rules = [dict(r) for r in rules if set(rule_columns(r)) & names]
         c = len(self.num_cols)
         self.lo, self.hi = np.full(c, -np.inf), np.full(c, np.inf)
         self.integer = np.zeros(c, dtype=bool)
@@ -77,7 +66,7 @@ class Repair:
             elif t == "fraction" and r["rate"] in pos and r["count"] in pos:
                 self.fractions.append((pos[r["rate"]], pos[r["count"]], int(r["decimals"])))
             elif t in ("vocab", "combo"):
-                self.other_rules.append((r, _check(r)))
+                self.other_rules.append((r, rule_check(r)))
         self.order_a, self.order_b = (np.array([o[k] for o in orders], dtype=np.int64) for k in (0, 1))
         self.zero_a, self.zero_b = (np.array([z[k] for z in zeros], dtype=np.int64) for k in (0, 1))
         # the smallest step up from 0 a column allows, to make ``a`` non-zero
@@ -204,7 +193,7 @@ class Repair:
 
     def _revert_other(self, df: pd.DataFrame, orig: pd.DataFrame, mask: np.ndarray) -> None:
         for r, check in self.other_rules:
-            cols = [c for c in _rule_columns(r) if c in self.columns]
+            cols = [c for c in rule_columns(r) if c in self.columns]
             can = {c: mask[:, self.columns.index(c)] for c in cols}
             if not any(v.any() for v in can.values()):
                 continue

@@ -13,7 +13,8 @@ import pandas as pd
 from typing import Any
 
 from advgen.adversarial.base import EvasionAttack
-from advgen.adversarial.space import put, restore_functional
+from advgen.adversarial.rows import restore_functional
+from advgen.adversarial.space import put
 
 
 class Mimicry(EvasionAttack):

@@ -11,6 +11,9 @@ just close, and every value is one the data type allows.
 Encoding accepts values the fit never saw (a category new in a test file, a count beyond the range):
 unknown categories encode as an all-zero one-hot and numerics are clipped to the fitted range, so a
 saved generator can disguise new rows.
+
+The steps on either side of the decoder are NumPy (:mod:`advgen.adversarial.rows`), shared with the
+torch-free runtime that disguises rows with an exported generator.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import ndtr, ndtri
 
 from advgen.adversarial.constraints import Repair
+from advgen.adversarial.rows import encode_rows, realise, slot_spans
 from advgen.errors import InvalidDataError
-from advgen_tabular.transform import TableTransform, _quantile_encode
+from advgen_tabular.transform import TableTransform
 from advgen_tabular.validators import build_validators, fit_rules
 
 NUMERIC_KINDS = ("continuous", "count", "rate")
@@ -50,13 +55,11 @@ class AttackSpace:
         self.label = label
         self.repair = Repair(rules, self.columns)
         self.validators = build_validators(rules)
-        self.slots: dict[str, Slot] = {}
-        pos = 0
-        for p in transform.plans:
-            w = len(p["vocab"]) if p["encoding"] == "onehot" else 1
-            self.slots[p["name"]] = Slot(p["name"], pos, pos + w, p["encoding"] == "onehot")
-            pos += w
-        self.dim = pos
+        spans = slot_spans(transform.plans)
+        self.slots: dict[str, Slot] = {
+            p["name"]: Slot(p["name"], *spans[p["name"]], p["encoding"] == "onehot") for p in transform.plans
+        }
+        self.dim = max((s.end for s in self.slots.values()), default=0)
         self._decoder = transform.decoder()
         self._info = transform.output_info()
 
@@ -94,29 +97,7 @@ class AttackSpace:
 
     def encode(self, df: pd.DataFrame) -> np.ndarray:
         """Rows to encoded float32 ``[n, dim]``, each value at the middle of its interval (no noise)."""
-        n = len(df)
-        out = np.zeros((n, self.dim), dtype=np.float32)
-        rng = np.random.default_rng(0)
-        for p in self.transform.plans:
-            s = self.slots[p["name"]]
-            if p["name"] not in df.columns:
-                raise InvalidDataError(f"the rows lack the column {p['name']!r}")
-            col = df[p["name"]]
-            if p["encoding"] == "onehot":
-                if p["kind"] == "flag":
-                    keys = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
-                    levels = {float(v): i for i, v in enumerate(p["vocab"])}
-                    codes = np.array([levels.get(float(k), -1) for k in keys], dtype=np.int64)
-                else:
-                    codes = pd.Index([str(v) for v in p["vocab"]]).get_indexer(col.astype(str).to_numpy(dtype=object))
-                hit = codes >= 0
-                out[np.flatnonzero(hit), s.start + codes[hit]] = 1.0
-            else:
-                values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
-                if not np.isfinite(values).all():
-                    raise InvalidDataError(f"numeric column {p['name']!r} holds missing or non-finite values")
-                out[:, s.start] = _quantile_encode(p, values, rng, False)
-        return out
+        return encode_rows(self.transform.plans, df, cdf=ndtr, ppf=ndtri)
 
     # --- decoding and repair ---------------------------------------------------------------------
 
@@ -135,16 +116,7 @@ class AttackSpace:
         """The disguised rows: decoded modifiable cells on top of ``orig`` (functional cells copied bit
         for bit), then repaired. ``orig`` keeps all its columns (label included); the index is reset."""
         decoded = self.decode(enc)
-        base = orig.reset_index(drop=True)
-        cols = {c: base[c].to_numpy() for c in base.columns}
-        for j, col in enumerate(self.names):
-            m = mask[:, j]
-            if m.any():
-                cols[col] = _merged(cols[col], decoded[col].to_numpy(), m)
-        out = pd.DataFrame(cols, columns=base.columns)
-        out = self.repair(out, base, mask, up)
-        restore_functional(out, base, mask, self.names)
-        return out
+        return realise({c: decoded[c].to_numpy() for c in self.names}, orig, mask, up, self.names, self.repair)
 
     def validity(self, df: pd.DataFrame) -> np.ndarray:
         """Boolean per row: passes every rule fitted on real traffic."""
@@ -152,19 +124,6 @@ class AttackSpace:
         for v in self.validators:
             ok &= np.asarray(v.check(df), dtype=bool)
         return ok
-
-
-def _merged(cur: np.ndarray, new: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``cur`` with ``new`` written where ``rows`` (boolean), in ``cur``'s dtype (integers rounded)."""
-    cur = cur.copy()
-    if cur.dtype == object or new.dtype == object or new.dtype.kind in "US":
-        cur = cur.astype(object)
-        cur[rows] = new[rows].astype(object)
-    elif cur.dtype.kind in "iu":
-        cur[rows] = np.rint(new[rows]).astype(cur.dtype) if new.dtype.kind == "f" else new[rows].astype(cur.dtype)
-    else:
-        cur[rows] = new[rows].astype(cur.dtype)
-    return cur
 
 
 def put(df: pd.DataFrame, col: str, rows: np.ndarray, values: np.ndarray) -> None:
@@ -184,19 +143,3 @@ def put(df: pd.DataFrame, col: str, rows: np.ndarray, values: np.ndarray) -> Non
         vals = vals.astype(cur.dtype)
     cur[rows] = vals
     df[col] = cur
-
-
-def restore_functional(out: pd.DataFrame, orig: pd.DataFrame, mask: np.ndarray, names: Sequence[str]) -> None:
-    """Copy every functional cell from ``orig`` (the last word: no repair may move them)."""
-    whole = [col for j, col in enumerate(names) if not mask[:, j].any()]
-    if whole:
-        out[whole] = orig[whole]
-    for j, col in enumerate(names):
-        keep = ~mask[:, j]
-        if keep.any() and not keep.all():
-            cur = out[col].to_numpy(copy=True)
-            src = orig[col].to_numpy()
-            if cur.dtype != src.dtype:
-                cur = cur.astype(object) if src.dtype == object else cur.astype(src.dtype)
-            cur[keep] = src[keep]
-            out[col] = cur

@@ -17,7 +17,8 @@ back into a valid disguised row::
 
 Like the rest of the manifest, every field is checked against this schema with bounds before anything
 is used (:func:`check_evasion`), and the whole manifest, this section included, is bound to the model
-by its digest. Nothing in it is code: the rules are data that :mod:`advgen_export.evasion_repair` reads.
+by its digest. Nothing in it is code: the rules are data that :class:`advgen.adversarial.constraints.Repair`
+reads.
 """
 
 from __future__ import annotations

@@ -15,16 +15,22 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from advgen.hookspecs import DomainRef, hookimpl
-
 __version__ = "0.1.0"  # TabularDomain.version
 
 __all__ = ["TabularDomain", "__version__"]
 
+try:
+    from advgen.hookspecs import DomainRef, hookimpl
+except ModuleNotFoundError as exc:
+    # the torch-free runtime installs no pluggy (nor torch) and imports only the NumPy modules
+    # advgen_tabular.rules and advgen_tabular.quantile; with no plugin manager, nothing registers
+    if exc.name != "pluggy":
+        raise
+else:
 
-@hookimpl
-def advgen_register_domains(register: Callable[[Any], None]) -> None:
-    register(DomainRef("tabular", "advgen_tabular.domain", "TabularDomain"))
+    @hookimpl
+    def advgen_register_domains(register: Callable[[Any], None]) -> None:
+        register(DomainRef("tabular", "advgen_tabular.domain", "TabularDomain"))
 
 
 def __getattr__(name: str) -> Any:  # the domain class, imported on first use

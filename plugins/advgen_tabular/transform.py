@@ -6,7 +6,8 @@ the column's empirical quantile function, tabulated at knots evenly spaced in ``
 ``Phi(y_k)``) and linear between them: one gather and one lerp, and no ``erf``, so that torch and
 onnxruntime give bit-identical results. Encoding inverts it, and a value ``v`` is sent to a point
 drawn (with Gaussian density) from the whole interval that decodes to ``v`` after rounding to the
-column's resolution (integers for counts, two decimals for NSL-KDD's rates, found from the data).
+column's resolution (integers for counts, two decimals for NSL-KDD's rates, found from the data;
+:mod:`advgen_tabular.quantile`, NumPy only, so the torch-free runtime encodes rows the same way).
 So point masses (90% zeros in most traffic counts) become intervals instead of spikes, every
 column's encoded marginal is close to N(0, 1), heavy tails (``src_bytes`` up to 1e9) cost nothing,
 and any generator output decodes inside the column's observed range.
@@ -39,6 +40,8 @@ from scipy.special import ndtr, ndtri
 from torch import nn
 
 from advgen.errors import InvalidDataError
+from advgen_tabular.quantile import Y_MAX, quantile_encode, unrle
+from advgen_tabular.rules import fraction_ok
 
 # version of the JSON layout of a fitted transform (bumped whenever decoding changes meaning)
 FORMAT = 2
@@ -46,30 +49,10 @@ NUMERIC_KINDS = ("continuous", "count", "rate")
 DISCRETE_KINDS = ("flag", "categorical")
 ENCODINGS = ("quantile", "log", "msn")
 MAX_DECIMALS = 6
-# the quantile knots sit at y = -Y_MAX ... Y_MAX, the end knots on the minimum and the maximum;
-# encoded values stay within the same range
-Y_MAX = 5.0
-U_EPS = float(ndtr(-Y_MAX))
-# a value decodes to v when it lies within this fraction of the resolution around v; < 0.5 leaves a
-# margin so that float32 decoding never lands on a rounding boundary
-ROUND_HALF = 0.49
 # a rate is snapped to fractions of a count when this share of real rows already is one ...
 FRACTION_MIN_PASS = 0.999
 # ... and no more than this share of rows with the count shuffled independently would be
 FRACTION_MAX_SHUFFLED = 0.98
-
-
-def fraction_ok(rate: np.ndarray, count: np.ndarray, decimals: int) -> np.ndarray:
-    """``rate`` equals ``k / count`` rounded to ``decimals`` for an integer ``0 <= k <= count``
-    (and is 0 where the count is 0)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        c = np.where(count > 0, count, 1.0)
-        k = np.clip(np.round(rate * c), 0, c)
-        half = 0.5 * 10.0 ** (-decimals) + 1e-6
-        ok = np.zeros(rate.shape, dtype=bool)
-        for dk in (-1.0, 0.0, 1.0):
-            ok |= np.abs(np.clip(k + dk, 0, c) / c - rate) <= half
-    return np.where(count > 0, ok, rate == 0)
 
 
 @dataclass(frozen=True)
@@ -103,10 +86,6 @@ def _rle(values: np.ndarray) -> list[list[float]]:
         else:
             out.append([float(v), 1])
     return out
-
-
-def _unrle(runs: list[list[float]]) -> np.ndarray:
-    return np.concatenate([np.full(int(n), v, dtype=np.float64) for v, n in runs]) if runs else np.zeros(0)
 
 
 def _json_scalar(v: Any) -> Any:
@@ -342,7 +321,9 @@ class TableTransform:
             if not np.isfinite(values).all():
                 raise InvalidDataError(f"numeric column {p['name']!r} holds missing or non-finite values")
             if p["encoding"] == "quantile":
-                blocks.append(_quantile_encode(p, values, rng, dequantize).reshape(n, 1))
+                y = quantile_encode(unrle(p["grid"]), p["decimals"], values, cdf=ndtr, ppf=ndtri,
+                                    rng=rng if dequantize else None)
+                blocks.append(y.reshape(n, 1))
             elif p["encoding"] == "log":
                 t = np.log1p(np.maximum(values - p["shift"], 0.0)) if p["log"] else values
                 blocks.append(((t - p["mean"]) / p["std"]).astype(np.float32).reshape(n, 1))
@@ -508,42 +489,6 @@ def quantile_levels(n_knots: int) -> np.ndarray:
     return levels
 
 
-def _quantile_encode(
-    plan: dict[str, Any], values: np.ndarray, rng: np.random.Generator, dequantize: bool
-) -> np.ndarray:
-    grid = _unrle(plan["grid"])
-    step = 2 * Y_MAX / (grid.shape[0] - 1)
-    dec = plan["decimals"]
-    half = ROUND_HALF * 10.0 ** (-dec) if dec is not None else 0.0
-    v = np.clip(values, grid[0], grid[-1])
-    # the y-interval [lo, hi] decodes to values within half a resolution step of v
-    lo_u = ndtr(-Y_MAX + step * _knot_position(grid, v - half, "left"))
-    hi_u = ndtr(-Y_MAX + step * _knot_position(grid, v + half, "right"))
-    hi_u = np.maximum(hi_u, lo_u)
-    if dequantize:
-        u = lo_u + rng.random(v.shape[0]) * (hi_u - lo_u)
-    else:
-        u = 0.5 * (lo_u + hi_u)
-    return ndtri(np.clip(u, U_EPS, 1.0 - U_EPS)).astype(np.float32)
-
-
-def _knot_position(grid: np.ndarray, v: np.ndarray, side: str) -> np.ndarray:
-    """Fractional knot index where the piecewise-linear ``grid`` first reaches ``v`` (side "left")
-    or last stays at or below ``v`` (side "right"); 0 below the grid, ``len(grid) - 1`` above."""
-    g = grid.shape[0]
-    k = np.searchsorted(grid, v, side=side)
-    pos = np.empty_like(v)
-    below, above = k == 0, k == g
-    mid = ~(below | above)
-    km = k[mid]
-    a, b = grid[km - 1], grid[km]
-    frac = np.where(b > a, (v[mid] - a) / np.where(b > a, b - a, 1.0), 0.0)
-    pos[mid] = km - 1 + np.clip(frac, 0.0, 1.0)
-    pos[below] = 0.0
-    pos[above] = g - 1.0
-    return pos
-
-
 def _fit_msn(values: np.ndarray, modes: int, seed: int) -> dict[str, Any]:
     """CTGAN's mode-specific normalisation: a variational Gaussian mixture, modes of weight > 0.5%."""
     from sklearn.mixture import BayesianGaussianMixture
@@ -626,7 +571,7 @@ class TableDecoder(nn.Module):
                 scale[out_idx] = 10.0**dec if dec is not None else 1.0
                 rounded[out_idx] = dec is not None
             if p["encoding"] == "quantile":
-                grid = _unrle(p["grid"])
+                grid = unrle(p["grid"])
                 if grid.shape[0] != n_grid:
                     raise InvalidDataError(f"column {p['name']!r} has {grid.shape[0]} quantile knots, expected {n_grid}")
                 q_in.append(pos)

@@ -17,20 +17,21 @@ A candidate rule is kept only when the real rows pass it (at least ``min_pass``,
 says something about dependence: rows whose columns are shuffled independently (same marginals)
 must fail it clearly more often (pass at most ``max_shuffled``). Without that test, hundreds of
 vacuous rules (``urgent <= count`` where ``urgent`` is almost always 0) would dilute the report.
-Every rule records the real data's own pass rate, shown beside the synthetic one.
+Every rule records the real data's own pass rate, shown beside the synthetic one. What each rule type
+checks is :mod:`advgen_tabular.rules`, which the repair of disguised rows reads as well.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from advgen.domain import ValidationReport, Validator
 from advgen.errors import InvalidDataError
-from advgen_tabular.transform import fraction_ok
+from advgen_tabular.rules import fraction_ok, numbers, row_keys, rule_check
 
 NUMERIC_KINDS = ("continuous", "count", "rate")
 MIN_PASS = 0.999
@@ -38,85 +39,6 @@ MAX_SHUFFLED = 0.98
 # a categorical combination rule is kept only while distinct combinations stay below this share of
 # the rows (otherwise "seen in training" would just memorise the table)
 MAX_COMBO_SHARE = 0.05
-
-
-def _col(df: pd.DataFrame, name: str) -> pd.Series:
-    if name not in df.columns:
-        raise InvalidDataError(f"samples have no column {name!r}")
-    return df[name]
-
-
-def _num(df: pd.DataFrame, name: str) -> np.ndarray:
-    return pd.to_numeric(_col(df, name), errors="coerce").to_numpy(dtype=np.float64)
-
-
-def _keys(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """One string key per row for a tuple of columns (numbers written canonically)."""
-    parts = []
-    for c in columns:
-        s = _col(df, c)
-        if pd.api.types.is_numeric_dtype(s):
-            v = s.to_numpy(dtype=np.float64)
-            parts.append(np.array([repr(float(x)) for x in v], dtype=object))
-        else:
-            parts.append(s.astype(str).to_numpy(dtype=object))
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + "\x1f" + p
-    return out
-
-
-# --- checks --------------------------------------------------------------------------------------
-
-
-def _check(rule: dict[str, Any]) -> Callable[[pd.DataFrame], np.ndarray]:
-    t = rule["type"]
-    if t == "range":
-
-        def check(df: pd.DataFrame) -> np.ndarray:
-            v = _num(df, rule["column"])
-            ok = np.isfinite(v) & (v >= rule["min"]) & (v <= rule["max"])
-            if rule.get("integer"):
-                ok &= np.isclose(v, np.round(v), rtol=0, atol=1e-9)
-            elif rule.get("decimals") is not None:
-                s = v * 10.0 ** rule["decimals"]
-                ok &= np.abs(s - np.round(s)) <= 1e-6 * np.maximum(1.0, np.abs(s))
-            return ok
-
-    elif t == "vocab":
-        allowed = {str(v) for v in rule["values"]}
-        numeric = rule.get("numeric", False)
-
-        def check(df: pd.DataFrame) -> np.ndarray:
-            if numeric:
-                vals = {float(v) for v in rule["values"]}
-                return np.isin(_num(df, rule["column"]), list(vals))
-            return _col(df, rule["column"]).astype(str).isin(allowed).to_numpy()
-
-    elif t == "combo":
-        allowed_keys = set(rule["allowed"])
-
-        def check(df: pd.DataFrame) -> np.ndarray:
-            return pd.Series(_keys(df, rule["columns"])).isin(allowed_keys).to_numpy()
-
-    elif t == "order":
-
-        def check(df: pd.DataFrame) -> np.ndarray:
-            return _num(df, rule["a"]) <= _num(df, rule["b"]) + 1e-9
-
-    elif t == "zero":
-
-        def check(df: pd.DataFrame) -> np.ndarray:
-            return (_num(df, rule["a"]) != 0) | (_num(df, rule["b"]) == 0)
-
-    elif t == "fraction":
-
-        def check(df: pd.DataFrame) -> np.ndarray:
-            return fraction_ok(_num(df, rule["rate"]), _num(df, rule["count"]), rule["decimals"])
-
-    else:
-        raise InvalidDataError(f"unknown rule type {t!r} in the run's spec")
-    return check
 
 
 def _describe(rule: dict[str, Any]) -> tuple[str, str, str]:
@@ -155,7 +77,7 @@ def build_validators(rules: list[dict[str, Any]]) -> list[Validator]:
     out = []
     for rule in rules:
         name, description, group = _describe(rule)
-        out.append(Validator(name=name, description=description, check=_check(rule), group=group))
+        out.append(Validator(name=name, description=description, check=rule_check(rule), group=group))
     return out
 
 
@@ -188,7 +110,7 @@ def fit_rules(
     # schema -------------------------------------------------------------------------------------
     for name, kind in columns:
         if kind in NUMERIC_KINDS:
-            v = _num(df, name)
+            v = numbers(df, name)
             rule: dict[str, Any] = {"type": "range", "column": name, "kind": kind, "min": float(v.min()),
                                     "max": float(v.max())}
             if kind == "count":
@@ -202,7 +124,7 @@ def fit_rules(
                 rule["decimals"] = int(dec)
             rules.append(rule)
         elif kind == "flag":
-            vals = sorted({float(x) for x in _num(df, name)})
+            vals = sorted({float(x) for x in numbers(df, name)})
             rules.append({"type": "vocab", "column": name, "numeric": True, "values": vals})
         else:
             rules.append({"type": "vocab", "column": name, "values": sorted(df[name].astype(str).unique().tolist())})
@@ -221,14 +143,14 @@ def fit_rules(
     if cats and label is not None and label in df.columns:
         candidates.append({"type": "combo", "columns": cats + [label]})
     for cand in [c for c in candidates if c["type"] == "combo"]:
-        keys = _keys(df, cand["columns"])
+        keys = row_keys(df, cand["columns"])
         allowed = sorted(set(keys.tolist()))
         cand["allowed"] = allowed
         if len(allowed) > max(50, MAX_COMBO_SHARE * n):
             cand["skip"] = True
 
     numeric = [c for c, k in columns if k in NUMERIC_KINDS]
-    values = {c: _num(df, c) for c in numeric + [c for c, k in columns if k == "flag"]}
+    values = {c: numbers(df, c) for c in numeric + [c for c, k in columns if k == "flag"]}
     for kind in NUMERIC_KINDS:
         same = [c for c in numeric if kinds[c] == kind]
         for a, b in itertools.permutations(same, 2):
@@ -249,7 +171,7 @@ def fit_rules(
     for cand in candidates:
         if cand.pop("skip", False):
             continue
-        check = _check(cand)
+        check = rule_check(cand)
         real = float(np.mean(check(df)))
         shuffled_pass = float(np.mean(check(shuffled)))
         if real < min_pass or shuffled_pass > max_shuffled:
@@ -266,7 +188,7 @@ def fit_rules(
     rules += [cand for _, cand in best_fraction.values()]
     for rule in rules:
         if "real_pass" not in rule:
-            rule["real_pass"] = float(np.mean(_check(rule)(df)))
+            rule["real_pass"] = float(np.mean(rule_check(rule)(df)))
     return rules
 
 

@@ -1,0 +1,125 @@
+"""What each rule of :func:`advgen_tabular.validators.fit_rules` means, as a check on rows.
+
+A rule is data (a dict with a ``type``: ``range``, ``vocab``, ``combo``, ``order``, ``zero`` or
+``fraction``); :func:`rule_check` turns one into a function from a DataFrame to a boolean per row.
+The validators judge generated rows with these checks, and the repair of disguised rows
+(:class:`advgen.adversarial.constraints.Repair`) reads the same rules, in ``advgen evade`` and in the
+torch-free runtime alike.
+
+NumPy and pandas only: ``advgen-runtime`` imports this module where neither torch nor scipy is
+installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from advgen.errors import InvalidDataError
+
+def fraction_ok(rate: np.ndarray, count: np.ndarray, decimals: int) -> np.ndarray:
+    """``rate`` equals ``k / count`` rounded to ``decimals`` for an integer ``0 <= k <= count``
+    (and is 0 where the count is 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.where(count > 0, count, 1.0)
+        k = np.clip(np.round(rate * c), 0, c)
+        half = 0.5 * 10.0 ** (-decimals) + 1e-6
+        ok = np.zeros(rate.shape, dtype=bool)
+        for dk in (-1.0, 0.0, 1.0):
+            ok |= np.abs(np.clip(k + dk, 0, c) / c - rate) <= half
+    return np.where(count > 0, ok, rate == 0)
+
+
+def rule_columns(rule: dict[str, Any]) -> list[str]:
+    """The columns a rule reads."""
+    t = rule["type"]
+    if t in ("range", "vocab"):
+        return [rule["column"]]
+    if t == "combo":
+        return list(rule["columns"])
+    if t in ("order", "zero"):
+        return [rule["a"], rule["b"]]
+    if t == "fraction":
+        return [rule["rate"], rule["count"]]
+    return []
+
+
+def column(df: pd.DataFrame, name: str) -> pd.Series:
+    if name not in df.columns:
+        raise InvalidDataError(f"samples have no column {name!r}")
+    return df[name]
+
+
+def numbers(df: pd.DataFrame, name: str) -> np.ndarray:
+    """A column as float64, NaN where a cell is not a number."""
+    return pd.to_numeric(column(df, name), errors="coerce").to_numpy(dtype=np.float64)
+
+
+def row_keys(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """One string key per row for a tuple of columns (numbers written canonically), as ``combo``
+    rules store them."""
+    parts = []
+    for c in columns:
+        s = column(df, c)
+        if pd.api.types.is_numeric_dtype(s):
+            v = s.to_numpy(dtype=np.float64)
+            parts.append(np.array([repr(float(x)) for x in v], dtype=object))
+        else:
+            parts.append(s.astype(str).to_numpy(dtype=object))
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + "\x1f" + p
+    return out
+
+
+def rule_check(rule: dict[str, Any]) -> Callable[[pd.DataFrame], np.ndarray]:
+    """The check of one rule: rows in, a boolean per row (True where the row passes) out."""
+    t = rule["type"]
+    if t == "range":
+
+        def check(df: pd.DataFrame) -> np.ndarray:
+            v = numbers(df, rule["column"])
+            ok = np.isfinite(v) & (v >= rule["min"]) & (v <= rule["max"])
+            if rule.get("integer"):
+                ok &= np.isclose(v, np.round(v), rtol=0, atol=1e-9)
+            elif rule.get("decimals") is not None:
+                s = v * 10.0 ** rule["decimals"]
+                ok &= np.abs(s - np.round(s)) <= 1e-6 * np.maximum(1.0, np.abs(s))
+            return ok
+
+    elif t == "vocab":
+        allowed = {str(v) for v in rule["values"]}
+        numeric = rule.get("numeric", False)
+
+        def check(df: pd.DataFrame) -> np.ndarray:
+            if numeric:
+                vals = {float(v) for v in rule["values"]}
+                return np.isin(numbers(df, rule["column"]), list(vals))
+            return column(df, rule["column"]).astype(str).isin(allowed).to_numpy()
+
+    elif t == "combo":
+        allowed_keys = set(rule["allowed"])
+
+        def check(df: pd.DataFrame) -> np.ndarray:
+            return pd.Series(row_keys(df, rule["columns"])).isin(allowed_keys).to_numpy()
+
+    elif t == "order":
+
+        def check(df: pd.DataFrame) -> np.ndarray:
+            return numbers(df, rule["a"]) <= numbers(df, rule["b"]) + 1e-9
+
+    elif t == "zero":
+
+        def check(df: pd.DataFrame) -> np.ndarray:
+            return (numbers(df, rule["a"]) != 0) | (numbers(df, rule["b"]) == 0)
+
+    elif t == "fraction":
+
+        def check(df: pd.DataFrame) -> np.ndarray:
+            return fraction_ok(numbers(df, rule["rate"]), numbers(df, rule["count"]), rule["decimals"])
+
+    else:
+        raise InvalidDataError(f"unknown rule type {t!r} in the run's spec")
+    return check
