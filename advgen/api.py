@@ -309,8 +309,8 @@ class Run:
         condition: str | dict[str, Any] | np.ndarray | None = None,
         seed: int | None = None,
     ) -> Iterator[tuple[torch.Tensor, np.ndarray | None]]:
-        """Generator output in the encoded space (CPU tensors) and class indices, in pieces of at most
-        8,192 rows (the generator's batches).
+        """Generator output in the encoded space (CPU tensors) and class indices, in pieces of the
+        generator's batches (8,192 rows on the CPU; on a GPU a whole chunk where it takes at most 256 MiB).
 
         Rows are drawn in chunks that follow :mod:`advgen.sampling`: chunk ``k`` depends only on
         ``(seed, k)``, so the rows do not depend on ``n`` (a sample of ``m`` rows is the first ``m``
@@ -351,12 +351,15 @@ class Run:
         seed: int,
         fixed: torch.Tensor | None,
         probs: torch.Tensor | None,
-        batch: int = 8192,
+        batch: int | None = None,
         shard: tuple[int, int] = (0, 1),
+        host: bool = True,
     ) -> Iterator[tuple[int, torch.Tensor, np.ndarray | None]]:
         """``(chunk index, encoded rows, classes)`` a generator batch at a time, for the chunks
-        ``k`` with ``k % shard[1] == shard[0]`` (all of them by default)."""
+        ``k`` with ``k % shard[1] == shard[0]`` (all of them by default); the rows on the CPU, or with
+        ``host=False`` where the generator made them."""
         size = chunk_rows()
+        batch = batch or self._generator_batch(size)
         conditional = fixed is not None or probs is not None
         for index, start, stop in chunk_spans(n, size):
             if index % shard[1] != shard[0]:
@@ -379,13 +382,34 @@ class Run:
                 cb = cond[i : i + batch] if cond is not None else None
                 with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                     out = self.generator(zb, cb.to(self.device) if cb is not None else None)
-                yield index, out.float().cpu(), (cb.numpy() if cb is not None else None)
+                out = out.float()
+                yield index, (out.cpu() if host else out), (cb.numpy() if cb is not None else None)
+
+    def _generator_batch(self, chunk: int) -> int:
+        """Rows per generator call: 8,192 on the CPU; on a GPU, where each call costs a few dozen kernel
+        launches, a whole chunk unless its encoded rows would take more than 256 MiB."""
+        if self.device.type == "cpu":
+            return 8192
+        per_row = max(1, int(np.prod(self.spec["shape"])))
+        return max(8192, min(chunk, (1 << 26) // per_row))
+
+    def _decoded_chunks(
+        self, n: int, condition: str | dict[str, Any] | np.ndarray | None, seed: int | None
+    ) -> Iterator[tuple[torch.Tensor, np.ndarray | None]]:
+        """What :meth:`iter_samples` and :meth:`write_samples` decode: encoded pieces on the CPU, or on
+        the generator's device for a domain that decodes there (``Domain.decodes_on_device``), so that
+        a GPU's output is decoded on the GPU and only decoded values reach the host."""
+        plan = self._sampling_plan(n, condition, seed)
+        return ((x, cond) for _, x, cond in self._encoded_chunks(n, *plan, host=not self._decodes_on_device()))
+
+    def _decodes_on_device(self) -> bool:
+        return self.device.type != "cpu" and bool(getattr(self.domain, "decodes_on_device", False))
 
     def iter_samples(
         self, n: int, condition: str | dict[str, Any] | np.ndarray | None = None, seed: int | None = None
     ) -> Iterator[Any]:
         """Decoded samples, a piece at a time (see :meth:`iter_encoded`): what a file writer takes."""
-        chunks = self.iter_encoded(n, condition, seed)
+        chunks = self._decoded_chunks(n, condition, seed)
         return (self.domain.decode(x, cond, self.spec) for x, cond in chunks)
 
     def sample_encoded(
@@ -407,8 +431,13 @@ class Run:
         """``n`` decoded domain samples (rows, images, curves) in memory, optionally of a condition,
         seeded. The rows are those :meth:`write_samples` writes for the same arguments; for more
         samples than memory holds, write them to a file with :meth:`write_samples`."""
-        x, cond = self.sample_encoded(n, condition, seed)
-        return self.domain.decode(x, cond, self.spec)
+        if not self._decodes_on_device():
+            x, cond = self.sample_encoded(n, condition, seed)
+            return self.domain.decode(x, cond, self.spec)
+        chunks = self._decoded_chunks(n, condition, seed)
+        self._check_in_memory(n)
+        xs, conds = zip(*chunks)
+        return self.domain.decode(torch.cat(xs), np.concatenate(conds) if conds[0] is not None else None, self.spec)
 
     def _check_in_memory(self, n: int) -> None:
         # the encoded tensor, its float32 copy and the decoded samples: about three encoded tensors
@@ -446,7 +475,7 @@ class Run:
         target = Path(path)
         if world is not None and world.size > 1:
             return self._write_sharded(target, n, condition, seed, validate, progress, world)
-        chunks = self.iter_encoded(n, condition, seed)
+        chunks = self._decoded_chunks(n, condition, seed)
         suffix = target.suffix.lower()
         check_output_size(target, n * int(self.domain.bytes_per_sample(self.spec, suffix)), n)
         validators = self.validators() if validate else []
@@ -504,7 +533,10 @@ class Run:
         try:
             writer = None
             try:
-                for index, x, cond in self._encoded_chunks(n, seed, fixed, probs, shard=(world.rank, world.size)):
+                pieces = self._encoded_chunks(
+                    n, seed, fixed, probs, shard=(world.rank, world.size), host=not self._decodes_on_device()
+                )
+                for index, x, cond in pieces:
                     if writer is None or writer.path != parts[index]:
                         if writer is not None:
                             writer.close()

@@ -13,7 +13,8 @@ A domain (tabular rows, images, curves, ...) is a :class:`Domain` subclass regis
 3. ``build_generator(spec, cfg)`` / ``build_discriminator(spec, cfg)``: the nets. A generator maps
    ``(z [N, z_dim], cond [N] int64 or None)`` to the encoded space (``[N, *spec["shape"]]``); a
    discriminator maps ``(x, cond)`` to logits ``[N]``;
-4. ``decode(x, cond, spec)``: encoded generator output (CPU tensor) to domain samples (a DataFrame, an
+4. ``decode(x, cond, spec)``: encoded generator output (a CPU tensor, or one on the generator's device
+   for a domain with ``decodes_on_device``) to domain samples (a DataFrame, an
    array of images, an array of curves); ``open_writer(path, spec, n)`` writes them to a file chunk
    by chunk (so that any number of samples fits in memory), ``bytes_per_sample`` sizes that file
    before it is written, and ``write_samples`` writes samples already in memory;
@@ -166,6 +167,9 @@ class Domain:
     #: torch-vs-onnxruntime parity tolerance for float outputs of ``export_module`` (abs and relative),
     #: a float or ``{"atol": ..., "rtol": ...}``; category outputs must always match exactly
     export_tolerance: ClassVar[float | dict[str, float]] = 1e-4
+    #: whether ``decode`` takes encoded samples on the device that generated them (a GPU) and does its
+    #: tensor work there, returning samples on the host; if False the core moves them to the CPU first
+    decodes_on_device: ClassVar[bool] = False
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -221,7 +225,8 @@ class Domain:
     # --- samples -------------------------------------------------------------------------------
 
     def decode(self, x: torch.Tensor, cond: np.ndarray | None, spec: dict[str, Any]) -> Any:  # required
-        """Encoded generator output (a CPU float tensor) to domain samples."""
+        """Encoded generator output (a CPU float tensor; on the generator's device where the domain sets
+        ``decodes_on_device``) to domain samples."""
         raise NotImplementedError
 
     def num_samples(self, samples: Any) -> int:

@@ -102,9 +102,11 @@ class TabularDomain(Domain):
     name = "tabular"
     description = "rows of a mixed-type table (network-traffic features); default data NSL-KDD"
     version = "0.1.0"
+    # rows generated on a GPU are decoded there (decode_tensors); the host only assembles and writes
+    decodes_on_device = True
 
     def __init__(self) -> None:
-        self._decoders: dict[int, tuple[dict[str, Any], TableDecoder]] = {}
+        self._decoders: dict[tuple[int, str], tuple[dict[str, Any], TableDecoder]] = {}
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -281,23 +283,32 @@ class TabularDomain(Domain):
 
     # --- samples -------------------------------------------------------------------------------
 
-    def decoder(self, spec: dict[str, Any]) -> TableDecoder:
-        """The spec's decoder, built once per spec."""
-        key = id(spec["transform"])
+    def decoder(self, spec: dict[str, Any], device: torch.device | str = "cpu") -> TableDecoder:
+        """The spec's decoder (the one :meth:`export_module` puts after the generator), its lookup
+        tables on ``device``; built once per spec and device."""
+        device = torch.device(device)
+        key = (id(spec["transform"]), str(device))
         cached = self._decoders.get(key)
         if cached is None or cached[0] is not spec["transform"]:
-            cached = (spec["transform"], TableDecoder(spec["transform"]).eval())
+            cached = (spec["transform"], TableDecoder(spec["transform"]).to(device).eval())
             self._decoders[key] = cached
         return cached[1]
 
-    def decode(self, x: torch.Tensor, cond: np.ndarray | None, spec: dict[str, Any]) -> pd.DataFrame:
-        x = torch.as_tensor(x).detach().to("cpu", torch.float32)
+    def decode_tensors(self, x: torch.Tensor, spec: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoded rows to ``(numeric float32 [N, n_num], category index int64 [N, n_cat])`` with torch
+        ops where ``x`` is: on a GPU the quantile lookups, category argmaxes and joint tables run there,
+        and only these outputs (one number a column) travel to the host."""
         if x.ndim != 2 or x.shape[1] != spec["shape"][0]:
             raise AdvgenError(f"expected encoded rows of width {spec['shape'][0]}, got shape {tuple(x.shape)}")
         with torch.no_grad():
-            num, cat = self.decoder(spec)(x)
+            return self.decoder(spec, x.device)(x.detach())
+
+    def decode(self, x: torch.Tensor, cond: np.ndarray | None, spec: dict[str, Any]) -> pd.DataFrame:
+        """Encoded rows, on the CPU or on the device that generated them, to typed rows: decoded with
+        torch where they are (:meth:`decode_tensors`), assembled into a DataFrame on the host."""
+        num, cat = self.decode_tensors(torch.as_tensor(x).detach().to(torch.float32), spec)
         transform = TableTransform.from_dict(spec["transform"])
-        frame = frame_from_arrays(num.numpy(), cat.numpy(), transform.output_info())
+        frame = frame_from_arrays(num.cpu().numpy(), cat.cpu().numpy(), transform.output_info())
         conditions = spec.get("conditions")
         if conditions is not None:
             if cond is None or len(cond) != len(frame):
