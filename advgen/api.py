@@ -114,7 +114,7 @@ def _train(
         payload = load_checkpoint(resume)
         saved = dict(payload["config"])
         extra = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
-        for key in ("steps", "ckpt_every", "log_every", "device", "amp", "threads", "n_samples"):
+        for key in ("steps", "ckpt_every", "log_every", "device", "amp", "compile", "threads", "n_samples"):
             if key in extra and extra[key] is not None:
                 saved[key] = extra[key]
         saved["out"] = str(Path(resume))
@@ -176,7 +176,7 @@ def _train(
         f"training {domain.name} on {data.x.shape[0]} rows for {cfg.steps - trainer.step} steps "
         f"on {trainer.device}{world.describe()}{batch} -> {run_dir}"
     )
-    summary = trainer.train(progress=progress)
+    summary = trainer.train(progress=progress, note=lambda line: say(f"note: {line}"))
     summary["data_rows"] = int(data.x.shape[0])
     summary["load_seconds"] = round(load_seconds, 3)
     run = Run(run_dir, domain, trainer.spec, cfg, trainer.sampling_generator(), trainer.device, manager)

@@ -171,6 +171,11 @@ def _train_options(fn: Any) -> Any:
         click.option("--cond-sampling", type=click.Choice(["empirical", "sqrt", "log", "uniform"]), help="Class frequencies of training conditions."),
         click.option("--device", help="auto (default: CUDA when present), cpu, cuda or cuda:N."),
         click.option("--amp/--no-amp", default=None, help="Mixed precision (bfloat16) on CUDA and on CPUs with native bf16."),
+        click.option(
+            "--compile/--no-compile", default=None,
+            help="Capture each training step as one CUDA graph (CUDA), or compile the nets with torch.compile (CPU; "
+            "needs a C++ compiler). Default: on for CUDA, off on the CPU.",
+        ),
         click.option("--seed", type=int, callback=_seed_option, help="Seed for Python, NumPy and torch, in [0, 2**63)."),
         click.option("--threads", type=int, help="torch CPU threads (0: torch's default)."),
         click.option("--log-every", type=int, help="Steps between metric log lines."),
@@ -246,9 +251,11 @@ def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:
         f" x {processes} processes (batch {summary['batch_size_per_process']} per process, "
         f"{summary['effective_batch_size']} in all)" if processes > 1 else ""
     )
+    mode = summary.get("step_mode")
     click.echo(
         f"steps: {summary['steps']}  time: {summary['seconds']:.1f}s  "
         f"rows/s: {summary.get('rows_per_s') or 0:,.0f}  device: {summary['device']}{where}"
+        + (f"  step: {mode}" if mode and mode != "eager" else "")
     )
     for which in ("real", "synthetic"):
         rep = summary.get(f"validity_{which}")

@@ -48,6 +48,8 @@ class TrainConfig:
     # machinery
     device: str = "auto"
     amp: bool = True  # bfloat16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX); else fp32
+    # capture the training step as a CUDA graph (CUDA) or compile the nets (CPU); None: on for CUDA only
+    compile: bool | None = None
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     log_every: int = 50
@@ -72,6 +74,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not (0 <= value < 1):
                 raise AdvgenError(f"{name} must be in [0, 1), got {value!r}")
+        if self.compile is not None and not isinstance(self.compile, bool):
+            raise AdvgenError(f"compile must be true, false or unset, got {self.compile!r}")
         if not (0 <= self.ema < 1):
             raise AdvgenError(f"ema must be in [0, 1), got {self.ema!r}")
         if self.gp_weight < 0 or not math.isfinite(self.gp_weight):

@@ -3,7 +3,8 @@
 One :class:`Trainer` owns the nets, optimizers, the weight average and the run directory. Real data
 lives on the training device as one tensor; batches are drawn by index (by class first for
 conditional runs, so rare classes are seen), and the host is synchronised only every ``log_every``
-steps. Under torchrun the trainer of each process steps DDP wrappers of the nets, on batches of its
+steps. Each step runs eagerly or compiled, or on CUDA as one replayed graph (:mod:`advgen.step_capture`,
+``--compile``). Under torchrun the trainer of each process steps DDP wrappers of the nets, on batches of its
 own (:mod:`advgen.distributed`); rank 0 alone writes.
 """
 
@@ -18,7 +19,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from advgen.errors import AdvgenError
 from advgen.io import atomic_path, atomic_write_text, write_error
 from advgen.losses import gradient_penalty
 from advgen.plugins import PluginManager
+from advgen.step_capture import check_compile, train_step_for
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -265,11 +267,14 @@ class Trainer:
         self.opt_g = _adam(self.generator, cfg.lr_g, betas)
         self.opt_d = _adam(self.discriminator, cfg.lr_d, betas)
         self.amp = cfg.amp and amp_supported(self.device)
+        check_compile(cfg.compile, self.device, self.world.size)  # now: before the run folder is written
         self.sampler = BatchSampler(data, self.device, cfg.cond_sampling, self.conditional)
         # what the steps call: the nets themselves, or their DDP wrappers under torchrun; state, EMA
         # and checkpoints use the nets themselves, so a checkpoint is the same in any number of processes
         self._g = self.world.wrap(self.generator)
         self._d = self.world.wrap(self.discriminator)
+        # autocast's cache of bf16 weight copies; a step being captured as a CUDA graph turns it off
+        self.autocast_cache = True
         self.step = 0
         self.seconds = 0.0  # training time over all sessions of this run
 
@@ -322,7 +327,9 @@ class Trainer:
     # --- steps -----------------------------------------------------------------------------------
 
     def _autocast(self):
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+        return torch.autocast(
+            device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp, cache_enabled=self.autocast_cache
+        )
 
     def _noise(self, b: int) -> torch.Tensor:
         return torch.randn(b, self.cfg.z_dim, device=self.device)
@@ -366,20 +373,43 @@ class Trainer:
         self.opt_g.step()
         return loss.detach()
 
+    def ema_weight(self) -> float:
+        """How far the weight average moves towards the generator at this step: ``1 - decay``."""
+        decay = min(self.cfg.ema, (1 + self.step) / (10 + self.step))  # warm-up: early weights fade fast
+        return 1 - decay
+
     @torch.no_grad()
-    def ema_update(self) -> None:
+    def ema_update(self, weight: torch.Tensor | None = None) -> None:
+        """Move the weight average towards the generator by :meth:`ema_weight`, or by ``weight``, a
+        0-d tensor on the device that a captured step reads at each replay (same values either way)."""
         if self.generator_ema is None:
             return
-        decay = min(self.cfg.ema, (1 + self.step) / (10 + self.step))  # warm-up: early weights fade fast
         ema_params = list(self.generator_ema.parameters())
         params = [p.detach() for p in self.generator.parameters()]
-        torch._foreach_lerp_(ema_params, params, 1 - decay)
+        if weight is None:
+            torch._foreach_lerp_(ema_params, params, self.ema_weight())
+        else:
+            for p_ema, p in zip(ema_params, params):
+                p_ema.lerp_(p, weight)
         for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
             b_ema.copy_(b)
 
-    def train(self, progress: bool = True) -> dict[str, Any]:
+    def train_step(self, sum_d: torch.Tensor, sum_g: torch.Tensor, ema_weight: torch.Tensor | None = None) -> None:
+        """One training step: ``d_steps`` discriminator steps, a generator step and the EMA update; the
+        losses are added to ``sum_d`` and ``sum_g`` on the device (nothing here waits for the device).
+        :mod:`advgen.step_capture` runs it as it is, or compiled, or captured once and replayed."""
+        cfg = self.cfg
+        fake = c = None
+        for i in range(cfg.d_steps):
+            loss_d, fake, c = self.d_step(keep_fake=cfg.reuse_fake and i == cfg.d_steps - 1)
+            sum_d += loss_d
+        sum_g += self.g_step(fake, c)
+        self.ema_update(ema_weight)
+
+    def train(self, progress: bool = True, note: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Train up to ``cfg.steps``. Under torchrun every process trains and rank 0 alone writes the
-        run (metrics, checkpoints) and calls the train hooks."""
+        run (metrics, checkpoints) and calls the train hooks. ``note`` takes one line of news (a step
+        that could not be compiled, say); by default rank 0 writes it to stderr."""
         cfg = self.cfg
         main = self.world.main
         if main:
@@ -392,6 +422,7 @@ class Trainer:
         bar = Progress(cfg.steps, self.step, main and progress and cfg.steps > self.step, f"train {self.domain.name}")
         self.generator.train()
         self.discriminator.train()
+        run_step = train_step_for(self, note=note or self._note)
         sum_d = torch.zeros((), device=self.device)
         sum_g = torch.zeros((), device=self.device)
         since_log = 0
@@ -401,12 +432,7 @@ class Trainer:
         base_seconds = self.seconds
         with MetricsLog(self.run_dir / METRICS_NAME, self.step) if main else contextlib.nullcontext() as log:
             while self.step < cfg.steps:
-                fake = c = None
-                for i in range(cfg.d_steps):
-                    loss_d, fake, c = self.d_step(keep_fake=cfg.reuse_fake and i == cfg.d_steps - 1)
-                    sum_d += loss_d
-                sum_g += self.g_step(fake, c)
-                self.ema_update()
+                run_step(sum_d, sum_g)
                 self.step += 1
                 since_log += 1
                 bar.tick(self.step)
@@ -451,6 +477,7 @@ class Trainer:
             "rows_per_s": round(rows / elapsed, 1) if elapsed > 0 and rows else None,
             "device": str(self.device),
             "amp": self.amp,
+            "step_mode": run_step.name,
             "threads": torch.get_num_threads(),
         }
         if self.world.size > 1:
@@ -460,6 +487,10 @@ class Trainer:
                 effective_batch_size=cfg.batch_size * self.world.size,
             )
         return summary
+
+    def _note(self, line: str) -> None:
+        if self.world.main:
+            sys.stderr.write(f"note: {line}\n")
 
     def _checkpoint(self) -> None:
         """Save the run (rank 0), first making sure every process holds the same weights."""
