@@ -12,12 +12,12 @@
 # Data: tests need NSL-KDD. ADVGEN_DATA is used when set, else ./.gpu-data (a folder git ignores, to copy
 # the data into when the machine sees only this repository), else ../shared/datasets:
 #   echo /.gpu-data/ >> .git/info/exclude && mkdir -p .gpu-data && cp -r ../shared/datasets/nsl-kdd .gpu-data/
-# and carry .gpu-data along. Logs go to $OUT when it is set, else ./gpu-check-out: install.log,
+# and carry .gpu-data along. Logs go to $OUT when it is set, else /tmp/advgen-gpu-check: install.log,
 # test_cuda.log, bench.txt, bench.json, suite.log and summary.txt (six files). The exit status is that
 # of the CUDA tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT_DIR="${OUT:-$PWD/gpu-check-out}"
+OUT_DIR="${OUT:-${TMPDIR:-/tmp}/advgen-gpu-check}"
 mkdir -p "$OUT_DIR"
 PY="${PYTHON:-python3}"
 SUITE_SECONDS="${SUITE_SECONDS:-230}"
