@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -81,7 +82,10 @@ def run_all(names: list[str], seeds: list[int], runs: Path, malgan: str) -> None
 
 
 def _load(runs: Path, name: str) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(runs.glob(f"{name}-s*/report.json"))]
+    """The reports of ``NAME-s<seed>`` (not ``NAME-s<seed>-trained`` and the like)."""
+    pattern = re.compile(re.escape(name) + r"-s\d+")
+    return [json.loads((d / "report.json").read_text()) for d in sorted(runs.iterdir())
+            if pattern.fullmatch(d.name) and (d / "report.json").is_file()]
 
 
 def _med(values: list[Any]) -> float | None:
