@@ -55,19 +55,26 @@ def resolve_device(name: str) -> torch.device:
 
 
 def amp_supported(device: torch.device) -> bool:
-    """Whether bfloat16 autocast pays on ``device``: always on CUDA; on a CPU only with native bf16.
+    """Whether bfloat16 autocast pays on ``device``: always on CUDA; on a CPU only with native bf16, and
+    there only where a one-time measurement finds it faster (:mod:`advgen.amp_probe`).
 
-    With AVX512-BF16 or AMX, oneDNN multiplies bf16 matrices 3-4x faster than fp32 (measured on an
-    AMD EPYC with AVX512-BF16: 650 vs 180 GFLOP/s at 512x274x256); without them bf16 is emulated and slower.
+    With AVX512-BF16 an AMD EPYC multiplies bf16 matrices 3-4x faster than fp32 (650 vs 180 GFLOP/s at
+    512x274x256), but an Intel Xeon with the same flag and no AMX ran a tabular step 1.4x slower under
+    autocast; without native bf16 it is emulated and always slower.
     """
     if device.type == "cuda":
         return True
     if device.type != "cpu":
         return False
     try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        native = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except (AttributeError, RuntimeError):  # private probes: absent in other torch builds means "no"
         return False
+    if not native:
+        return False
+    from advgen.amp_probe import bf16_pays
+
+    return bf16_pays()
 
 
 def _adam(net: nn.Module, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
