@@ -53,6 +53,8 @@ from advgen_export.onnx_export import (
     ParityReport,
     _dist_version,
     _first_line,
+    check_onnx,
+    stamp,
     _float_mismatch,
     _integer_mismatch,
     _is_exact,
@@ -175,17 +177,12 @@ def export_evasion(
     module = EvasionExport(attack).eval()
     outputs = _outputs(attack.space)
     model = onnx.load_from_string(_to_onnx(module, attack.space.dim, len(attack.space.names), attack.config.noise, outputs, opset))
-    for key, value in {"advgen.plugin": PLUGIN, "advgen.z_dim": str(attack.config.noise)}.items():
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, value
-    model.doc_string = "advgen evade generator (attack rows + noise -> disguised columns); see the sidecar manifest <model file>.json"
+    stamp(model, {"advgen.plugin": PLUGIN, "advgen.z_dim": str(attack.config.noise)},
+          "advgen evade generator (attack rows + noise -> disguised columns); see the sidecar manifest <model file>.json")
 
     parity = None
     if check:
-        try:
-            onnx.checker.check_model(model, full_check=True)
-        except onnx.checker.ValidationError as exc:
-            raise ExportError(f"the exported evasion graph fails onnx.checker: {_first_line(exc)}") from None
+        check_onnx(model, "evasion")
         parity = check_graph_parity(module, model.SerializeToString(), outputs, attack, batch_sizes,
                                     atol=tolerance, rtol=tolerance)
     target = Path(path)

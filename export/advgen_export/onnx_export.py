@@ -118,19 +118,13 @@ def export(
     module.eval()
 
     model = onnx.load_from_string(_to_onnx(module, z_dim, conditions, outputs, opset))
-    entries = {"advgen.domain": domain.name, "advgen.domain_version": str(domain.version), "advgen.z_dim": str(z_dim)}
-    for key, value in entries.items():
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, value
-    model.doc_string = f"advgen {domain.name} generator; see the sidecar manifest <model file>.json"
+    stamp(model, {"advgen.domain": domain.name, "advgen.domain_version": str(domain.version), "advgen.z_dim": str(z_dim)},
+          f"advgen {domain.name} generator; see the sidecar manifest <model file>.json")
     model_bytes = model.SerializeToString()
 
     parity = None
     if check:
-        try:
-            onnx.checker.check_model(model, full_check=True)
-        except onnx.checker.ValidationError as exc:
-            raise ExportError(f"the exported {domain.name} graph fails onnx.checker: {_first_line(exc)}") from None
+        check_onnx(model, domain.name)
         atol, rtol = _tolerance(domain, tolerance)
         parity = check_parity(module, model_bytes, outputs, z_dim, conditions, batch_sizes, atol=atol, rtol=rtol)
 
@@ -445,6 +439,24 @@ def build_manifest(
         },
         "spec": spec,
     }
+
+
+def stamp(model: Any, entries: Mapping[str, str], doc: str) -> None:
+    """Write advgen's metadata entries and a doc string into an exported ONNX model."""
+    for key, value in entries.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    model.doc_string = doc
+
+
+def check_onnx(model: Any, what: str) -> None:
+    """onnx.checker's full check, its failure as one ExportError line naming ``what`` was exported."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"the exported {what} graph fails onnx.checker: {_first_line(exc)}") from None
 
 
 def bind_manifest(model: Any, manifest: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
