@@ -245,12 +245,20 @@ def worker_advgen(args: argparse.Namespace) -> None:
 # --- running the generators -----------------------------------------------------------------------
 
 
-def _run(cmd: list[str], args: argparse.Namespace, what: str) -> None:
+def _run(cmd: list[str], args: argparse.Namespace, what: str, out: Path) -> dict[str, Any]:
+    """Run one fit in its own process; a fit already done with the same command in ``--work`` is reused
+    (a long run that stopped goes on where it stopped)."""
+    done_file = out / "command.json"
+    if (out / "info.json").exists() and done_file.exists() and json.loads(done_file.read_text()) == cmd[1:]:
+        print(f"[bench] {what}: reusing {out}", file=sys.stderr, flush=True)
+        return json.loads((out / "info.json").read_text())
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     print(f"[bench] {what}", file=sys.stderr, flush=True)
     done = subprocess.run(cmd, env=env)
     if done.returncode != 0:
         raise SystemExit(f"benchmark: {what} failed (exit status {done.returncode}); its output is above")
+    done_file.write_text(json.dumps(cmd[1:]))
+    return json.loads((out / "info.json").read_text())
 
 
 def run_advgen(args: argparse.Namespace, name: str, seed: int, steps: int, calibrate: bool = False) -> dict[str, Any]:
@@ -268,8 +276,7 @@ def run_advgen(args: argparse.Namespace, name: str, seed: int, steps: int, calib
         cmd.append("--calibrate")
     elif name == "advgen" and seed == 0:
         cmd.append("--speed-detail")
-    _run(cmd, args, f"{name} seed {seed}: {steps} steps{' (calibration)' if calibrate else ''}")
-    return json.loads((out / "info.json").read_text())
+    return _run(cmd, args, f"{name} seed {seed}: {steps} steps{' (calibration)' if calibrate else ''}", out)
 
 
 def run_peer(
@@ -284,8 +291,8 @@ def run_peer(
     if calibrate:
         cmd.append("--calibrate")
     budget = "" if name == "sdv-copula" else f": {epochs} epochs"
-    _run(cmd, args, f"{name} seed {seed}{budget}{' (calibration)' if calibrate else ''}")
-    return json.loads((out / "info.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    return _run(cmd, args, f"{name} seed {seed}{budget}{' (calibration)' if calibrate else ''}", out)
 
 
 def peer_python(args: argparse.Namespace) -> str:
@@ -405,6 +412,8 @@ def judge(args: argparse.Namespace, infos: dict[str, list[dict[str, Any]]]) -> d
         [c.to_dict() for c in train.columns], train.df, label=train.label, label_map=train.category_map,
         validators=run.validators(), name="nsl-kdd",
     )
+    judge_key = [args.detector, args.detector_seeds, args.utility_seeds, args.rare, args.aug_per_class, args.folds,
+                 args.max_rows, args.train_file or ""]
     reports: dict[str, dict[str, list]] = {}
     for name, fits in infos.items():
         reports[name] = {}
@@ -417,6 +426,10 @@ def judge(args: argparse.Namespace, infos: dict[str, list[dict[str, Any]]]) -> d
             for treatment, (samples, aug) in treated.items():
                 if previous is not None and samples.equals(previous[0]) and aug.equals(previous[1]):
                     report = previous[2]  # post-processing changed nothing: the same rows, the same report
+                elif (folder / f"report-{treatment}.json").exists() and \
+                        json.loads((folder / f"report-{treatment}.json").read_text()).get("judge") == judge_key:
+                    print(f"[bench] {name} seed {info['seed']} {treatment}: reusing its report", file=sys.stderr, flush=True)
+                    report = json.loads((folder / f"report-{treatment}.json").read_text())["report"]
                 else:
                     tag = f"{name} seed {info['seed']} {treatment}"
                     print(f"[bench] judging {tag}", file=sys.stderr, flush=True)
@@ -428,9 +441,20 @@ def judge(args: argparse.Namespace, infos: dict[str, list[dict[str, Any]]]) -> d
                             max_rows=args.max_rows,
                             progress=lambda m, tag=tag: print(f"[bench]   {tag}: {m}", file=sys.stderr, flush=True),
                         )
+                    report = json.loads(json.dumps(report, default=_plain))
+                    (folder / f"report-{treatment}.json").write_text(json.dumps({"judge": judge_key, "report": report}))
                 reports[name].setdefault(treatment, []).append(report)
                 previous = (samples, aug, report)
     return reports
+
+
+def _plain(o: Any) -> Any:
+    """NumPy scalars and arrays as JSON (reports are cached in --work between runs)."""
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)
 
 
 def machine() -> str:
