@@ -255,6 +255,54 @@ def test_harden_improves_detection_of_fresh_disguised_rows(tmp_path):
     assert (tmp_path / "run" / "hardening_rows.csv").is_file()
 
 
+def test_cover_rows_keep_functional_cells_and_borrow_the_rest_from_normal_rows(kdd):
+    from advgen.adversarial.cover import cover_rows
+
+    train, _, space = kdd
+    threat = preset("idsgan", train.features, train.feature_groups)
+    classes = _classes(train)
+    attacks = train.df[classes(train.df) == "dos"].iloc[:300].reset_index(drop=True)
+    normal = train.df[classes(train.df) == "normal"].reset_index(drop=True)
+    rows = cover_rows(attacks, normal, space, threat, classes, draws=2, seed=3)
+    assert len(rows) == 600 and list(rows.columns) == list(attacks.columns)
+    both = pd.concat([attacks, attacks], ignore_index=True)
+    mask = threat.mask(classes(both))
+    assert functional_changes(both, rows, mask, space.names)["cells"] == 0
+    assert (rows[train.label].to_numpy() == both[train.label].to_numpy()).all()
+    # the modifiable cells changed on most rows and every row passes the rules fitted on real traffic
+    modifiable = [c for j, c in enumerate(space.names) if mask[0, j]]
+    assert (rows[modifiable].to_numpy() != both[modifiable].to_numpy()).any(axis=1).mean() > 0.5
+    assert space.validity(rows).mean() == 1.0
+    assert len(cover_rows(attacks, normal, space, threat, classes, draws=0)) == 0
+
+
+def test_cover_rows_move_the_detector_onto_functional_features(tmp_path):
+    """On data where a modifiable column separates perfectly, a tree trained with cover rows catches
+    mimicry-disguised attacks that the plain tree misses."""
+    from advgen.adversarial.api import load_inputs, make_detector, threat_model
+    from advgen.adversarial.blackbox import Featurizer
+    from advgen.adversarial.cover import cover_rows
+    from advgen.adversarial.mimicry import borrow
+
+    _controlled_csv(tmp_path / "train.csv", 1200, 0)
+    _controlled_csv(tmp_path / "test.csv", 600, 1)
+    inputs, normal = load_inputs(str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), label="label")
+    threat = threat_model(inputs, frozen="f")
+    feat = Featurizer(inputs.train.df, inputs.train.features, inputs.train.label)
+    space = AttackSpace.fit(inputs.train.df, inputs.train.features, inputs.train.label)
+    classes = inputs.classes_of()
+    train_attacks = inputs.train.df[classes(inputs.train.df) != normal]
+    normal_rows = inputs.normal_train(normal)
+    mask = threat.mask(classes(inputs.rows))
+    disguised = borrow(space, inputs.rows, mask, threat.up_mask(classes(inputs.rows)), normal_rows, np.random.default_rng(5))
+    plain = make_detector("decision-tree", inputs.train, feat, normal)
+    covered = make_detector("decision-tree", inputs.train, feat, normal,
+                            extra_rows=cover_rows(train_attacks, normal_rows, space, threat, classes, draws=1, seed=1))
+    assert plain.predict(disguised).mean() < 0.6
+    assert covered.predict(disguised).mean() > plain.predict(disguised).mean() + 0.25
+    assert covered.predict(inputs.normal_pool(normal)).mean() < 0.25
+
+
 # --- bad input is one clear line ---------------------------------------------------------------------
 
 

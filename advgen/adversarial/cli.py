@@ -200,11 +200,13 @@ def evade_cmd(data: str, attacks: str | None, label: str | None, schema_file: st
 @_common
 @click.option("--harden-rounds", "harden_rounds", type=click.IntRange(min=1), default=2, show_default=True,
               help="Hardening rounds: disguise the training attacks, retrain, attack again.")
+@click.option("--cover", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Cover rows per training attack row added in round 1: its modifiable features from a random normal row (0: none).")
 def harden_cmd(data: str, attacks: str | None, label: str | None, schema_file: str | None, category: str | None,
                label_value: str | None, normal: str | None, detector: str, detector_seed: int, preset_name: str | None,
                frozen: str | None, mask_file: str | None, query_budget: int, allow_proba: bool, rounds: int | None,
                query_batch: int | None, gan_options: tuple[str, ...], holdout: float, seed: int, out: str, overwrite: bool,
-               threads: int, quiet: bool, harden_rounds: int) -> None:
+               threads: int, quiet: bool, harden_rounds: int, cover: int) -> None:
     """Harden a detector: retrain it on disguised attack rows, attack it again, repeat.
 
     Each round disguises the attack rows of --data against the current
@@ -225,7 +227,7 @@ def harden_cmd(data: str, attacks: str | None, label: str | None, schema_file: s
     report = harden(
         data, attacks, label=label, schema_file=schema_file, category=category, label_value=label_value, normal=normal,
         detector=detector, detector_seed=detector_seed, preset_name=preset_name, frozen=frozen, mask_file=mask_file,
-        rounds=harden_rounds, query_budget=query_budget, allow_proba=allow_proba,
+        rounds=harden_rounds, cover=cover, query_budget=query_budget, allow_proba=allow_proba,
         config=_gan_options(rounds, query_batch, None, None, gan_options), holdout=holdout, seed=seed, out=out,
         overwrite=overwrite, threads=threads, progress=_say(quiet),
     )

@@ -3,7 +3,9 @@
 Round r (1..R) disguises the attack rows of the detector's *training* data against the current
 detector (a GAN attack with the full query budget), adds them to the training data labelled as attacks,
 together with every row that attack made while training and the detector missed (its blind spots), and
-retrains. Every round, the current detector is judged on the held-out attack table: detection rate
+retrains. Round 1 also adds ``cover`` draws of cover rows per training attack row
+(:mod:`~advgen.adversarial.cover`: the attack rows with the modifiable features of normal rows, no queries),
+so that the detector learns early not to trust what an attacker controls. Every round, the current detector is judged on the held-out attack table: detection rate
 on clean attack rows, false-positive rate on its clean normal rows, and detection rate on **fresh**
 disguised rows, made by a new attack run (same budget) against that very detector. The test rows are
 never used for training, so the figures are what a new attacker would meet.
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from advgen.adversarial.blackbox import BlackBox, Featurizer, FittedDetector
+from advgen.adversarial.cover import cover_rows
 from advgen.adversarial.gan_attack import GanAttack, GanConfig
 from advgen.errors import AdvgenError, InvalidDataError
 
@@ -81,6 +84,7 @@ def harden(
     frozen: str | Sequence[str] | None = None,
     mask_file: str | None = None,
     rounds: int = 2,
+    cover: int = 1,
     query_budget: int | None = 50_000,
     allow_proba: bool = False,
     config: GanConfig | dict[str, Any] | None = None,
@@ -108,6 +112,8 @@ def harden(
     say = _say(progress)
     if rounds < 1:
         raise InvalidDataError(f"--rounds must be >= 1, got {rounds}")
+    if cover < 0:
+        raise InvalidDataError(f"--cover must be >= 0, got {cover}")
     if str(detector).lower().endswith(".onnx"):
         raise InvalidDataError("harden retrains the detector: name a built-in or plugin detector, not an ONNX file")
     cfg = config if isinstance(config, GanConfig) else GanConfig.from_dict(dict(config or {}))
@@ -156,6 +162,11 @@ def harden(
                 # the disguised rows, and every row the attack made while training that the detector missed:
                 # more of its blind spots than the final rows alone show
                 extra += [adv_train, *missed]
+                if r == 1 and cover:
+                    covered = cover_rows(train_attacks, normal_rows, space, threat, classes_of, draws=cover, seed=seed + 7)
+                    extra.append(covered)
+                    say(f"round 1/{rounds}: {len(covered):,} cover rows (training attacks with the modifiable features of "
+                        "normal rows)")
                 say(f"round {r}/{rounds}: retraining on {len(inputs.train.df):,} rows + {sum(len(e) for e in extra):,} disguised rows ...")
                 det = make_detector(detector, inputs.train, featurize, normal, seed=detector_seed, threads=threads,
                                     manager=manager, extra_rows=pd.concat(extra, ignore_index=True))
@@ -173,6 +184,7 @@ def harden(
                 "fresh_attack_queries": q_eval,
                 "hardening_queries": q_train if r > 0 else 0,
                 "disguised_training_rows": int(sum(len(e) for e in extra)),
+                "cover_rows": int(len(train_attacks) * cover) if r > 0 else 0,
                 "seconds": time.perf_counter() - start,
             }
             history.append(rec)
@@ -188,6 +200,7 @@ def harden(
             "detector": {"name": detector, "seed": detector_seed, "answers": "probabilities" if allow_proba else "labels"},
             "threat": threat.name,
             "query_budget": query_budget,
+            "cover_draws": cover,
             "rounds": history,
             "change": {
                 "dr_adversarial": history[-1]["dr_adversarial"] - history[0]["dr_adversarial"],

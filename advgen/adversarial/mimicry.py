@@ -30,16 +30,22 @@ class Mimicry(EvasionAttack):
         self.k = int(k)
 
     def candidate(self, x: pd.DataFrame, mask: np.ndarray, up: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
-        donors = self.normal_rows.iloc[rng.integers(0, len(self.normal_rows), len(x))].reset_index(drop=True)
-        out = x.copy()
-        for j, col in enumerate(self.space.names):
-            m = mask[:, j]
-            if m.any():
-                put(out, col, np.flatnonzero(m), donors[col].to_numpy()[m])
-        return repaired(self.space, out, x, mask, up)
+        return borrow(self.space, x, mask, up, self.normal_rows, rng)
 
     def generate(self, x: pd.DataFrame) -> pd.DataFrame:
         return best_of_k(self, x)
+
+
+def borrow(space: Any, x: pd.DataFrame, mask: np.ndarray, up: np.ndarray, donors: pd.DataFrame,
+           rng: np.random.Generator) -> pd.DataFrame:
+    """``x`` with the modifiable cells (``mask``) of one random donor row each, repaired; functional cells kept."""
+    lent = donors.iloc[rng.integers(0, len(donors), len(x))].reset_index(drop=True)
+    out = x.copy()
+    for j, col in enumerate(space.names):
+        m = mask[:, j]
+        if m.any():
+            put(out, col, np.flatnonzero(m), lent[col].to_numpy()[m])
+    return repaired(space, out, x, mask, up)
 
 
 def repaired(space: Any, cand: pd.DataFrame, x: pd.DataFrame, mask: np.ndarray, up: np.ndarray) -> pd.DataFrame:
