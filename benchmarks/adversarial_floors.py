@@ -53,7 +53,7 @@ def experiments(malgan: str) -> dict[str, Callable[[int, Path], list[list[str]]]
                        "--baseline-k", "64", "--baselines", "mimicry", "--transfer", "random-forest@seed1", "--no-realism"),
         "dos-realistic": evade(*KDD, "--category", "dos", "--preset", "realistic"),
         "dos-generalise": generalise,
-        "harden": lambda s, out: [["harden", *KDD, "--category", "dos", "--preset", "idsgan", "--harden-rounds", "3",
+        "harden": lambda s, out: [["harden", *KDD, "--category", "dos", "--preset", "idsgan", "--harden-rounds", "2",
                                    "--seed", str(s), "--out", str(out), "--overwrite", "--threads", "1"]],
     }
     for det in BUILTINS[1:]:
@@ -178,6 +178,14 @@ def summary(runs: Path) -> str:
             f"| DR on fresh disguised rows | {_f(_med([r['dr_adversarial'] for r in first]))} | {_f(_med([r['dr_adversarial'] for r in last]))} | >= 0.90 |",
             f"| DR on clean test attacks | {_f(_med([r['dr_clean'] for r in first]))} | {_f(_med([r['dr_clean'] for r in last]))} | not lower |",
             f"| FPR on normal test rows | {_f(_med([r['fpr_normal'] for r in first]), 4)} | {_f(_med([r['fpr_normal'] for r in last]), 4)} | up <= 0.01 |",
+            f"| DR on fresh disguised rows, attack types the training data holds | {_f(_med([r['dr_adversarial_known_types'] for r in first]))} | {_f(_med([r['dr_adversarial_known_types'] for r in last]))} | |",
+            f"| DR on clean test attacks, attack types the training data holds | {_f(_med([r['dr_clean_known_types'] for r in first]))} | {_f(_med([r['dr_clean_known_types'] for r in last]))} | |",
+            "",
+            "| seed | cover rows | DR on fresh disguised rows, round 0, 1, ... | clean DR after | known types: fresh disguised / clean after |",
+            "|---|---|---|---|---|",
+            *[f"| {r.get('seed', '?')} | {r['rounds'][-1].get('cover_rows', 0):,} | {', '.join(_f(x['dr_adversarial']) for x in r['rounds'])} | "
+              f"{_f(r['rounds'][-1]['dr_clean'])} | {_f(r['rounds'][-1]['dr_adversarial_known_types'])} / {_f(r['rounds'][-1]['dr_clean_known_types'])} |"
+              for r in hard],
             "",
         ]
     mal = {det: _load(runs, f"malgan-{det}") for det in MALGAN_DETECTORS}
