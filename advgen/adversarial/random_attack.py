@@ -7,6 +7,8 @@ candidates a row, the one the black box scores most normal kept (as :mod:`~advge
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -25,18 +27,23 @@ class RandomPerturbation(EvasionAttack):
         self.k = int(k)
 
     def candidate(self, x: pd.DataFrame, mask: np.ndarray, up: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
-        out = x.copy()
-        for j, col in enumerate(self.space.names):
-            rows = np.flatnonzero(mask[:, j])
-            if len(rows) == 0:
-                continue
-            plan = self.space.transform.plan(col)
-            if plan["encoding"] == "onehot":
-                vocab = np.asarray(plan["vocab"], dtype=object if plan["kind"] == "categorical" else np.float64)
-                put(out, col, rows, vocab[rng.integers(0, len(vocab), len(rows))])
-            else:
-                put(out, col, rows, rng.uniform(plan["min"], plan["max"], len(rows)))
-        return repaired(self.space, out, x, mask, up)
+        return uniform_draw(self.space, x, mask, up, rng)
 
     def generate(self, x: pd.DataFrame) -> pd.DataFrame:
         return best_of_k(self, x)
+
+
+def uniform_draw(space: Any, x: pd.DataFrame, mask: np.ndarray, up: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """``x`` with its modifiable cells (``mask``) drawn uniformly within their real ranges, repaired."""
+    out = x.copy()
+    for j, col in enumerate(space.names):
+        rows = np.flatnonzero(mask[:, j])
+        if len(rows) == 0:
+            continue
+        plan = space.transform.plan(col)
+        if plan["encoding"] == "onehot":
+            vocab = np.asarray(plan["vocab"], dtype=object if plan["kind"] == "categorical" else np.float64)
+            put(out, col, rows, vocab[rng.integers(0, len(vocab), len(rows))])
+        else:
+            put(out, col, rows, rng.uniform(plan["min"], plan["max"], len(rows)))
+    return repaired(space, out, x, mask, up)
