@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -402,6 +403,7 @@ def judge(args: argparse.Namespace, infos: dict[str, list[dict[str, Any]]]) -> d
 
     from advgen import evaluate as ev
     from advgen.api import load_run
+    from advgen.io import atomic_write_text
     from advgen.threads import limit_threads
 
     train = training_table(args.train_file)
@@ -421,15 +423,16 @@ def judge(args: argparse.Namespace, infos: dict[str, list[dict[str, Any]]]) -> d
             folder = Path(args.work) / "runs" / f"{name}-s{info['seed']}"
             previous = None
             treated = treatments(name, folder, train.df, numeric)
+            # the judge's settings and the very rows judged: a fit made again invalidates its old reports
+            key = [*judge_key, *(_digest(folder / f) for f in ("samples.parquet", "aug.parquet"))]
             if "raw" in treated:
                 info["post_processing_changed"] = changed_share(treated["raw"][0], treated["post"][0], numeric)
             for treatment, (samples, aug) in treated.items():
                 if previous is not None and samples.equals(previous[0]) and aug.equals(previous[1]):
                     report = previous[2]  # post-processing changed nothing: the same rows, the same report
-                elif (folder / f"report-{treatment}.json").exists() and \
-                        json.loads((folder / f"report-{treatment}.json").read_text()).get("judge") == judge_key:
+                elif (cached := _cached_report(folder / f"report-{treatment}.json", key)) is not None:
                     print(f"[bench] {name} seed {info['seed']} {treatment}: reusing its report", file=sys.stderr, flush=True)
-                    report = json.loads((folder / f"report-{treatment}.json").read_text())["report"]
+                    report = cached
                 else:
                     tag = f"{name} seed {info['seed']} {treatment}"
                     print(f"[bench] judging {tag}", file=sys.stderr, flush=True)
@@ -442,10 +445,22 @@ def judge(args: argparse.Namespace, infos: dict[str, list[dict[str, Any]]]) -> d
                             progress=lambda m, tag=tag: print(f"[bench]   {tag}: {m}", file=sys.stderr, flush=True),
                         )
                     report = json.loads(json.dumps(report, default=_plain))
-                    (folder / f"report-{treatment}.json").write_text(json.dumps({"judge": judge_key, "report": report}))
+                    atomic_write_text(folder / f"report-{treatment}.json", json.dumps({"judge": key, "report": report}))
                 reports[name].setdefault(treatment, []).append(report)
                 previous = (samples, aug, report)
     return reports
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _cached_report(path: Path, key: list[Any]) -> dict[str, Any] | None:
+    """The report cached at ``path`` when it was made with ``key`` (same judge, same rows), else None."""
+    if not path.exists():
+        return None
+    cached = json.loads(path.read_text())
+    return cached["report"] if cached.get("judge") == key else None
 
 
 def _plain(o: Any) -> Any:

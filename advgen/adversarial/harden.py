@@ -4,9 +4,9 @@ Round r (1..R) disguises the attack rows of the detector's *training* data again
 detector (a GAN attack with the full query budget), adds them to the training data labelled as attacks,
 together with every row that attack made while training and the detector missed (its blind spots), and
 retrains. Round 1 also adds ``cover`` draws of cover rows per training attack row
-(:mod:`~advgen.adversarial.cover`: the attack rows with the modifiable features of normal rows, no queries),
-so that the detector learns early not to trust what an attacker controls. Every round, the current detector is judged on the held-out attack table: detection rate
-on clean attack rows, false-positive rate on its clean normal rows, and detection rate on **fresh**
+(:mod:`~advgen.adversarial.cover`: the attack rows with the modifiable features of normal rows, no
+queries), so that the detector learns early not to trust what an attacker controls. Every round, the
+current detector is judged on the held-out attack table: detection rate on clean attack rows, false-positive rate on its clean normal rows, and detection rate on **fresh**
 disguised rows, made by a new attack run (same budget) against that very detector. The test rows are
 never used for training, so the figures are what a new attacker would meet.
 
@@ -152,6 +152,7 @@ def harden(
         label = inputs.train.label
         known = inputs.rows[label].astype(str).isin(set(train_attacks[label].astype(str))).to_numpy()
         extra: list[pd.DataFrame] = []
+        covered = 0
         history = []
         det = make_detector(detector, inputs.train, featurize, normal, seed=detector_seed, threads=threads, manager=manager)
         for r in range(rounds + 1):
@@ -163,9 +164,9 @@ def harden(
                 # more of its blind spots than the final rows alone show
                 extra += [adv_train, *missed]
                 if r == 1 and cover:
-                    covered = cover_rows(train_attacks, normal_rows, space, threat, classes_of, draws=cover, seed=seed + 7)
-                    extra.append(covered)
-                    say(f"round 1/{rounds}: {len(covered):,} cover rows (training attacks with the modifiable features of "
+                    extra.append(cover_rows(train_attacks, normal_rows, space, threat, classes_of, draws=cover, seed=seed + 7))
+                    covered = len(extra[-1])
+                    say(f"round 1/{rounds}: {covered:,} cover rows (training attacks with the modifiable features of "
                         "normal rows)")
                 say(f"round {r}/{rounds}: retraining on {len(inputs.train.df):,} rows + {sum(len(e) for e in extra):,} disguised rows ...")
                 det = make_detector(detector, inputs.train, featurize, normal, seed=detector_seed, threads=threads,
@@ -184,7 +185,7 @@ def harden(
                 "fresh_attack_queries": q_eval,
                 "hardening_queries": q_train if r > 0 else 0,
                 "disguised_training_rows": int(sum(len(e) for e in extra)),
-                "cover_rows": int(len(train_attacks) * cover) if r > 0 else 0,
+                "cover_rows": int(covered),
                 "seconds": time.perf_counter() - start,
             }
             history.append(rec)
