@@ -48,6 +48,15 @@ def _plugin_ref(plugin: str) -> str:
     return plugin
 
 
+def _data_ref(data: str) -> str:
+    """An existing data file or folder as its absolute path; anything else (checked later) as given."""
+    try:
+        p = Path(data)
+        return str(p.resolve()) if p.exists() else data
+    except (OSError, ValueError):
+        return data
+
+
 def build_config(
     plugin: str,
     overrides: dict[str, Any] | None = None,
@@ -64,6 +73,9 @@ def build_config(
         domain = manager.load_domain(plugin)
     cfg = TrainConfig(plugin=_plugin_ref(plugin)).updated(domain.default_config())
     cfg = cfg.updated({k: v for k, v in (overrides or {}).items() if k != "plugin"})
+    if isinstance(cfg.data, str) and cfg.data:
+        # recorded absolute, so that evaluate/augment (the run's own data) and --resume find it from any folder
+        cfg = cfg.updated({"data": _data_ref(cfg.data)})
     cfg.validate()
     return cfg, domain
 

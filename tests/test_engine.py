@@ -186,3 +186,18 @@ def test_generator_batches_per_step(tmp_path, fresh_manager, reuse):
     assert sum(calls) == cfg.steps  # only the batch the generator step scores carries gradients
     losses = [json.loads(line)["loss_g"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
+
+
+def test_a_relative_data_path_is_recorded_absolute_so_resume_works_from_another_folder(tmp_path, monkeypatch):
+    x = np.linspace(-1, 1, 16)
+    a = np.random.default_rng(0).uniform(1, 2, size=(256, 1))
+    (tmp_path / "data").mkdir()
+    np.savetxt(tmp_path / "data" / "curves.csv", a * x**2 + a - 1, delimiter=",",
+               header=",".join(f"x{i}" for i in range(16)), comments="")
+    monkeypatch.chdir(tmp_path / "data")
+    train(small(tmp_path, steps=10, n_samples=0, data="curves.csv"))
+    saved = load_checkpoint(tmp_path / "run")["config"]["data"]
+    assert saved == str(tmp_path / "data" / "curves.csv")
+    monkeypatch.chdir(tmp_path)  # elsewhere: the run still finds its data
+    run = train({"steps": 20}, resume=tmp_path / "run")
+    assert load_checkpoint(run.run_dir)["step"] == 20
