@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -78,8 +79,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a checkpoint safely; config and spec come back as dicts."""
     p = resolve_checkpoint(path)
     try:
-        payload = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of a file it then refuses: the one error line says it all
+            warnings.simplefilter("ignore")
+            payload = torch.load(p, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+        if isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in str(exc).lower():
+            # not torch's text: it advises loading with weights_only=False, which would run the file's code
+            raise CheckpointError(
+                f"checkpoint {p} is unsafe: it holds objects other than tensors and plain values, which could "
+                "run code when unpickled, so advgen does not load it"
+            ) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint {p} is corrupted, truncated or unsafe: {first[:200]}") from None
     if not isinstance(payload, dict) or any(k not in payload for k in REQUIRED_KEYS):

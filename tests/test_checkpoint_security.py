@@ -111,3 +111,27 @@ def test_a_plugin_the_user_loads_deliberately_still_works(tmp_path, monkeypatch)
     reset_manager()
     result = invoke("train", "--resume", str(out), "--plugin", EXAMPLE, "--steps", "30", "-q")
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle"])
+def test_a_code_running_pickle_is_one_plain_error_that_never_advises_weights_only_false(curves_run, tmp_path, writer):
+    import os
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    ckpt = curves_run / "checkpoint.pt"
+    if writer == "torch.save":
+        torch.save({"generator": Evil()}, ckpt)
+    else:  # protocol 4: torch warns about it before refusing the file
+        ckpt.write_bytes(pickle.dumps({"generator": Evil()}, protocol=4))
+    for args in (["sample", str(curves_run), "-n", "3", "-o", str(tmp_path / "s.csv")], ["export", str(curves_run), "-o", str(tmp_path / "m.onnx")]):
+        result = invoke(*args)
+        line = _one_clean_line(result)
+        assert "unsafe" in line and "weights_only" not in line, line
+        assert result.output.strip() == line, result.output  # no warning lines around it
+        assert not marker.exists()
