@@ -367,6 +367,21 @@ def test_runtime_rejects_bad_n(exported: dict[str, Path], n: Any) -> None:
         load(exported["curves"]).sample(n)
 
 
+def test_runtime_refuses_more_threads_than_cores(exported: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # onnxruntime starts every thread asked for: --threads 9999 on 2 cores spun for minutes on 5 rows
+    from advgen.threads import available_cores
+    from advgen_export.cli import main
+
+    too_many = available_cores() + 1
+    with pytest.raises(ModelError, match=r"threads must be in 0\.\."):
+        load(exported["curves"], threads=too_many)
+    assert main(["sample", str(exported["curves"]), "-n", "5", "-o", str(tmp_path / "x.csv"), "--threads", "9999"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "threads must be in 0.." in err, err
+    assert not (tmp_path / "x.csv").exists()
+    assert load(exported["curves"], threads=available_cores()).sample(3, seed=0).shape[0] == 3
+
+
 def test_runtime_works_with_torch_absent(exported: dict[str, Path], tmp_path: Path) -> None:
     hook = tmp_path / "hook"
     hook.mkdir()

@@ -24,6 +24,7 @@ import numpy as np
 
 from advgen.errors import AdvgenError
 from advgen.sampling import check_memory, chunk_seed, chunk_spans, random_seed
+from advgen.threads import available_cores
 from advgen.writers import SampleWriter, check_output_size
 from advgen_export.manifest import (
     ModelError,
@@ -366,6 +367,10 @@ def open_session(model_path: Path, manifest: Mapping[str, Any], *, threads: int 
         import onnxruntime as ort
     except ImportError:
         raise ModelError("the advgen runtime needs onnxruntime: pip install onnxruntime") from None
+    cores = available_cores()
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 0 <= threads <= cores:
+        # onnxruntime starts every thread asked for: 9999 of them on 2 cores spin for minutes on 5 rows
+        raise ModelError(f"threads must be in 0..{cores} (the CPU cores this process may use; 0: onnxruntime's default), got {threads!r}")
     data = verified_model_bytes(model_path, manifest, expect_sha256)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
