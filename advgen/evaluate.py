@@ -150,7 +150,8 @@ class Subject:
             check_columns(real, df, [c for c in cols if c.get("role", "feature") == "feature"])
             parts = []
             if numeric:
-                num = df[numeric].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+                # a copy: it is written below, and an all-float frame gives a read-only view
+                num = df[numeric].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64, copy=True)
                 for j, n in enumerate(numeric):
                     bad = ~np.isfinite(num[:, j])
                     if bad.any():

@@ -500,3 +500,27 @@ def test_cli_evaluate_and_augment_a_tabular_run(tabular_run, files):
     assert len(aug) == 1500 + 50 and aug["synthetic"].sum() == 50
     res = _cli(["augment", str(tabular_run.run_dir), "--classes", "nope", "--per-class", "5", "-o", str(d / "x.csv")])
     assert res.exit_code == 1 and "category=nope never occurred in training; known values: dos, normal" in res.output
+
+
+def _flows(n: int, seed: int, benign: str = "BENIGN") -> pd.DataFrame:
+    """A small flow table whose numeric columns are all floats (as in many exported IDS CSVs)."""
+    rng = np.random.default_rng(seed)
+    cls = rng.choice([benign, "DoS", "PortScan"], size=n, p=[0.6, 0.3, 0.1])
+    shift = pd.Series(cls).map({benign: 0.0, "DoS": 3.0, "PortScan": -3.0}).to_numpy()
+    return pd.DataFrame({"x": rng.normal(shift, 1.0), "y": rng.normal(-shift, 1.0), "cls": cls})
+
+
+FLOW_COLUMNS = [{"name": "x", "kind": "continuous"}, {"name": "y", "kind": "continuous"},
+                {"name": "cls", "kind": "categorical", "role": "label"}]
+
+
+def test_a_table_of_float_columns_featurizes_with_missing_values():
+    # pandas hands an all-float frame back as a read-only view: featurize must not write into it
+    real = _flows(50, 0)
+    subject = ev.Subject.for_table(FLOW_COLUMNS, real)
+    odd = real.copy()
+    odd.loc[3, "x"] = np.nan
+    X = subject.featurize(odd)
+    assert X.shape == (50, 2) and np.isfinite(X).all()
+    median = np.nanmedian(real["x"])
+    assert X[3, 0] == pytest.approx(np.sign(median) * np.log1p(abs(median)))
