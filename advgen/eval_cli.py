@@ -116,7 +116,7 @@ def register(cli: click.Group) -> None:
 @click.option("--utility-seeds", type=int, help="Detector seeds for TSTR/TRTR (default: --seeds).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and subsampling.")
 @click.option("--rare", help="Classes to augment, comma separated (default: classes under 5% of the training rows).")
-@click.option("--normal", default="normal", show_default=True, help="The benign class whose false-positive rate is reported.")
+@click.option("--normal", default="normal", show_default=True, help="The benign class whose false-positive rate is reported (case aside; the default also finds a benign class).")
 @click.option("--aug-per-class", type=int, default=1000, show_default=True, help="Synthetic rows per rare class added for the augmentation uplift.")
 @click.option("--folds", type=int, default=5, show_default=True, help="Cross-validation folds of the realism AUC.")
 @click.option("--max-rows", type=int, default=10000, show_default=True, help="Rows per side for realism AUC and memorisation (subsampled above it).")

@@ -204,6 +204,25 @@ def _phase(say: Callable[[str], None], name: str, timings: dict[str, float], key
     say(f"{name}: done in {seconds:.1f} s")
 
 
+def _normal_class(normal: str, real_y: np.ndarray, test_y: np.ndarray | None, notes: list[str]) -> str | None:
+    """The benign class as the labels spell it: ``normal`` itself, else the one class equal to it but for
+    case (UNSW-NB15's ``Normal``), else, for the default ``normal``, a ``benign`` class (CIC-IDS2017's
+    ``BENIGN``); with none, a note says the false-positive rate is not reported, rather than nothing."""
+    classes = set(classes_of(real_y)) | (set(classes_of(test_y)) if test_y is not None else set())
+    if normal in classes:
+        return normal
+    for wanted in (normal, "benign") if normal == "normal" else (normal,):
+        same = sorted(c for c in classes if c.casefold() == wanted.casefold())
+        if len(same) == 1:
+            notes.append(f"normal class: {same[0]!r} (no class is named {normal!r})")
+            return same[0]
+    notes.append(
+        f"no class is named {normal!r}, so no false-positive rate on normal traffic is reported; "
+        f"name the benign class with --normal (classes: {', '.join(sorted(classes))})"
+    )
+    return None
+
+
 def evaluate(
     synthetic: Any,
     real: Any,
@@ -277,6 +296,8 @@ def evaluate(
     real_y, syn_y = subject.y(real), subject.y(synthetic)
     test_y = subject.y(test) if test is not None else None
     labelled = real_y is not None and syn_y is not None
+    if normal is not None and labelled and test_y is not None:
+        normal = _normal_class(normal, real_y, test_y, report["notes"])
     chosen: list[str] = []
     if "augmentation" in sections and labelled and test_y is not None:
         # checked before any detector is fitted: a typo should cost seconds, not minutes

@@ -524,3 +524,23 @@ def test_a_table_of_float_columns_featurizes_with_missing_values():
     assert X.shape == (50, 2) and np.isfinite(X).all()
     median = np.nanmedian(real["x"])
     assert X[3, 0] == pytest.approx(np.sign(median) * np.log1p(abs(median)))
+
+
+@pytest.mark.parametrize("benign, asked, found", [
+    ("BENIGN", "normal", "BENIGN"),  # CIC-IDS2017's spelling, under the default --normal
+    ("Normal", "normal", "Normal"),  # UNSW-NB15's
+    ("Normal", "NORMAL", "Normal"),
+    ("background", "normal", None),  # none: said in a note, not silently left out
+])
+def test_the_normal_class_is_found_as_the_labels_spell_it_or_its_absence_is_a_note(benign, asked, found):
+    real, synth, test = _flows(400, 0, benign), _flows(400, 1, benign), _flows(300, 2, benign)
+    subject = ev.Subject.for_table(FLOW_COLUMNS, real)
+    report = ev.evaluate(synth, real, test, subject=subject, detector=small_forest, seeds=1, rare=["PortScan"],
+                         sections=("augmentation",), realism_detectors=())
+    base = report["augmentation"]["base"]
+    if found is None:
+        assert "fpr_normal" not in base
+        assert any(f"no class is named {asked!r}" in n and "--normal" in n for n in report["notes"]), report["notes"]
+    else:
+        assert 0.0 <= base["fpr_normal"]["mean"] <= 1.0
+        assert any(repr(found) in n for n in report["notes"]), report["notes"]
