@@ -670,3 +670,27 @@ def test_advgen_export_command(builtin_run: Any, tmp_path: Path) -> None:
     assert json.loads(manifest_path(out).read_text())["model"]["sha256"] == sha256_file(out)
     result = CliRunner().invoke(cli, ["export", str(tmp_path), "-o", str(tmp_path / "x.onnx")])
     assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("columns", ["numeric only", "categorical only"])
+def test_a_table_without_categorical_or_numeric_columns_exports_and_samples(tmp_path: Path, columns: str) -> None:
+    # many flow CSVs (CIC-IDS2017's MachineLearningCSV) have numeric features only: the manifest's empty
+    # categorical output (or empty numeric one) used to make `advgen export` refuse the run
+    from advgen.api import train
+
+    rng = np.random.default_rng(0)
+    n = 300
+    label = rng.choice(["BENIGN", "DoS"], size=n)
+    if columns == "numeric only":
+        table = {"f1": rng.normal(size=n), "f2": rng.gamma(2.0, size=n)}
+    else:
+        table = {"proto": rng.choice(["tcp", "udp", "icmp"], size=n), "service": rng.choice(["http", "dns"], size=n)}
+    import pandas as pd
+
+    pd.DataFrame({**table, "Label": label}).to_csv(tmp_path / "flows.csv", index=False)
+    run = train({"plugin": "tabular", "data": str(tmp_path / "flows.csv"), "label": "Label", "steps": 5,
+                 "batch_size": 64, "n_samples": 0, "threads": 1, "out": str(tmp_path / "run")})
+    model = tmp_path / "flows.onnx"
+    export(run, model)
+    rows = load(model).sample(20, condition="Label=DoS", seed=0)
+    assert list(rows.columns) == [*table, "Label"] and (rows["Label"] == "DoS").all()

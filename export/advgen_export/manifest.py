@@ -337,7 +337,7 @@ def _check_outputs(value: Any) -> dict[str, dict[str, Any]]:
             if extra:
                 raise ModelError(f"{where}.{extra[0]} describes columns, but the output lists no columns")
             continue
-        names = _array(o["columns"], f"{where}.columns", 1, MAX_COLUMNS)
+        names = _array(o["columns"], f"{where}.columns", 0, MAX_COLUMNS)
         if shape != [len(names)]:
             raise ModelError(f"{where}.shape must be [{len(names)}], one value per column, got {_show(shape)}")
         for j, c in enumerate(names):
