@@ -419,6 +419,11 @@ def evaluate(
             hold_X = subject.featurize(holdout) if holdout is not None else test_X
             report["memorisation"] = memorisation(real_X, syn_X, hold_X, max_rows=max_rows, seed=seed)
         report["memorisation"]["holdout"]["source"] = "holdout" if holdout is not None else "test set"
+        if np.isnan(report["memorisation"]["median_ratio"]):
+            report["notes"].append(
+                "DCR median ratio undefined: half or more of the held-out rows repeat a training row exactly "
+                "(distance 0); read exact copies and the distances instead"
+            )
 
     timings["total"] = time.perf_counter() - started
     report["seconds"] = timings

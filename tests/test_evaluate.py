@@ -544,3 +544,23 @@ def test_the_normal_class_is_found_as_the_labels_spell_it_or_its_absence_is_a_no
     else:
         assert 0.0 <= base["fpr_normal"]["mean"] <= 1.0
         assert any(repr(found) in n for n in report["notes"]), report["notes"]
+
+
+def test_dcr_ratio_is_undefined_not_huge_when_held_out_rows_repeat_training_rows():
+    # UNSW-NB15 repeats many rows: the held-out median distance is float noise (~1e-7), and the ratio
+    # was printed as 2,644,954
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(400, 5)) * 1e3
+    holdout = np.vstack([train[:300] + 1e-4, rng.normal(size=(100, 5)) * 1e3])  # 75% repeats, up to noise
+    synth = rng.normal(size=(400, 5)) * 1e3
+    mem = ev.memorisation(train, synth, holdout, max_rows=1000)
+    assert 0 < mem["holdout"]["median"] < 1e-5
+    assert np.isnan(mem["median_ratio"])
+    real, test = _flows(300, 0), _flows(200, 2)
+    test = pd.concat([real.iloc[:150], test.iloc[:50]], ignore_index=True)
+    subject = ev.Subject.for_table(FLOW_COLUMNS, real)
+    report = ev.evaluate(_flows(300, 1), real, test, subject=subject, sections=("memorisation",), realism_detectors=())
+    assert report["memorisation"]["median_ratio"] is None  # NaN in strict JSON
+    row = next(line for line in ev.format_report(report).splitlines() if line.startswith("DCR median ratio"))
+    assert row.split()[4] == "-", row
+    assert any("DCR median ratio undefined" in n for n in report["notes"]), report["notes"]
