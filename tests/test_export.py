@@ -670,6 +670,14 @@ def test_advgen_export_command(builtin_run: Any, tmp_path: Path) -> None:
     assert json.loads(manifest_path(out).read_text())["model"]["sha256"] == sha256_file(out)
     result = CliRunner().invoke(cli, ["export", str(tmp_path), "-o", str(tmp_path / "x.onnx")])
     assert result.exit_code != 0 and "Traceback" not in result.output
+    # -o naming any other file (the run's own checkpoint, a data CSV) must not be overwritten by a model
+    run = builtin_run("curves")
+    for victim in (run / "checkpoint.pt", run / "samples.csv", tmp_path / "model"):
+        before = victim.read_bytes() if victim.exists() else None
+        result = CliRunner().invoke(cli, ["export", str(run), "-o", str(victim)])
+        assert result.exit_code != 0 and "must end in .onnx" in result.output, result.output
+        assert (victim.read_bytes() if victim.exists() else None) == before
+        assert not Path(str(victim) + ".json").exists()
 
 
 @pytest.mark.parametrize("columns", ["numeric only", "categorical only"])

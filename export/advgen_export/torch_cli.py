@@ -36,6 +36,9 @@ def export_command(run_dir: Path, output: Path | None, opset: int, skip_parity: 
     from advgen_export.evasion_export import is_evasion_run
 
     target = output or run_dir / "model.onnx"
+    if target.suffix.lower() != ".onnx":
+        # the model is written over whatever file -o names: `-o RUN/checkpoint.pt` destroyed the run
+        raise click.UsageError(f"the model file must end in .onnx (its manifest goes beside it), got {str(target)!r}")
     try:
         if is_evasion_run(run_dir):
             from advgen_export.evasion_export import export_evasion
