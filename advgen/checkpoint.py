@@ -84,13 +84,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             warnings.simplefilter("ignore")
             payload = torch.load(p, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
-        if isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in str(exc).lower():
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        if isinstance(exc, pickle.UnpicklingError) and lines and lines[0].lower().startswith("weights only load failed"):
             # not torch's text: it advises loading with weights_only=False, which would run the file's code
+            why = next((line for line in lines[1:] if not line.startswith(("Please file", "Check the doc"))), "")
+            if "global" in why.lower():
+                raise CheckpointError(
+                    f"checkpoint {p} is unsafe: it names code that unpickling would run ({why[:160]}), "
+                    "so advgen does not load it"
+                ) from None
             raise CheckpointError(
-                f"checkpoint {p} is unsafe: it holds objects other than tensors and plain values, which could "
-                "run code when unpickled, so advgen does not load it"
+                f"checkpoint {p} is corrupted or not a checkpoint: {why[:160] or 'not a torch file'}"
             ) from None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = lines[0] if lines else type(exc).__name__
         raise CheckpointError(f"checkpoint {p} is corrupted, truncated or unsafe: {first[:200]}") from None
     if not isinstance(payload, dict) or any(k not in payload for k in REQUIRED_KEYS):
         raise CheckpointError(f"checkpoint {p} is not an advgen checkpoint (missing fields)")

@@ -132,6 +132,8 @@ def test_a_code_running_pickle_is_one_plain_error_that_never_advises_weights_onl
     for args in (["sample", str(curves_run), "-n", "3", "-o", str(tmp_path / "s.csv")], ["export", str(curves_run), "-o", str(tmp_path / "m.onnx")]):
         result = invoke(*args)
         line = _one_clean_line(result)
-        assert "unsafe" in line and "weights_only" not in line, line
+        assert "weights_only" not in line and "arbitrary code" not in line, line
+        if writer == "torch.save":  # protocol 2: torch reads as far as the global it refuses
+            assert "unsafe" in line and "system" in line, line
         assert result.output.strip() == line, result.output  # no warning lines around it
         assert not marker.exists()
