@@ -303,6 +303,32 @@ def test_cover_rows_move_the_detector_onto_functional_features(tmp_path):
     assert covered.predict(inputs.normal_pool(normal)).mean() < 0.25
 
 
+def test_a_second_label_column_is_frozen_with_a_note(tmp_path):
+    """UNSW-NB15 carries a binary ``label`` beside ``attack_cat``: a disguise that flips it relabels the
+    row. A feature that follows the label in every training row is frozen whatever the threat model."""
+    from advgen.adversarial.api import load_inputs, threat_model
+    from advgen.adversarial.threat import label_columns
+
+    for name, n, seed in (("train.csv", 1200, 0), ("test.csv", 600, 1)):
+        _controlled_csv(tmp_path / name, n, seed)
+        df = pd.read_csv(tmp_path / name)
+        df["is_attack"] = (df["label"] == "attack").astype(int)
+        df.to_csv(tmp_path / name, index=False)
+    inputs, _ = load_inputs(str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), label="label")
+    assert label_columns(inputs.train.df, inputs.train.features, "label") == ["is_attack"]
+    (tmp_path / "mask.toml").write_text('[default]\nmodifiable = ["m", "r", "is_attack"]\n')
+    for kwargs in ({"frozen": "f"}, {"mask_file": str(tmp_path / "mask.toml")}):
+        threat = threat_model(inputs, **kwargs)
+        assert "is_attack" not in threat.modifiable_for("attack") and "m" in threat.modifiable_for("attack")
+    assert sum("is_attack follows the label" in n for n in inputs.notes) == 1
+    # a column that merely separates the classes well is not a label column
+    df = inputs.train.df.copy()
+    assert label_columns(df, [("m", "count"), ("r", "rate")], "label") == []
+    # labels of one row each prove nothing
+    ids = pd.DataFrame({"label": [str(i) for i in range(50)], "x": [i % 2 for i in range(50)]})
+    assert label_columns(ids, [("x", "flag")], "label") == []
+
+
 # --- bad input is one clear line ---------------------------------------------------------------------
 
 

@@ -36,7 +36,7 @@ from advgen.adversarial.gan_attack import CHECKPOINT_NAME, GanAttack, GanConfig,
 from advgen.adversarial.mimicry import Mimicry
 from advgen.adversarial.random_attack import RandomPerturbation
 from advgen.adversarial.space import AttackSpace
-from advgen.adversarial.threat import ThreatModel, add_frozen, frozen_model, load_mask, preset
+from advgen.adversarial.threat import ThreatModel, add_frozen, frozen_model, label_columns, load_mask, preset
 from advgen.errors import AdvgenError, CheckpointError, InvalidDataError
 from advgen.metrics import evasion as M
 
@@ -134,13 +134,26 @@ def threat_model(
         raise InvalidDataError("choose one of --preset and --mask")
     if preset_name:
         model = preset(preset_name, cols, groups)
-        return add_frozen(model, frozen_list, groups) if frozen_list else model
+        return _freeze_label_columns(add_frozen(model, frozen_list, groups) if frozen_list else model, inputs)
     if mask_file:
         model = load_mask(mask_file, cols, groups)
-        return add_frozen(model, frozen_list, groups) if frozen_list else model
+        return _freeze_label_columns(add_frozen(model, frozen_list, groups) if frozen_list else model, inputs)
     if frozen_list:
-        return frozen_model(frozen_list, cols, groups)
+        return _freeze_label_columns(frozen_model(frozen_list, cols, groups), inputs)
     raise InvalidDataError("say what an attack may change: --preset idsgan|realistic|malgan, --frozen COLS or --mask FILE.toml")
+
+
+def _freeze_label_columns(model: ThreatModel, inputs: Inputs) -> ThreatModel:
+    """``model`` with the features that follow the label frozen too (:func:`label_columns`), with a note."""
+    follows = [c for c in label_columns(inputs.train.df, inputs.train.features, inputs.train.label)
+               if any(c in mod for mod in model.modifiable.values()) or (model.default is not None and c in model.default)]
+    if not follows:
+        return model
+    note = (f"{', '.join(follows)} follow{'s' if len(follows) == 1 else ''} the label ({inputs.train.label}) in every "
+            "training row: frozen, as changing it would relabel a row, not disguise it")
+    if note not in inputs.notes:
+        inputs.notes.append(note)
+    return add_frozen(model, follows, {})
 
 
 def make_detector(

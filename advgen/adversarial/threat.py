@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+import pandas as pd
 
 from advgen.errors import InvalidDataError
 
@@ -206,6 +207,28 @@ def frozen_model(frozen: Iterable[str], columns: list[tuple[str, str]], groups: 
     names = [c for c, _ in columns]
     fixed = _expand(frozen, names, groups, "--frozen")
     return ThreatModel(columns, {}, default=frozenset(set(names) - fixed), name="frozen")
+
+
+# a column follows the label when every label with at least two rows holds one value of it, and those
+# labels hold this share of the rows at least (labels of one row each prove nothing)
+FOLLOWS_LABEL_MIN_SHARE = 0.9
+
+
+def label_columns(df: pd.DataFrame, features: list[tuple[str, str]], label: str) -> list[str]:
+    """Features that are a function of the label in ``df`` (one value per label, two values at least):
+    a second label column, such as UNSW-NB15's binary ``label`` beside ``attack_cat``. A disguise that
+    changed one would relabel the row, not hide it."""
+    labels = df[label].astype(str)
+    sizes = labels.value_counts()
+    multi = labels.isin(sizes.index[sizes >= 2])
+    if len(df) == 0 or multi.mean() < FOLLOWS_LABEL_MIN_SHARE:
+        return []
+    out = []
+    for name, _ in features:
+        col = df[name]
+        if col.nunique(dropna=False) >= 2 and col[multi].groupby(labels[multi]).nunique(dropna=False).max() <= 1:
+            out.append(name)
+    return out
 
 
 def add_frozen(model: ThreatModel, frozen: Iterable[str], groups: Mapping[str, list[str]]) -> ThreatModel:
