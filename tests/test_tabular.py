@@ -47,7 +47,9 @@ def _features(table) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def nsl_transform(nsl_table):
-    return TableTransform().fit(nsl_table.df, _features(nsl_table))
+    """Fitted as the domain fits it: point masses found per label."""
+    df = nsl_table.df
+    return TableTransform(point_masses=16).fit(df, _features(nsl_table), groups=df[nsl_table.label])
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +64,13 @@ def short_run(tmp_path_factory, nsl_table):
 # --- transform -----------------------------------------------------------------------------------
 
 
-def test_round_trip_on_nsl_kdd(nsl_table):
+@pytest.mark.parametrize("point_masses", [0, 16])
+def test_round_trip_on_nsl_kdd(nsl_table, point_masses):
     df = nsl_table.df
-    transform = TableTransform(snap_fractions=False).fit(df, _features(nsl_table))
+    transform = TableTransform(snap_fractions=False, point_masses=point_masses).fit(
+        df, _features(nsl_table), groups=df[nsl_table.label]
+    )
+    assert bool(point_masses) == any(p.get("spikes") for p in transform.plans)
     x = transform.transform(df, rng=np.random.default_rng(1))
     assert x.dtype == np.float32 and np.isfinite(x).all() and np.abs(x).max() <= 5.0
     back = transform.inverse_transform(x)

@@ -51,7 +51,10 @@ DEFAULT_OPSET = 17
 PARITY_BATCH_SIZES = (1, 3, 257)
 TRACE_BATCH_SIZE = 2  # deliberately none of the parity sizes, so parity proves the batch axis is dynamic
 DEFAULT_TOLERANCE = 1e-4
-MAX_ROUNDING_FLIPS = 0.01  # share of a column's values that may land one rounding step apart
+# share of a column's values that may land one rounding step apart: in a heavy-tailed count whose
+# quantile grid is steep (a 2-step run on 300 rows), float32 noise flipped 0 to 3 of 257 values per
+# batch (mean 0.3); a wrong graph (floor for round, a shifted grid) flips a third or more
+MAX_ROUNDING_FLIPS = 0.02
 UNIT_RANGE_KINDS = ("flag", "rate")  # columns in [0, 1]: a whole unit is their whole range, never a rounding step
 SUPPORTED_DTYPES = tuple(OUTPUT_DTYPES)
 

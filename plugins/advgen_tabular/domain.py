@@ -52,6 +52,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "n_quantiles": 2049,  # knots of each quantile function
     "joint_max": 1000,  # encode the categoricals jointly when they form at most this many combinations
     "snap_fractions": True,  # decode rates that are fractions of a count as such
+    "point_masses": 16,  # quantile numerics: up to this many exact values per column picked as categories (0: off)
+    "point_share": 0.05,  # ... those holding this share of the column's rows, or of one label's
     # nets
     "hidden": 256,
     "depth": 2,
@@ -85,6 +87,13 @@ def _options(cfg: TrainConfig) -> dict[str, Any]:
         value = opts[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise AdvgenError(f"option {key} must be a positive integer, got {value!r}")
+    value = opts["point_masses"]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 256:
+        raise AdvgenError(f"option point_masses must be an integer in [0, 256], got {value!r}")
+    if isinstance(opts["point_share"], bool) or not isinstance(opts["point_share"], (int, float)) or not (
+        0 < float(opts["point_share"]) <= 1
+    ):
+        raise AdvgenError(f"option point_share must be a number in (0, 1], got {opts['point_share']!r}")
     if not (0 <= float(opts["dropout"]) < 1):
         raise AdvgenError(f"option dropout must be in [0, 1), got {opts['dropout']!r}")
     if not (float(opts["tau"]) > 0):
@@ -186,15 +195,20 @@ class TabularDomain(Domain):
             n_quantiles=int(opts["n_quantiles"]),
             joint_max=int(opts["joint_max"]),
             snap_fractions=bool(opts["snap_fractions"]),
-        ).fit(df, encoded, seed=cfg.seed)
+            point_masses=int(opts["point_masses"]),
+            point_share=float(opts["point_share"]),
+        ).fit(df, encoded, seed=cfg.seed, groups=df[label] if label is not None else None)
         x = transform.transform(df, rng=np.random.default_rng(cfg.seed))
         decimals = {p["name"]: p.get("decimals") for p in transform.plans if p["kind"] in NUMERIC_KINDS}
         rules = fit_rules(df, features, label, decimals=decimals, seed=cfg.seed)
         joint = [p for p in transform.plans if p["kind"] == "joint"]
+        n_spiked = sum(1 for p in transform.plans if p.get("spikes"))
+        n_spikes = sum(len(p.get("spikes") or []) for p in transform.plans)
         notes.append(
             f"encoded {len(encoded)} columns into {transform.dim} values ({opts['encoding']} numerics"
             + (f", {joint[0]['name'].replace('|', '/')} as {len(joint[0]['vocab'])} joint values" if joint else "")
             + (f", {len(transform.fractions)} rates decoded as fractions of counts" if transform.fractions else "")
+            + (f", {n_spikes} point masses in {n_spiked} columns" if n_spiked else "")
             + f"); fitted {len(rules)} validation rules"
         )
         category_map = dict(table.category_map) if table.category_map and label is not None else None

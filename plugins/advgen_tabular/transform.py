@@ -10,7 +10,10 @@ column's resolution (integers for counts, two decimals for NSL-KDD's rates, foun
 :mod:`advgen_tabular.quantile`, NumPy only, so the torch-free runtime encodes rows the same way).
 So point masses (90% zeros in most traffic counts) become intervals instead of spikes, every
 column's encoded marginal is close to N(0, 1), heavy tails (``src_bytes`` up to 1e9) cost nothing,
-and any generator output decodes inside the column's observed range.
+and any generator output decodes inside the column's observed range. A value that holds a large share
+of a column, or of one label's rows, also gets a slot in a one-hot group beside the column's code
+(``point_masses``, :mod:`advgen_tabular.spikes`): the generator picks it like a category, and the
+quantile code decodes only the rows whose pick is the group's "other" slot.
 
 Two alternatives stay selectable for comparison (``encoding="log"``: log1p and standardise;
 ``encoding="msn"``: CTGAN's mode-specific normalisation with a variational Gaussian mixture);
@@ -42,9 +45,12 @@ from torch import nn
 from advgen.errors import InvalidDataError
 from advgen_tabular.quantile import Y_MAX, quantile_encode, unrle
 from advgen_tabular.rules import fraction_ok
+from advgen_tabular.spikes import SHARE, find_point_masses, mode_codes
 
-# version of the JSON layout of a fitted transform (bumped whenever decoding changes meaning)
-FORMAT = 2
+# version of the JSON layout of a fitted transform (bumped whenever decoding changes meaning); 3 added
+# point masses (a quantile plan's "spikes"), so a format-2 transform still reads as one without them
+FORMAT = 3
+READABLE_FORMATS = (2, 3)
 NUMERIC_KINDS = ("continuous", "count", "rate")
 DISCRETE_KINDS = ("flag", "categorical")
 ENCODINGS = ("quantile", "log", "msn")
@@ -112,6 +118,8 @@ class TableTransform:
         msn_modes: int = 10,
         joint_max: int = 1000,
         snap_fractions: bool = True,
+        point_masses: int = 0,
+        point_share: float = SHARE,
     ):
         if encoding not in ENCODINGS:
             raise InvalidDataError(f"unknown numeric encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
@@ -122,14 +130,24 @@ class TableTransform:
         self.msn_modes = int(msn_modes)
         self.joint_max = int(joint_max)
         self.snap_fractions = bool(snap_fractions)
+        # quantile columns only: up to this many exact values per column get a one-hot slot (spikes.py)
+        self.point_masses = int(point_masses) if encoding == "quantile" else 0
+        self.point_share = float(point_share)
         self.plans: list[dict[str, Any]] = []
         self.order: list[str] = []
         self.fractions: list[dict[str, Any]] = []
 
     # --- fitting -------------------------------------------------------------------------------
 
-    def fit(self, df: pd.DataFrame, columns: Iterable[tuple[str, str]], seed: int = 0) -> TableTransform:
+    def fit(
+        self, df: pd.DataFrame, columns: Iterable[tuple[str, str]], seed: int = 0, groups: Iterable[Any] | None = None
+    ) -> TableTransform:
+        """Fit on ``df``'s ``columns``. ``groups`` (one label per row, optional) lets a value common
+        within one label become a point mass of its column even when it is rare overall."""
         self.plans = []
+        group_arr = None if groups is None else np.asarray([str(g) for g in groups], dtype=object)
+        if group_arr is not None and group_arr.shape[0] != len(df):
+            raise InvalidDataError("groups must give one label per row")
         columns = list(columns)
         if not columns:
             raise InvalidDataError("nothing to encode: the table has no feature columns")
@@ -142,7 +160,7 @@ class TableTransform:
                 values = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64)
                 if not np.isfinite(values).all():
                     raise InvalidDataError(f"numeric column {name!r} holds missing or non-finite values")
-                self.plans.append(self._fit_numeric(name, kind, values, seed))
+                self.plans.append(self._fit_numeric(name, kind, values, seed, group_arr))
             elif kind in DISCRETE_KINDS:
                 self.plans.append(self._fit_discrete(name, kind, df[name]))
             else:
@@ -207,7 +225,9 @@ class TableTransform:
                 out.append({"rate": r["name"], "count": best[1], "decimals": int(r["decimals"])})
         return out
 
-    def _fit_numeric(self, name: str, kind: str, values: np.ndarray, seed: int) -> dict[str, Any]:
+    def _fit_numeric(
+        self, name: str, kind: str, values: np.ndarray, seed: int, groups: np.ndarray | None = None
+    ) -> dict[str, Any]:
         lo, hi = float(values.min()), float(values.max())
         plan: dict[str, Any] = {
             "name": name,
@@ -221,6 +241,9 @@ class TableTransform:
             grid = np.quantile(values, quantile_levels(self.n_quantiles))
             grid = np.maximum.accumulate(grid)  # guard against float noise breaking monotonicity
             plan["grid"] = _rle(grid)
+            spikes = find_point_masses(values, groups, limit=self.point_masses, share=self.point_share)
+            if spikes:
+                plan["spikes"] = spikes
         elif self.encoding == "log":
             shift = lo
             t = np.log1p(values - shift) if kind != "rate" else values
@@ -248,7 +271,7 @@ class TableTransform:
             return len(plan["vocab"])
         if plan["encoding"] == "msn":
             return 1 + len(plan["means"])
-        return 1
+        return 1 + _spike_width(plan)
 
     @property
     def dim(self) -> int:
@@ -293,6 +316,8 @@ class TableTransform:
                 out.append(Segment(p["name"], pos + 1, pos + w, "softmax"))
             else:
                 out.append(Segment(p["name"], pos, pos + 1, "linear"))
+                if w > 1:  # point masses: [other, spikes...]
+                    out.append(Segment(p["name"], pos + 1, pos + w, "softmax"))
             pos += w
         return out
 
@@ -324,6 +349,8 @@ class TableTransform:
                 y = quantile_encode(unrle(p["grid"]), p["decimals"], values, cdf=ndtr, ppf=ndtri,
                                     rng=rng if dequantize else None)
                 blocks.append(y.reshape(n, 1))
+                if p.get("spikes"):
+                    blocks.append(_onehot_codes(mode_codes(values, p["spikes"]), 1 + len(p["spikes"])))
             elif p["encoding"] == "log":
                 t = np.log1p(np.maximum(values - p["shift"], 0.0)) if p["log"] else values
                 blocks.append(((t - p["mean"]) / p["std"]).astype(np.float32).reshape(n, 1))
@@ -377,6 +404,8 @@ class TableTransform:
             "msn_modes": self.msn_modes,
             "joint_max": self.joint_max,
             "snap_fractions": self.snap_fractions,
+            "point_masses": self.point_masses,
+            "point_share": self.point_share,
             "plans": self.plans,
             "order": self.order,
             "fractions": self.fractions,
@@ -391,6 +420,8 @@ class TableTransform:
             d.get("msn_modes", 10),
             d.get("joint_max", 1000),
             d.get("snap_fractions", True),
+            d.get("point_masses", 0),
+            d.get("point_share", SHARE),
         )
         t.plans = [dict(p) for p in d["plans"]]
         t.order = list(d["order"])
@@ -399,11 +430,23 @@ class TableTransform:
 
 
 def _check_format(d: dict[str, Any]) -> None:
-    if d.get("format") != FORMAT:
+    if d.get("format") not in READABLE_FORMATS:
         raise InvalidDataError(
-            f"this run's table transform has format {d.get('format')!r}; this advgen-tabular reads format "
-            f"{FORMAT} (retrain the run with this version)"
+            f"this run's table transform has format {d.get('format')!r}; this advgen-tabular reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))} (retrain the run with this version)"
         )
+
+
+def _spike_width(plan: dict[str, Any]) -> int:
+    """Width of a quantile plan's point-mass group (``[other, spikes...]``), 0 without point masses."""
+    spikes = plan.get("spikes") or []
+    return 1 + len(spikes) if spikes else 0
+
+
+def _onehot_codes(idx: np.ndarray, width: int) -> np.ndarray:
+    out = np.zeros((idx.shape[0], width), dtype=np.float32)
+    out[np.arange(idx.shape[0]), idx] = 1.0
+    return out
 
 
 def _numeric_columns(d: dict[str, Any]) -> list[str]:
@@ -555,6 +598,7 @@ class TableDecoder(nn.Module):
         scale = [1.0] * len(numeric_names)
         rounded = [False] * len(numeric_names)
         n_grid = int(transform.get("n_quantiles", 2049))
+        spikes: list[tuple[int, int, list[float]]] = []  # (quantile column, group start, [0, values...])
         pos = 0
         for p in plans:
             if p["encoding"] == "onehot":
@@ -562,7 +606,7 @@ class TableDecoder(nn.Module):
             elif p["encoding"] == "msn":
                 w = 1 + len(p["means"])
             else:
-                w = 1
+                w = 1 + (_spike_width(p) if p["encoding"] == "quantile" else 0)
             if p["kind"] not in ("categorical", "joint"):
                 out_idx = numeric_names.index(p["name"])
                 dec = p.get("decimals") if p["kind"] != "flag" else None
@@ -574,6 +618,8 @@ class TableDecoder(nn.Module):
                 grid = unrle(p["grid"])
                 if grid.shape[0] != n_grid:
                     raise InvalidDataError(f"column {p['name']!r} has {grid.shape[0]} quantile knots, expected {n_grid}")
+                if w > 1:
+                    spikes.append((len(q_in), pos + 1, [0.0] + [float(v) for v in p["spikes"]]))
                 q_in.append(pos)
                 q_out.append(out_idx)
                 grids.append(grid)
@@ -610,6 +656,7 @@ class TableDecoder(nn.Module):
         self.register_buffer("y_max", torch.tensor(Y_MAX, dtype=f32))
         self.register_buffer("inv_step", torch.tensor((n_grid - 1) / (2 * Y_MAX), dtype=f32))
         self.has_quantile = bool(q_in)
+        self._point_mass_buffers(spikes, len(q_in))
         self.has_log = bool(l_in)
         self.has_fractions = bool(transform.get("fractions"))
         self.register_buffer("l_in", torch.tensor(l_in, dtype=torch.long))
@@ -659,7 +706,8 @@ class TableDecoder(nn.Module):
             idx = k.to(torch.long) + self.grid_offset.unsqueeze(0)
             a = self.grid_flat[idx]
             b = self.grid_flat[idx + 1]
-            parts.append(a + frac * (b - a))
+            q = a + frac * (b - a)
+            parts.append(self._point_masses(x, q) if self.has_spikes else q)
         if self.has_log:
             y = x.index_select(1, self.l_in) * self.l_std + self.l_mean
             parts.append(torch.where(self.l_log, torch.expm1(y) + self.l_shift, y))
@@ -693,6 +741,45 @@ class TableDecoder(nn.Module):
         else:
             cat = torch.zeros((n, 0), dtype=torch.long, device=x.device)
         return num, cat
+
+    def _point_mass_buffers(self, spikes: list[tuple[int, int, list[float]]], n_quantile: int) -> None:
+        """Lookup tables of the point-mass groups, padded to the widest: the group slots of every
+        spiked column side by side (``spike_idx``, padding pointing at slot 0 and masked by ``spike_pad``),
+        the value of each slot (``spike_values``, flat) and where each column's slots start in it."""
+        self.has_spikes = bool(spikes)
+        width = max((len(v) for _, _, v in spikes), default=1)
+        idx = np.zeros((len(spikes), width), dtype=np.int64)
+        pad = np.zeros((len(spikes), width), dtype=np.float32)
+        values: list[float] = []
+        offset = []
+        for i, (_, start, vals) in enumerate(spikes):
+            idx[i, : len(vals)] = np.arange(start, start + len(vals))
+            idx[i, len(vals) :] = start
+            pad[i, len(vals) :] = -3.0e38  # never the argmax, and finite: no inf arithmetic in the graph
+            offset.append(len(values))
+            values.extend(vals)
+        self.spike_width = width
+        self.n_spiked = len(spikes)
+        self.register_buffer("spike_idx", torch.tensor(idx.reshape(-1), dtype=torch.long))
+        self.register_buffer("spike_pad", torch.tensor(pad, dtype=torch.float32))
+        self.register_buffer("spike_values", torch.tensor(values, dtype=torch.float32))
+        self.register_buffer("spike_offset", torch.tensor(offset, dtype=torch.long))
+        self.register_buffer("spike_cols", torch.tensor([c for c, _, _ in spikes], dtype=torch.long))
+        # column j of the result is column take[j] of [quantile values, spiked columns' values]
+        take = list(range(n_quantile))
+        for i, (c, _, _) in enumerate(spikes):
+            take[c] = n_quantile + i
+        self.register_buffer("spike_take", torch.tensor(take, dtype=torch.long))
+
+    def _point_masses(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Quantile-decoded values ``q`` with each spiked column's value replaced by the point mass its
+        group picks (argmax; slot 0, "other", keeps the quantile value)."""
+        groups = x.index_select(1, self.spike_idx).reshape(-1, self.n_spiked, self.spike_width) + self.spike_pad
+        slot = groups.argmax(dim=2)
+        picked = self.spike_values[slot + self.spike_offset]
+        kept = q.index_select(1, self.spike_cols)
+        spiked = torch.where(slot == 0, kept, picked)
+        return torch.cat([q, spiked], dim=1).index_select(1, self.spike_take)
 
     def _snap_fractions(self, num: torch.Tensor) -> torch.Tensor:
         """Round each fraction-like rate to ``k / count`` of its decoded count, then to its decimals."""
