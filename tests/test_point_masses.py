@@ -69,7 +69,7 @@ def test_layout_encoding_and_exact_round_trip():
         np.testing.assert_array_equal(back[name].to_numpy(dtype=np.float64), df[name].to_numpy(dtype=np.float64))
 
 
-def test_the_group_decides_the_value_and_other_falls_back_to_the_quantile_code():
+def test_the_group_decides_the_value_and_other_decodes_the_code_over_the_other_values():
     df, label = _table()
     t = TableTransform(point_masses=16).fit(df, COLUMNS, groups=label)
     x = torch.zeros(3, t.dim)
@@ -80,8 +80,23 @@ def test_the_group_decides_the_value_and_other_falls_back_to_the_quantile_code()
     for s in t.segments()[2:]:
         x[:, s.start] = 1.0  # every other group: its first slot
     decoded = t.inverse_transform(x)["bytes"].tolist()
-    plain = TableTransform().fit(df, COLUMNS).inverse_transform(x[:, [0] + list(range(4, t.dim))])["bytes"].tolist()
-    assert decoded[0] == plain[0] > 100 and decoded[1:] == [1, 8]
+    # "other" decodes through the quantiles of the values that are not point masses
+    rest = df.loc[~df["bytes"].isin([1, 8]), ["bytes"]]
+    ends = pd.DataFrame({"bytes": [df["bytes"].min(), df["bytes"].max()]})  # the column's range stays the grid's
+    alone = TableTransform().fit(pd.concat([rest, ends]), [("bytes", "count")])
+    assert decoded[0] == alone.inverse_transform(x[:1, :1])["bytes"].item() > 100 and decoded[1:] == [1, 8]
+
+
+def test_a_point_mass_rows_code_is_noise_and_other_rows_codes_cover_the_normal():
+    """The code of a row on a point mass is never decoded: it is independent noise (so the generator
+    need not tie its code to its slot), and the other rows' codes spread over N(0, 1) on their own."""
+    df, label = _table(20000)
+    t = TableTransform(point_masses=16).fit(df, COLUMNS, groups=label)
+    x = t.transform(df, rng=np.random.default_rng(0))
+    on = df["bytes"].isin([1, 8]).to_numpy()
+    for part in (x[on, 0], x[~on, 0]):
+        assert abs(part.mean()) < 0.05 and abs(part.std() - 1) < 0.05
+    assert np.array_equal(t.transform(df, dequantize=False)[on, 0], np.zeros(on.sum(), dtype=np.float32))
 
 
 def test_decoder_with_point_masses_matches_onnx_runtime(tmp_path):

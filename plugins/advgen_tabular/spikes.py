@@ -7,7 +7,9 @@ label and rare overall gets a sliver, and a smooth generator does not put 21% of
 sliver (it gave 5% in the run diagnosed in docs/tabular.md). So a column's point masses also get a
 one-hot group, ``[other, v_1, ..., v_k]``, beside its quantile code: the generator draws the value from
 a softmax as it draws a category (CTGAN's mode-specific normalisation, with exact values as the modes),
-and the quantile code decodes only the rows whose draw is ``other``.
+and the quantile code, fitted on the other values alone, decodes only the rows whose draw is
+``other`` (a point mass's row carries noise there), so any code decodes to a value that is not a point
+mass and the generator need not tie its code to its draw.
 
 A value is a point mass when it holds at least ``share`` of the rows of the whole column or of one
 label (``groups``) with at least ``MIN_GROUP_ROWS`` rows, and at least ``MIN_ROWS`` rows of that label;

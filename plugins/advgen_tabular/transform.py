@@ -238,10 +238,15 @@ class TableTransform:
             "decimals": _decimals(values, kind),
         }
         if self.encoding == "quantile":
-            grid = np.quantile(values, quantile_levels(self.n_quantiles))
+            spikes = find_point_masses(values, groups, limit=self.point_masses, share=self.point_share)
+            # with point masses, the quantile code carries only the other values ("other" rows), so any
+            # code decodes to one of them and the generator need not tie the code to its slot draw
+            # (the column's minimum and maximum stay its end knots, so values of a file larger than the
+            # rows fitted on, between a point mass and the nearest other value, still decode)
+            rest = np.concatenate([values[~np.isin(values, spikes)], [lo, hi]]) if spikes else values
+            grid = np.quantile(rest, quantile_levels(self.n_quantiles))
             grid = np.maximum.accumulate(grid)  # guard against float noise breaking monotonicity
             plan["grid"] = _rle(grid)
-            spikes = find_point_masses(values, groups, limit=self.point_masses, share=self.point_share)
             if spikes:
                 plan["spikes"] = spikes
         elif self.encoding == "log":
@@ -348,9 +353,15 @@ class TableTransform:
             if p["encoding"] == "quantile":
                 y = quantile_encode(unrle(p["grid"]), p["decimals"], values, cdf=ndtr, ppf=ndtri,
                                     rng=rng if dequantize else None)
-                blocks.append(y.reshape(n, 1))
                 if p.get("spikes"):
-                    blocks.append(_onehot_codes(mode_codes(values, p["spikes"]), 1 + len(p["spikes"])))
+                    codes = mode_codes(values, p["spikes"])
+                    # a point mass's code is never decoded: noise (training) or 0, independent of the value
+                    on = codes > 0
+                    y[on] = (np.clip(rng.standard_normal(int(on.sum())), -Y_MAX, Y_MAX) if dequantize else 0.0)
+                    blocks.append(y.reshape(n, 1))
+                    blocks.append(_onehot_codes(codes, 1 + len(p["spikes"])))
+                else:
+                    blocks.append(y.reshape(n, 1))
             elif p["encoding"] == "log":
                 t = np.log1p(np.maximum(values - p["shift"], 0.0)) if p["log"] else values
                 blocks.append(((t - p["mean"]) / p["std"]).astype(np.float32).reshape(n, 1))
