@@ -293,6 +293,17 @@ _BINARY_MAGIC = {
 }
 
 
+def require_data_file(path: Path) -> None:
+    """A clear error unless ``path`` is a regular file: missing, a folder, or a device or pipe
+    (``/dev/zero`` would be read for ever) each say so."""
+    if not path.exists():
+        raise InvalidDataError(f"data file not found: {path}")
+    if path.is_dir():
+        raise InvalidDataError(f"{path} is a folder, not a data file")
+    if not path.is_file():
+        raise InvalidDataError(f"{path} is not a regular file (a device or a pipe); give a CSV or Parquet file")
+
+
 def check_text_file(path: Path) -> bytes:
     """The file's first bytes, refused with one line when the file is plainly not a text table."""
     with path.open("rb") as fh:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import gzip
 import shutil
+import re
 import string
 from pathlib import Path
 
@@ -73,6 +74,18 @@ def test_binary_file_named_csv_is_one_line(tmp_path, data_dir, kind, make, expec
     assert expected in line
     with pytest.raises(AdvgenError, match=expected.split(" ")[0]):
         load_table(path=f)
+
+
+@pytest.mark.parametrize("storage", ["memory", "disk"])
+def test_data_that_is_no_regular_file_says_what_it_is(tmp_path, storage):
+    """A folder, a device or a pipe was 'data file not found' (and /dev/zero would be read for ever)."""
+    (tmp_path / "folder.csv").mkdir()
+    cases = [(tmp_path / "folder.csv", "is a folder"), (Path("/dev/zero"), "not a regular file"),
+             (tmp_path / "missing.csv", "not found|No such file")]
+    for path, expected in cases:
+        result = invoke("train", "--plugin", "tabular", "--data", str(path), "--label", "x", "--steps", "1",
+                        "--out", str(tmp_path / "run"), "--option", f"storage={storage}")
+        assert re.search(expected, error_line(result)), path
 
 
 def test_a_column_that_is_partly_words_gets_a_note(tmp_path):

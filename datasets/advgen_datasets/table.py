@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from advgen.errors import InvalidDataError
-from advgen.io import check_text_file, line_terminator
+from advgen.io import check_text_file, line_terminator, require_data_file
 from advgen_datasets.manifest import (
     KINDS,
     NUMERIC_KINDS,
@@ -189,8 +189,7 @@ def csv_header(
 
     The in-memory reader and the streamed one (:mod:`advgen_tabular.source`) read a file alike.
     """
-    if not path.is_file():
-        raise InvalidDataError(f"data file not found: {path}")
+    require_data_file(path)
     terminator = line_terminator(check_text_file(path))
     first = _first_line(path, fmt.encoding, terminator)
     if not first.strip():
@@ -301,8 +300,7 @@ def _read_file(
 ) -> pd.DataFrame:
     suffix = path.suffix.lower()
     if fmt.type == "parquet" or (sniff and suffix in (".parquet", ".pq")):
-        if not path.is_file():
-            raise InvalidDataError(f"data file not found: {path}")
+        require_data_file(path)
         try:
             df = pd.read_parquet(path)
         except ImportError:

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from advgen.errors import AdvgenError, InvalidDataError
+from advgen.io import require_data_file
 
 PYARROW_HINT = (
     "tables larger than memory are read with pyarrow: pip install 'advgen[parquet]' "
@@ -82,8 +83,7 @@ class BatchReader:
 
     def _open(self, path: Path) -> tuple[Path, Any, list[str], list[str]]:
         """``(path, pyarrow dataset, column names as the table has them, columns to read)``."""
-        if not path.is_file():
-            raise InvalidDataError(f"data file not found: {path}")
+        require_data_file(path)
         try:
             if is_parquet(path, self.request):
                 return self._open_parquet(path)
