@@ -329,6 +329,31 @@ def test_a_second_label_column_is_frozen_with_a_note(tmp_path):
     assert label_columns(ids, [("x", "flag")], "label") == []
 
 
+@pytest.mark.parametrize("benign, asked, found", [
+    ("Normal", None, "Normal"),  # UNSW-NB15's spelling, without --normal
+    ("BENIGN", None, "BENIGN"),  # CIC-IDS2017's
+    ("Normal", "NORMAL", "Normal"),
+    ("normal", None, "normal"),
+    ("background", None, None),  # none: the error names the classes
+])
+def test_the_normal_class_is_found_as_the_labels_spell_it(tmp_path, benign, asked, found):
+    from advgen.adversarial.api import load_inputs
+
+    for name, n, seed in (("train.csv", 400, 0), ("test.csv", 200, 1)):
+        _controlled_csv(tmp_path / name, n, seed)
+        df = pd.read_csv(tmp_path / name)
+        df["label"] = df["label"].replace({"normal": benign})
+        df.to_csv(tmp_path / name, index=False)
+    args = (str(tmp_path / "train.csv"), str(tmp_path / "test.csv"))
+    if found is None:
+        with pytest.raises(InvalidDataError, match="no 'normal' rows .*background"):
+            load_inputs(*args, label="label", normal=asked)
+        return
+    inputs, normal = load_inputs(*args, label="label", normal=asked)
+    assert normal == found and len(inputs.rows) > 0 and (inputs.rows["label"] == "attack").all()
+    assert any(f"normal class: {found!r}" in n for n in inputs.notes) == (found != (asked or "normal"))
+
+
 # --- bad input is one clear line ---------------------------------------------------------------------
 
 

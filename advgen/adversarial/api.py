@@ -31,7 +31,9 @@ from advgen.adversarial.blackbox import (
     detector_factories,
     train_detector,
 )
-from advgen.adversarial.data import AttackTable, check_normal, load_attack_table, select_attacks, split_holdout
+from advgen.adversarial.data import (
+    AttackTable, check_normal, load_attack_table, resolve_normal, select_attacks, split_holdout,
+)
 from advgen.adversarial.gan_attack import CHECKPOINT_NAME, GanAttack, GanConfig, load_attack_checkpoint
 from advgen.adversarial.mimicry import Mimicry
 from advgen.adversarial.random_attack import RandomPerturbation
@@ -92,7 +94,7 @@ def load_inputs(
     """Read the tables and pick the attack rows; returns the inputs and the benign class's name."""
     train = load_attack_table(data, label=label, schema_file=schema_file)
     notes = [f"data: {n}" for n in train.notes]
-    normal = normal or ("benign" if "benign" in set(train.classes().tolist()) and "normal" not in set(train.classes().tolist()) else "normal")
+    normal = resolve_normal(train, normal, notes)
     check_normal(train, normal)
     if attacks is not None:
         pool = load_attack_table(attacks, label=label, schema_file=schema_file, like=train)

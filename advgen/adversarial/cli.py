@@ -117,7 +117,7 @@ def _common(f: Any) -> Any:
         click.option("--schema", "schema_file", type=click.Path(exists=True, dir_okay=False), help="Schema TOML for a CSV/Parquet file (kinds, label, [categories], [feature_groups])."),
         click.option("--category", help="Attack categories to disguise, comma separated (e.g. dos). Default: every attack row."),
         click.option("--label-value", "label_value", help="Attack labels to disguise, comma separated (e.g. neptune,smurf)."),
-        click.option("--normal", help="The benign class (default: normal, or benign for malware folders)."),
+        click.option("--normal", help="The benign class, case aside (default: normal, else benign: UNSW-NB15's Normal, CIC-IDS2017's BENIGN, malware folders' benign)."),
         click.option("--detector", default="random-forest", show_default=True, help="The detector: random-forest, gradient-boosting, logistic-regression, mlp, svm, knn, naive-bayes, decision-tree, one a plugin registers, or a FILE.onnx."),
         click.option("--detector-seed", type=int, default=0, show_default=True, help="Seed of the detector advgen trains."),
         click.option("--preset", "preset_name", type=click.Choice(["idsgan", "realistic", "malgan"]), help="What may change: idsgan (NSL-KDD feature groups per category), realistic (stricter), malgan (binary features, add only)."),

@@ -135,6 +135,24 @@ def load_attack_table(
     )
 
 
+def resolve_normal(table: AttackTable, normal: str | None, notes: list[str]) -> str:
+    """The benign class as the table spells it: ``normal`` itself; else the one class equal to it but for
+    case (UNSW-NB15's ``Normal``); without ``--normal``, ``normal`` or ``benign`` in any case
+    (CIC-IDS2017's ``BENIGN``, malware folders' ``benign``). A class found by case gets a note; none
+    found is the error :func:`check_normal` gives."""
+    classes = sorted(set(table.classes().tolist()))
+    asked = normal or "normal"
+    if asked in classes:
+        return asked
+    for wanted in (asked,) if normal else ("normal", "benign"):
+        same = [c for c in classes if c.casefold() == wanted.casefold()]
+        if len(same) == 1:
+            if same[0] != wanted or normal:
+                notes.append(f"normal class: {same[0]!r} (no class is named {asked!r})")
+            return same[0]
+    return asked
+
+
 def check_normal(table: AttackTable, normal: str) -> None:
     classes = table.classes()
     if not (classes == normal).any():
