@@ -31,7 +31,9 @@ import pandas as pd
 from advgen.domain import Domain, Validator
 from advgen.errors import AdvgenError, InvalidDataError
 from advgen.metrics.augmentation import augmentation_flags, augmentation_uplift, default_rare_classes
-from advgen.metrics.detectors import DetectorFactory, Fits, classes_of, load_pickled_detector, resolve_detector
+from advgen.metrics.detectors import (
+    DetectorFactory, Fits, benign_class, classes_of, load_pickled_detector, resolve_detector,
+)
 from advgen.metrics.fidelity import (
     CATEGORICAL_KINDS,
     NUMERIC_KINDS,
@@ -205,22 +207,19 @@ def _phase(say: Callable[[str], None], name: str, timings: dict[str, float], key
 
 
 def _normal_class(normal: str, real_y: np.ndarray, test_y: np.ndarray | None, notes: list[str]) -> str | None:
-    """The benign class as the labels spell it: ``normal`` itself, else the one class equal to it but for
-    case (UNSW-NB15's ``Normal``), else, for the default ``normal``, a ``benign`` class (CIC-IDS2017's
-    ``BENIGN``); with none, a note says the false-positive rate is not reported, rather than nothing."""
+    """The benign class as the labels spell it (:func:`~advgen.metrics.detectors.benign_class`); a class
+    found under another spelling gets a note, and none a note that no false-positive rate is reported,
+    rather than nothing."""
     classes = set(classes_of(real_y)) | (set(classes_of(test_y)) if test_y is not None else set())
-    if normal in classes:
-        return normal
-    for wanted in (normal, "benign") if normal == "normal" else (normal,):
-        same = sorted(c for c in classes if c.casefold() == wanted.casefold())
-        if len(same) == 1:
-            notes.append(f"normal class: {same[0]!r} (no class is named {normal!r})")
-            return same[0]
-    notes.append(
-        f"no class is named {normal!r}, so no false-positive rate on normal traffic is reported; "
-        f"name the benign class with --normal (classes: {', '.join(sorted(classes))})"
-    )
-    return None
+    found = benign_class(classes, normal)
+    if found is None:
+        notes.append(
+            f"no class is named {normal!r}, so no false-positive rate on normal traffic is reported; "
+            f"name the benign class with --normal (classes: {', '.join(sorted(classes))})"
+        )
+    elif found != normal:
+        notes.append(f"normal class: {found!r} (no class is named {normal!r})")
+    return found
 
 
 def evaluate(

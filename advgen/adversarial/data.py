@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from advgen.errors import InvalidDataError
+from advgen.metrics.detectors import benign_class
 
 NPY_LABEL = "label"
 
@@ -136,21 +137,15 @@ def load_attack_table(
 
 
 def resolve_normal(table: AttackTable, normal: str | None, notes: list[str]) -> str:
-    """The benign class as the table spells it: ``normal`` itself; else the one class equal to it but for
-    case (UNSW-NB15's ``Normal``); without ``--normal``, ``normal`` or ``benign`` in any case
-    (CIC-IDS2017's ``BENIGN``, malware folders' ``benign``). A class found by case gets a note; none
-    found is the error :func:`check_normal` gives."""
-    classes = sorted(set(table.classes().tolist()))
+    """The benign class as the table spells it (:func:`~advgen.metrics.detectors.benign_class`), with a
+    note when it is not the name asked for; none found is the error :func:`check_normal` gives."""
     asked = normal or "normal"
-    if asked in classes:
+    found = benign_class(table.classes().tolist(), normal)
+    if found is None:
         return asked
-    for wanted in (asked,) if normal else ("normal", "benign"):
-        same = [c for c in classes if c.casefold() == wanted.casefold()]
-        if len(same) == 1:
-            if same[0] != wanted or normal:
-                notes.append(f"normal class: {same[0]!r} (no class is named {asked!r})")
-            return same[0]
-    return asked
+    if found != asked:
+        notes.append(f"normal class: {found!r} (no class is named {asked!r})")
+    return found
 
 
 def check_normal(table: AttackTable, normal: str) -> None:

@@ -11,7 +11,7 @@ and F1 (higher) and the normal class's false-positive rate (lower).
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +132,18 @@ def mean_std(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def classes_of(y: np.ndarray) -> list[str]:
     """The sorted distinct classes of a label array (metrics are computed over the test set's classes)."""
     return sorted({str(v) for v in y})
+
+
+def benign_class(classes: Iterable[str], normal: str | None) -> str | None:
+    """The benign class as the labels spell it: ``normal`` (default ``"normal"``) itself, else the one
+    class equal to it but for case (UNSW-NB15's ``Normal``), else, for the default, a ``benign`` class in
+    any case (CIC-IDS2017's ``BENIGN``, malware folders' ``benign``); None when there is none."""
+    classes = set(classes)
+    asked = normal or "normal"
+    if asked in classes:
+        return asked
+    for wanted in (asked, "benign") if asked == "normal" else (asked,):
+        same = [c for c in classes if c.casefold() == wanted.casefold()]
+        if len(same) == 1:
+            return same[0]
+    return None

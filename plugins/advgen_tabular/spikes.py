@@ -34,8 +34,8 @@ def find_point_masses(
 ) -> list[float]:
     """The point masses of one numeric column (finite float64 ``values``), sorted ascending; at most
     ``limit`` of them, those of largest share (in the column or in any one group) first."""
-    if limit <= 0 or values.size == 0:
-        return []
+    if limit <= 0 or values.size == 0 or values.min() == values.max():
+        return []  # nothing to choose from a constant column
     best: dict[float, float] = {}
     _collect(values, share, best)
     if groups is not None:
@@ -46,8 +46,6 @@ def find_point_masses(
         for g, n in enumerate(sizes):
             if n >= MIN_GROUP_ROWS:
                 _collect(values[order[bounds[g] : bounds[g + 1]]], share, best)
-    if len(best) <= 1 and np.unique(values).size <= 1:
-        return []  # a constant column needs no choice
     ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
     return sorted(v for v, _ in ranked)
 

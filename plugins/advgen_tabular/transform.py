@@ -271,16 +271,9 @@ class TableTransform:
 
     # --- layout --------------------------------------------------------------------------------
 
-    def _width(self, plan: dict[str, Any]) -> int:
-        if plan["encoding"] == "onehot":
-            return len(plan["vocab"])
-        if plan["encoding"] == "msn":
-            return 1 + len(plan["means"])
-        return 1 + _spike_width(plan)
-
     @property
     def dim(self) -> int:
-        return sum(self._width(p) for p in self.plans)
+        return sum(plan_width(p) for p in self.plans)
 
     @property
     def columns(self) -> list[str]:
@@ -313,7 +306,7 @@ class TableTransform:
         out: list[Segment] = []
         pos = 0
         for p in self.plans:
-            w = self._width(p)
+            w = plan_width(p)
             if p["encoding"] == "onehot":
                 out.append(Segment(p["name"], pos, pos + w, "softmax"))
             elif p["encoding"] == "msn":
@@ -353,15 +346,14 @@ class TableTransform:
             if p["encoding"] == "quantile":
                 y = quantile_encode(unrle(p["grid"]), p["decimals"], values, cdf=ndtr, ppf=ndtri,
                                     rng=rng if dequantize else None)
-                if p.get("spikes"):
-                    codes = mode_codes(values, p["spikes"])
+                codes = mode_codes(values, p["spikes"]) if p.get("spikes") else None
+                if codes is not None:
                     # a point mass's code is never decoded: noise (training) or 0, independent of the value
                     on = codes > 0
-                    y[on] = (np.clip(rng.standard_normal(int(on.sum())), -Y_MAX, Y_MAX) if dequantize else 0.0)
-                    blocks.append(y.reshape(n, 1))
+                    y[on] = np.clip(rng.standard_normal(int(on.sum())), -Y_MAX, Y_MAX) if dequantize else 0.0
+                blocks.append(y.reshape(n, 1))
+                if codes is not None:
                     blocks.append(_onehot_codes(codes, 1 + len(p["spikes"])))
-                else:
-                    blocks.append(y.reshape(n, 1))
             elif p["encoding"] == "log":
                 t = np.log1p(np.maximum(values - p["shift"], 0.0)) if p["log"] else values
                 blocks.append(((t - p["mean"]) / p["std"]).astype(np.float32).reshape(n, 1))
@@ -448,13 +440,19 @@ def _check_format(d: dict[str, Any]) -> None:
         )
 
 
-def _spike_width(plan: dict[str, Any]) -> int:
-    """Width of a quantile plan's point-mass group (``[other, spikes...]``), 0 without point masses."""
+def plan_width(plan: dict[str, Any]) -> int:
+    """Encoded values of one plan: a one-hot's vocabulary; msn's scalar and modes; a quantile code, plus
+    its point-mass group ``[other, spikes...]`` when it has point masses."""
+    if plan["encoding"] == "onehot":
+        return len(plan["vocab"])
+    if plan["encoding"] == "msn":
+        return 1 + len(plan["means"])
     spikes = plan.get("spikes") or []
-    return 1 + len(spikes) if spikes else 0
+    return 1 + (1 + len(spikes) if spikes else 0)
 
 
 def _onehot_codes(idx: np.ndarray, width: int) -> np.ndarray:
+    """Rows of ``width`` zeros with a one at each ``idx``."""
     out = np.zeros((idx.shape[0], width), dtype=np.float32)
     out[np.arange(idx.shape[0]), idx] = 1.0
     return out
@@ -530,9 +528,7 @@ def _onehot(plan: dict[str, Any], col: pd.Series | pd.DataFrame) -> np.ndarray:
         raise InvalidDataError(
             f"column {plan['name']!r} holds values never seen when fitting: {', '.join(unseen[:10])}"
         )
-    out = np.zeros((len(idx), len(vocab)), dtype=np.float32)
-    out[np.arange(len(idx)), idx] = 1.0
-    return out
+    return _onehot_codes(idx, len(vocab))
 
 
 def quantile_levels(n_knots: int) -> np.ndarray:
@@ -612,12 +608,7 @@ class TableDecoder(nn.Module):
         spikes: list[tuple[int, int, list[float]]] = []  # (quantile column, group start, [0, values...])
         pos = 0
         for p in plans:
-            if p["encoding"] == "onehot":
-                w = len(p["vocab"])
-            elif p["encoding"] == "msn":
-                w = 1 + len(p["means"])
-            else:
-                w = 1 + (_spike_width(p) if p["encoding"] == "quantile" else 0)
+            w = plan_width(p)
             if p["kind"] not in ("categorical", "joint"):
                 out_idx = numeric_names.index(p["name"])
                 dec = p.get("decimals") if p["kind"] != "flag" else None
