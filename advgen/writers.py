@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
 import shutil
+import stat
 import tempfile
 import time
 import zipfile
@@ -62,6 +64,31 @@ def check_output_size(path: str | Path, needed: int, n: int) -> None:
             f"{n:,} samples would take about {format_bytes(needed)} in {target}, but only "
             f"{format_bytes(free)} is free on that disk; ask for fewer or write elsewhere"
         )
+
+
+def not_a_regular_file(path: str | Path) -> str | None:
+    """What ``path`` is when it exists but is not a regular file (following links): ``"a device"``,
+    ``"a folder"``, ``"a pipe"``, ``"a socket"`` or ``"a special file"``; None when it is a regular
+    file or absent.
+
+    A sample file is put in place by renaming a finished temporary file over its path, which would
+    replace a device node or a pipe with a plain file (``-o /dev/full``), so such paths are refused
+    up front with these words."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None  # absent (or unreadable): the write itself says what is wrong
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
 
 
 def write_failure(exc: OSError, path: Path) -> WriteError:
@@ -155,6 +182,9 @@ class FileWriter(SampleWriter):
 
     def __init__(self, path: str | Path, n: int):
         super().__init__(path, n)
+        kind = not_a_regular_file(self.path)
+        if kind is not None:
+            raise AdvgenError(f"{self.path} is {kind}, not a regular file")
         self._stack = contextlib.ExitStack()
         try:
             self.tmp = self._stack.enter_context(atomic_path(self.path))

@@ -22,9 +22,15 @@ def invoke(*args: str):
 
 
 def _tamper(run: Path, **fields: object) -> None:
+    """Rewrite fields of the checkpoint as an attacker would: with a digest that matches (the digest
+    catches corruption, not someone who can write the file), so that the defence tested is the
+    plugin lookup itself."""
+    from advgen.checkpoint import DIGEST_KEY, payload_digest
+
     ckpt = run / "checkpoint.pt"
     payload = torch.load(ckpt, weights_only=True)
     payload.update(fields)
+    payload[DIGEST_KEY] = payload_digest(payload)
     torch.save(payload, ckpt)
 
 

@@ -188,11 +188,19 @@ def _run(args: argparse.Namespace) -> int:
             progress.close()
         print(f"wrote {len(rows)} disguised rows to {out} (source_row: each row's index in {args.attacks})", file=sys.stderr)
     elif args.command == "sample":
+        from advgen.writers import not_a_regular_file
+
+        kind = not_a_regular_file(args.output)
+        if kind is not None and not (kind == "a folder" and model.kind == "image"):  # image models write PNG folders
+            raise ModelError(f"-o {args.output} is {kind}, not a regular file")
+        replaced = "file" if args.output.is_file() else "folder" if args.output.is_dir() else None
         progress = _Progress(args.n)
         try:
             out = model.write_samples(args.output, args.n, args.condition, args.seed, progress=progress.update)
         finally:
             progress.close()
+        if replaced is not None:  # said once the new one is in place: a failed write leaves the old one
+            print(f"note: replaced existing {replaced} {args.output}", file=sys.stderr)
         where = f"{out}/ ({args.n} PNG files)" if out.is_dir() else out
         print(f"wrote {args.n} {model.kind} samples to {where}", file=sys.stderr)
     elif args.command == "info":
