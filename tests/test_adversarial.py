@@ -186,12 +186,81 @@ def test_queries_are_counted_and_the_budget_stops_training(kdd):
     bb = BlackBox(det, budget=900)
     attack = _attack(bb, train, space, preset("idsgan", train.features, train.feature_groups), rounds=50, final_tries=0)
     attack.fit(rows)
-    assert bb.queries == sum(calls) == 900  # 300 normal + 200 attack rows, then 4 rounds of 100
-    assert attack.round == 4
+    # the warm-up (300 normal + 200 attack rows wanted) gets half the budget: 270 + 180; then 4 rounds of
+    # 100 and one of 50
+    assert bb.queries == sum(calls) == 900
+    assert bb.queries_by_purpose() == {"substitute: normal rows": 270, "substitute: attack rows": 180,
+                                       "training: generated rows": 450}
+    assert attack.round == 5
     assert attack.stopped is not None and "query budget reached" in attack.stopped
     with pytest.raises(QueryBudgetExhausted, match="query budget of 900"):
         bb.predict(rows.iloc[:1])
     assert sum(calls) == 900  # the refused question never reached the detector
+
+
+def test_a_small_budget_keeps_half_for_the_attack(kdd):
+    """--query-budget 2,000 with the default warm-up (2,000 normal + 1,000 attack rows): the warm-up gets
+    1,000, the generator trains on the rest, the final check fits beside it, and nothing passes 2,000."""
+    train, test, space = kdd
+    rows = _dos(test)
+    calls = []
+    det = RuleDetector(lambda df: calls.append(len(df)) or (df["dst_host_srv_count"] < 200))
+    bb = BlackBox(det, budget=2_000)
+    attack = _attack(bb, train, space, preset("idsgan", train.features, train.feature_groups), rounds=50,
+                     normal_queries=2_000, attack_queries=1_000, final_tries=3)
+    attack.generate(rows)
+    split = attack.query_split()
+    assert bb.queries == sum(calls) <= 2_000
+    assert split["warmup"] == 1_000 and split["warmup_cap"] == 1_000
+    assert split["warmup"] + split["attack"] == bb.queries
+    assert split["training"] >= 2 * 100 and attack.round >= 2  # one round's worth at least
+    assert split["final"] >= len(rows)  # the final check of every row fitted
+    assert any("warm-up: 1,000 queries for the substitute instead of" in n for n in attack.notes)
+
+
+def test_the_final_check_gives_way_to_training_when_both_do_not_fit(kdd):
+    train, test, space = kdd
+    rows = _dos(test)
+    bb = BlackBox(RuleDetector(lambda df: df["dst_host_srv_count"] < 200), budget=600)
+    attack = _attack(bb, train, space, preset("idsgan", train.features, train.feature_groups), rounds=50, final_tries=3)
+    attack.generate(rows)  # 1.25 x the rows' count would be kept for the final check: more than is left
+    split = attack.query_split()
+    assert bb.queries <= 600 and split["warmup"] == 300 and split["training"] == 300 and split["final"] == 0
+    assert any("the final check of the disguised rows" in n and "skipped" in n for n in attack.notes)
+
+
+def test_a_budget_too_small_to_train_is_refused_before_any_query(kdd, small_csvs):
+    train, test, space = kdd
+    calls = []
+    bb = BlackBox(RuleDetector(lambda df: calls.append(len(df)) or (df["count"] > 100)), budget=199)
+    attack = _attack(bb, train, space, preset("idsgan", train.features, train.feature_groups))
+    with pytest.raises(InvalidDataError, match="a query budget of 199 is too small to train the attack: it needs at least 200"):
+        attack.fit(_dos(test))
+    assert calls == []
+    fast = ("--frozen", "intrinsic", "--detector", "decision-tree", "--baselines", "none", "--transfer", "none", "--no-realism")
+    _one_line(_invoke(*_evade_args(small_csvs, "--query-budget", "399", *fast)), "query budget of 399", "at least 400")
+    _one_line(_invoke(*_evade_args(small_csvs, "--query-budget", "150", "--query-batch", "100", *fast)), "at least 200")
+    res = _invoke("harden", "--data", str(small_csvs / "train.csv"), "--attacks", str(small_csvs / "test.csv"), "--schema",
+                  str(small_csvs / "schema.toml"), "--out", str(small_csvs / "hrun"), "--quiet", "--frozen", "intrinsic",
+                  "--query-budget", "0")
+    _one_line(res, "query budget of 0", "at least 400")
+    assert not (small_csvs / "hrun").exists()
+
+
+def test_evade_reports_how_the_budget_was_spent(small_csvs):
+    res = _invoke(*_evade_args(small_csvs, "--frozen", "intrinsic", "--detector", "decision-tree", "--baselines", "none",
+                               "--transfer", "none", "--no-realism", "--query-budget", "1000", "--rounds", "50",
+                               "--query-batch", "100", "--gan-option", "hidden=32", "--final-tries", "1"))
+    assert res.exit_code == 0, res.output
+    import json
+
+    q = json.loads((small_csvs / "run" / "report.json").read_text())["queries"]
+    split = q["split"]
+    assert q["used"] == split["warmup"] + split["attack"] <= 1_000
+    assert split["warmup"] == 500 and split["warmup_cap"] == 500 and split["training"] > 0
+    assert split["attack"] == split["training"] + split["final"]
+    assert (f"queries: 500 warm-up (at most 500, 50% of the budget) + {split['attack']:,} attack "
+            f"({split['training']:,} training, {split['final']:,} final check) = {q['used']:,} of 1,000") in res.output
 
 
 def test_saved_generator_disguises_new_rows_without_queries_and_resumes(kdd, tmp_path):
@@ -215,6 +284,9 @@ def test_saved_generator_disguises_new_rows_without_queries_and_resumes(kdd, tmp
     assert again.round == 2 and bb2.queries == bb.queries
     again.fit(train.df[train.classes() == "dos"])
     assert again.round == 4 and bb2.queries == bb.queries + 200
+    # the checkpoint keeps how the earlier queries were spent
+    assert again.query_split()["warmup"] == attack.query_split()["warmup"] == 500
+    assert again.query_split()["training"] == attack.query_split()["training"] + 200
     # a saved generator disguises rows it never saw, asking nothing
     from advgen.adversarial.api import load_generator
 

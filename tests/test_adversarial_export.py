@@ -176,6 +176,133 @@ def test_cli_disguise_keeps_functional_cells_bit_for_bit_on_every_row_and_is_rep
     pd.testing.assert_frame_equal(pd.read_parquet(d / "a.parquet"), adv, check_dtype=False)
 
 
+# --- rows the generator was not trained on ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mixed(exported):
+    """The whole test table (normal rows too), one attack row relabelled with a label the run never
+    trained on and one with an attack label of the training data the run did not see; one normal row
+    with a service no model knows (it is not the model's to disguise, so not refused). Written as CSV."""
+    from advgen.io import read_table
+
+    rows = read_table(exported["dir"] / "test.csv")
+    trained = sorted(set(rows["label"]) - {"normal"})  # the run disguised (so trained on) every attack row
+    other = sorted(set(read_table(exported["dir"] / "train.csv")["label"]) - set(trained) - {"normal"})[0]
+    attack_at = np.flatnonzero(rows["label"].isin(trained).to_numpy())
+    rows.loc[attack_at[0], "label"] = "zz_never_seen"
+    rows.loc[attack_at[1], "label"] = other
+    rows.loc[int(np.flatnonzero((rows["label"] == "normal").to_numpy())[0]), "service"] = "no_such_service"
+    path = exported["dir"] / "mixed.csv"
+    rows.to_csv(path, index=False)
+    rows = read_table(path)
+    return {"path": path, "rows": rows, "trained": trained, "take": rows["label"].isin(trained).to_numpy()}
+
+
+def test_runtime_writes_rows_of_other_classes_unchanged_with_a_note(exported, mixed, attack, capsys):
+    d, rows, take = exported["dir"], mixed["rows"], mixed["take"]
+    assert 0 < take.sum() < len(rows) and set(rows["label"][~take]) >= {"normal", "zz_never_seen"}
+    assert runtime_cli.main(["disguise", str(exported["model"]), "--attacks", str(mixed["path"]), "--seed", "3",
+                             "-o", str(d / "mixed-out.csv")]) == 0
+    err = capsys.readouterr().err
+    other = int((~take).sum())
+    assert f"note: {other:,} rows are not of the {len(mixed['trained'])} classes the generator was trained on (" in err
+    assert "and were written unchanged" in err
+    out = pd.read_csv(d / "mixed-out.csv")
+    assert len(out) == len(rows) and (out["source_row"].to_numpy() == np.arange(len(rows))).all()
+    for col in rows.columns:  # every cell of every other row, bit for bit
+        assert (_bits(out[col])[~take] == _bits(rows[col])[~take]).all(), col
+    # and as text: the file's own lines come back, with their source_row
+    lines_in = (mixed["path"]).read_text().splitlines()[1:]
+    lines_out = (d / "mixed-out.csv").read_text().splitlines()[1:]
+    for i in np.flatnonzero(~take):
+        assert lines_out[i] == f"{lines_in[i]},{i}"
+    # the trained classes' rows are disguised, functional cells kept
+    mask, _ = attack.masks(rows[take])
+    names = attack.space.names
+    assert sum(int((_bits(out[c])[take] != _bits(rows[c])[take]).sum()) for c in names) > take.sum()
+    for j, col in enumerate(names):
+        assert (_bits(out[col])[take][~mask[:, j]] == _bits(rows[col])[take][~mask[:, j]]).all(), col
+    assert json.loads(manifest_path(exported["model"]).read_text())["evasion"]["classes"] == mixed["trained"]
+
+
+def test_torch_path_follows_the_same_rule_as_the_runtime(exported, mixed, attack):
+    """GanAttack (advgen evade --generator, advgen.adversarial.disguise) and the runtime on the same
+    rows and noise: the other classes' rows untouched in both, the trained ones disguised alike."""
+    from advgen.adversarial.api import disguise
+    from advgen_export.runtime import load
+
+    rows, take = mixed["rows"], mixed["take"]
+    model = load(exported["model"])
+    z = model.noise(5, 0, len(rows))
+    have = model.disguise_with_noise(rows, z)
+    attack.notes = []
+    want = attack.disguise_with_noise(rows, torch.from_numpy(z))
+    assert any("were written unchanged" in n for n in attack.notes)
+    said = []
+    again = disguise(exported["run"], rows, progress=said.append)
+    assert [n for n in said if "written unchanged" in n] == [n for n in attack.notes if "written unchanged" in n]
+    differ = np.zeros(len(rows), dtype=bool)
+    for col in rows.columns:
+        for out in (have, want, again):
+            assert (_bits(out[col])[~take] == _bits(rows[col])[~take]).all(), col
+        if pd.api.types.is_numeric_dtype(want[col]):
+            differ |= ~np.isclose(want[col].to_numpy(np.float64), have[col].to_numpy(np.float64), rtol=1e-4, atol=1e-4)
+        else:
+            differ |= want[col].to_numpy() != have[col].to_numpy()
+    assert differ.sum() <= max(1, 0.01 * take.sum())
+    assert sum(int((_bits(again[c])[take] != _bits(rows[c])[take]).sum()) for c in attack.space.names) > take.sum()
+
+
+def test_evade_with_a_saved_generator_leaves_other_classes_unchanged(exported, mixed):
+    from advgen.adversarial.api import evade
+
+    d, rows, take = exported["dir"], mixed["rows"], mixed["take"]
+    res = evade(str(d / "train.csv"), str(mixed["path"]), schema_file=str(d / "schema.toml"), detector="decision-tree",
+                mask_file=str(d / "mask.toml"), generator=str(exported["run"]), baselines=(), transfer=[], realism=False)
+    adv = res.adversarial
+    source = adv["source_row"].to_numpy()
+    assert (source == np.flatnonzero((rows["label"] != "normal").to_numpy())).all()  # every non-normal row
+    picked = rows.iloc[source].reset_index(drop=True)
+    other = ~take[source]
+    assert other.sum() == 2  # the relabelled rows
+    columns = adv.columns.drop("source_row")
+    for col in columns:
+        assert (_bits(adv[col])[other] == _bits(picked[col])[other]).all(), col
+    assert sum(int((_bits(adv[c])[~other] != _bits(picked[c])[~other]).sum()) for c in columns) > (~other).sum()
+    assert f"2 rows are not of the {len(mixed['trained'])} classes" in " ".join(res.report["notes"])
+
+
+def test_rows_without_a_label_column_are_taken_as_the_one_trained_class(exported, attacks, attack, tmp_path, capsys):
+    """A generator trained on one class (its manifest says so) takes label-less rows as that class, with a
+    note; the torch attack does the same."""
+    import onnxruntime as ort
+
+    from advgen_export.evasion import EvasionModel
+
+    manifest = json.loads(manifest_path(exported["model"]).read_text())
+    manifest["evasion"]["classes"] = ["neptune"]
+    model = EvasionModel.from_session(manifest, ort.InferenceSession(str(exported["model"]), providers=["CPUExecutionProvider"]),
+                                      exported["model"])
+    rows = attacks.drop(columns=["label"])
+    notes = []
+    have = model.disguise(rows, seed=1, note=notes.append).drop(columns=["source_row"])
+    assert notes == [f"the rows have no label column 'label': all {len(rows):,} were taken as neptune, the class the "
+                     "generator was trained on"]
+    want = model.disguise(attacks.assign(label="neptune"), seed=1).drop(columns=["source_row", "label"])
+    for col in rows.columns:
+        assert (_bits(have[col]) == _bits(want[col])).all(), col
+    attack.trained_classes, saved = ["neptune"], attack.trained_classes
+    try:
+        attack.notes = []
+        z = torch.from_numpy(model.noise(1, 0, len(rows)))
+        torch_rows = attack.disguise_with_noise(rows, z)
+        assert attack.notes == notes
+        pd.testing.assert_frame_equal(torch_rows, attack.disguise_with_noise(attacks.assign(label="neptune"), z).drop(columns=["label"]))
+    finally:
+        attack.trained_classes = saved
+
+
 def test_runtime_works_with_torch_absent(exported, tmp_path):
     """Nor pluggy or scipy: the runtime's install (README, .ci/runtime-without-torch) has neither, and it
     imports modules ``advgen evade`` uses too (advgen_tabular.rules and .quantile, advgen.adversarial.rows
@@ -345,6 +472,9 @@ def _load(model, manifest):
     (lambda m: m["evasion"]["rules"].append({"type": "python", "code": "import os"}), r"evasion\.rules\[\d+\]\.type must be one of range"),
     (lambda m: m["evasion"]["threat"]["modifiable"].update(satan=["no_such_column"]), "must be a feature column"),
     (lambda m: m["evasion"].pop("rules"), r"evasion\.rules is missing"),
+    (lambda m: m["evasion"].update(classes=[]), r"evasion\.classes must be a list of 1\.\.65,536 items"),
+    (lambda m: m["evasion"].update(classes=["dos", "dos"]), r'evasion\.classes lists "dos" twice'),
+    (lambda m: m["evasion"]["classes"].append("normal"), "edited after export"),
     (lambda m: m.update(sample={"kind": "table", "columns": ["duration"]}), "sample.kind must be 'evasion'"),
     (lambda m: m["inputs"][0]["shape"].__setitem__(1, 7), "inputs must be"),
 ])

@@ -34,7 +34,9 @@ from advgen.adversarial.blackbox import (
 from advgen.adversarial.data import (
     AttackTable, check_normal, load_attack_table, resolve_normal, select_attacks, split_holdout,
 )
-from advgen.adversarial.gan_attack import CHECKPOINT_NAME, GanAttack, GanConfig, load_attack_checkpoint
+from advgen.adversarial.gan_attack import (
+    CHECKPOINT_NAME, GanAttack, GanConfig, check_query_budget, load_attack_checkpoint,
+)
 from advgen.adversarial.mimicry import Mimicry
 from advgen.adversarial.random_attack import RandomPerturbation
 from advgen.adversarial.space import AttackSpace
@@ -293,9 +295,21 @@ class _NoDetector:
         return None
 
 
+def _report_classes(run_dir: str | Path) -> list[str] | None:
+    """The attack classes an older run (its checkpoint does not name them) trained on, from its report."""
+    p = Path(run_dir)
+    report = (p if p.is_dir() else p.parent) / REPORT_NAME
+    try:
+        classes = json.loads(report.read_text())["inputs"]["classes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return sorted(str(c) for c in classes) if isinstance(classes, dict) and classes else None
+
+
 def load_generator(run_dir: str | Path, *, row_classes: Callable[[pd.DataFrame], np.ndarray] | None = None,
-                   normal_rows: pd.DataFrame | None = None) -> GanAttack:
-    """A trained GAN attack from a run folder, with no black box: it disguises rows without queries."""
+                   normal_rows: pd.DataFrame | None = None, progress: Callable[[str], None] | None = None) -> GanAttack:
+    """A trained GAN attack from a run folder, with no black box: it disguises rows without queries, those
+    of the classes it was trained on (the others come back unchanged, with a note to ``progress``)."""
     payload = load_attack_checkpoint(run_dir)
     spec = payload["spec"]
     space = AttackSpace.from_dict(spec["space"])
@@ -311,16 +325,21 @@ def load_generator(run_dir: str | Path, *, row_classes: Callable[[pd.DataFrame],
     empty = pd.DataFrame({c: pd.Series(dtype=object) for c in space.names})
     attack = GanAttack(BlackBox(_NoDetector(), budget=0), space, threat, row_classes or default_classes,
                        seed=int(spec.get("seed", 0)), normal_rows=normal_rows if normal_rows is not None else empty.iloc[:0],
-                       config=cfg)
+                       config=cfg, progress=progress)
     attack.load_state(payload)
     attack.blackbox.queries = 0
+    attack.blackbox.log.clear()
+    attack.notes = []
+    if attack.trained_classes is None:
+        attack.trained_classes = _report_classes(run_dir)
     attack.fitted = True
     return attack
 
 
-def disguise(run_dir: str | Path, rows: pd.DataFrame) -> pd.DataFrame:
-    """Disguise new attack rows with the generator a run saved (no detector is asked anything)."""
-    attack = load_generator(run_dir)
+def disguise(run_dir: str | Path, rows: pd.DataFrame, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Disguise new attack rows with the generator a run saved (no detector is asked anything). Rows of
+    classes it was not trained on come back unchanged; ``progress`` gets the note that counts them."""
+    attack = load_generator(run_dir, progress=progress)
     return attack.disguise(rows, tries=0)
 
 
@@ -384,6 +403,8 @@ def evade(
         raise InvalidDataError(f"unknown baselines {', '.join(unknown)}; choose from {', '.join(BASELINES)}")
     cfg = config if isinstance(config, GanConfig) else GanConfig.from_dict(dict(config or {}))
     cfg.check()
+    if generator is None:
+        check_query_budget(query_budget, cfg)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         _prepare_dir(out_dir, resume, overwrite)
@@ -408,11 +429,12 @@ def evade(
                                 inputs.train.features, inputs.train.label, seed=seed)
         normal_rows = inputs.normal_train(normal)
         if generator is not None:
-            attack = load_generator(generator, row_classes=classes_of, normal_rows=normal_rows)
+            attack = load_generator(generator, row_classes=classes_of, normal_rows=normal_rows, progress=say)
             _check_generator(attack, space, threat)
             say(f"disguising with the generator of {generator} (no queries) ...")
             adv = attack.disguise(inputs.rows, tries=0)
             gan_queries = 0
+            inputs.notes.extend(attack.notes)
         else:
             attack = GanAttack(bb, space, threat, classes_of, seed=seed, normal_rows=normal_rows, config=cfg,
                                progress=say, run_dir=out_dir, category_map=inputs.train.category_map)
@@ -427,6 +449,7 @@ def evade(
                 f"{query_budget if query_budget is not None else 'unlimited'}) ...")
             adv = attack.generate(inputs.rows)
             gan_queries = bb.queries
+            inputs.notes.extend(n for n in attack.notes if n not in inputs.notes)
         base_rows: dict[str, pd.DataFrame] = {}
         base_info: dict[str, dict[str, Any]] = {}
         n = max(1, len(inputs.rows))
@@ -469,7 +492,8 @@ def evade(
                                          for c in sorted(set(attack_classes))}},
             "detector": {"name": getattr(target, "name", detector), "seed": detector_seed,
                          "answers": "probabilities" if allow_proba else "labels"},
-            "queries": {"budget": query_budget, "used": gan_queries, "by_purpose": bb.queries_by_purpose() if generator is None else {}},
+            "queries": {"budget": query_budget, "used": gan_queries, "by_purpose": bb.queries_by_purpose() if generator is None else {},
+                        "split": attack.query_split() if generator is None else None},
             "generator": {"from": generator} if generator is not None else {
                 "config": cfg.__dict__, "rounds_done": attack.round, "stopped": attack.stopped,
                 "last_rounds": attack.history[-5:]},

@@ -91,10 +91,25 @@ def format_evade(report: dict[str, Any]) -> str:
         out.append("\ntransfer: EIR of the same rows under detectors trained on the same data")
         t_rows = [[j] + [_fmt(attacks[a]["transfer"][j]["eir"]) for a in attacks] for j in judges]
         out.append(_table(["detector"] + list(attacks), t_rows))
+    split = report.get("queries", {}).get("split")
+    if split:
+        out.append("\n" + format_query_split(split))
     stopped = report.get("generator", {}).get("stopped")
     if stopped:
         out.append(f"\nnote: {stopped}")
     return "\n".join(out)
+
+
+def format_query_split(split: dict[str, Any]) -> str:
+    """``queries: 3,000 warm-up (at most 25,000, 50% of the budget) + 31,586 attack (24,000 training, 7,586
+    final check) = 34,586 of 50,000``."""
+    used = split["warmup"] + split["attack"] + split.get("earlier_run_unsplit", 0)
+    cap = (f" (at most {split['warmup_cap']:,}, {split['warmup_share']:.0%} of the budget)"
+           if split.get("warmup_cap") is not None else "")
+    budget = f"{split['budget']:,}" if split.get("budget") is not None else "an unlimited budget"
+    earlier = (f" + {split['earlier_run_unsplit']:,} of an earlier run, unsplit" if split.get("earlier_run_unsplit") else "")
+    return (f"queries: {split['warmup']:,} warm-up{cap} + {split['attack']:,} attack ({split['training']:,} training, "
+            f"{split['final']:,} final check){earlier} = {used:,} of {budget}")
 
 
 def format_harden(report: dict[str, Any]) -> str:

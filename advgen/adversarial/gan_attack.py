@@ -19,6 +19,12 @@ adds a term that keeps them looking like normal traffic.
 At the end, each row is disguised with fresh noise and, if queries remain, asked about; rows the
 black box still flags get new draws (``final_tries``), the candidate it scores lowest kept.
 
+The query budget is split up front (:data:`WARMUP_SHARE`): the substitute's warm-up (normal and
+original attack rows asked about once) may spend at most half of it, so that the generator always has
+the other half to train and disguise with; the final check of every disguised row is kept back only
+where one training round still fits beside it; a budget below :func:`min_query_budget` is refused
+before anything is asked.
+
 Everything the attack has learnt is one checkpoint (tensors, state dicts and JSON, read back with
 ``torch.load(weights_only=True)``), so training resumes and a saved generator disguises new rows
 without queries.
@@ -40,11 +46,18 @@ from torch.nn import functional as F
 
 from advgen.adversarial.base import EvasionAttack
 from advgen.adversarial.blackbox import QueryBudgetExhausted
+from advgen.adversarial.rows import merge_rows, rows_to_disguise
 from advgen.adversarial.space import AttackSpace, put
 from advgen.errors import CheckpointError, InvalidDataError
 
 Y_MAX = 5.0
 CHECKPOINT_PLUGIN = "advgen.adversarial.gan"
+# The substitute's warm-up may spend at most this share of a query budget; the rest is the attack's
+# (training rounds, then the final check). Half: the warm-up teaches the substitute where the boundary
+# is, the rounds teach it (and the generator) where the generator's rows fall, and neither is any use
+# without the other. With the default budget (50,000) and warm-up (3,000) the share never binds.
+WARMUP_SHARE = 0.5
+WARMUP = "substitute:"  # the black box's log: what the warm-up asked (see ``query_split``)
 
 
 @dataclass
@@ -99,6 +112,33 @@ class GanConfig:
             v = getattr(self, name)
             if not math.isfinite(v) or v < 0:
                 raise InvalidDataError(f"{name} must be a finite number >= 0, got {v}")
+
+
+def min_query_budget(config: GanConfig) -> int:
+    """The smallest query budget the attack trains with: a warm-up of one round's rows within its share
+    (:data:`WARMUP_SHARE`), and one training round beside it."""
+    return max(math.ceil(config.query_batch / WARMUP_SHARE), 2 * config.query_batch)
+
+
+def check_query_budget(budget: int | None, config: GanConfig) -> None:
+    """One line, before anything is asked, when ``budget`` is too small to train anything."""
+    least = min_query_budget(config)
+    if budget is not None and budget < least:
+        raise InvalidDataError(
+            f"a query budget of {budget:,} is too small to train the attack: it needs at least {least:,} (a warm-up "
+            f"of {config.query_batch:,} queries for the substitute and one training round of {config.query_batch:,}); "
+            "raise --query-budget or lower --query-batch"
+        )
+
+
+def warmup_sizes(normal: int, attack: int, budget: int | None) -> tuple[int, int]:
+    """(normal rows, attack rows) the warm-up asks about: as wanted, or, where that passes
+    :data:`WARMUP_SHARE` of ``budget``, the share, split between the two in the wanted proportion."""
+    cap = None if budget is None else int(budget * WARMUP_SHARE)
+    if cap is None or normal + attack <= cap:
+        return normal, attack
+    k_normal = int(round(cap * normal / (normal + attack)))
+    return k_normal, cap - k_normal
 
 
 # --- nets ----------------------------------------------------------------------------------------
@@ -182,6 +222,10 @@ class GanAttack(EvasionAttack):
         # spots, which hardening adds to the detector's training data
         self.keep_missed = False
         self.missed: list[pd.DataFrame] = []
+        # the classes of the rows it was trained on: a saved generator disguises rows of these only
+        # (advgen.adversarial.rows.rows_to_disguise); None: not known (a checkpoint from before)
+        self.trained_classes: list[str] | None = None
+        self.notes: list[str] = []  # what the run should tell (warm-up capped, rows left unchanged)
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
         self._build()
@@ -371,23 +415,43 @@ class GanAttack(EvasionAttack):
         self.opt_g.step()
         return float(loss.detach()), out.detach()
 
+    def _note(self, message: str) -> None:
+        self.notes.append(message)
+        self.say(message)
+
     def fit(self, x: pd.DataFrame, reserve: int = 0) -> GanAttack:
-        """Train on attack rows ``x``; stop early, keeping ``reserve`` queries, when the budget runs out."""
+        """Train on attack rows ``x``; stop early, keeping ``reserve`` queries for the final check of the
+        disguised rows, when the budget runs out. The warm-up spends at most :data:`WARMUP_SHARE` of the
+        budget; ``reserve`` is kept only where one training round still fits beside it."""
         x = x.reset_index(drop=True)
         if len(x) == 0:
             raise InvalidDataError("no attack rows to train on")
         cfg = self.config
         mask, up = self.masks(x)
+        classes = sorted(set(self.row_classes(x).astype(str).tolist()))
+        self.trained_classes = sorted(set(self.trained_classes or []) | set(classes))
         enc_all = torch.as_tensor(self.space.encode(x))
+        budget = self.blackbox.budget
         if self.round == 0 and len(self.buf_y) == 0:
-            k = self._affordable(min(cfg.normal_queries, len(self.normal_rows)), reserve)
+            check_query_budget(budget, cfg)
+            want = (min(cfg.normal_queries, len(self.normal_rows)), min(cfg.attack_queries, len(x)))
+            k_normal, k_attack = warmup_sizes(*want, budget)
+            if (k_normal, k_attack) != want:
+                self._note(f"warm-up: {k_normal + k_attack:,} queries for the substitute instead of {sum(want):,}, "
+                           f"as it may spend at most {WARMUP_SHARE:.0%} of the {budget:,}-query budget")
+            k = self._affordable(k_normal, 0)
             if k:
                 pick = np.sort(self.rng.choice(len(self.normal_rows), k, replace=False))
                 self._ask(self.normal_rows.iloc[pick], self.normal_enc[pick], "substitute: normal rows")
-            k = self._affordable(min(cfg.attack_queries, len(x)), reserve)
+            k = self._affordable(k_attack, 0)
             if k:
                 pick = np.sort(self.rng.choice(len(x), k, replace=False))
                 self._ask(x.iloc[pick], enc_all[pick], "substitute: attack rows")
+        left = self.blackbox.remaining
+        if left is not None and reserve and self.round < cfg.rounds and left - reserve < cfg.query_batch:
+            self._note(f"the final check of the disguised rows ({reserve:,} queries) does not fit beside a training "
+                       f"round in the {left:,} queries left: training gets them, and the final check is skipped")
+            reserve = 0
         start = time.perf_counter()
         while self.round < cfg.rounds:
             k = self._affordable(cfg.query_batch, reserve)
@@ -446,12 +510,36 @@ class GanAttack(EvasionAttack):
 
     # --- disguising ----------------------------------------------------------------------------
 
+    def _split(self, x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(each row's class, which rows this generator disguises): those of the classes it was trained on
+        (:func:`~advgen.adversarial.rows.rows_to_disguise`, the runtime's rule too), with its notes told."""
+        label = self.space.label
+        classes = self.row_classes(x) if label in x.columns else None
+        classes, take, notes = rows_to_disguise(classes, self.trained_classes, len(x), label)
+        for note in notes:
+            self._note(note)
+        return classes, take
+
+    def _masks_of(self, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.threat.check(classes)
+        return self.threat.mask(classes), self.threat.up_mask(classes)
+
     def disguise(self, x: pd.DataFrame, tries: int | None = None, chunk: int = 4096) -> pd.DataFrame:
         """Disguise ``x`` with the trained generator. With ``tries`` > 0 and queries left, rows the black
-        box flags get up to ``tries`` new draws; without, no query is made."""
+        box flags get up to ``tries`` new draws; without, no query is made. Rows of classes the generator
+        was not trained on come back unchanged (a note counts them)."""
         x = x.reset_index(drop=True)
+        classes, take = self._split(x)
+        if take.all():
+            return self._disguise(x, classes, tries, chunk)
+        if not take.any():
+            return x.copy()
+        adv = self._disguise(x[take].reset_index(drop=True), classes[take], tries, chunk)
+        return merge_rows(x, take, adv)
+
+    def _disguise(self, x: pd.DataFrame, classes: np.ndarray, tries: int | None, chunk: int) -> pd.DataFrame:
         tries = self.config.final_tries if tries is None else tries
-        mask, up = self.masks(x)
+        mask, up = self._masks_of(classes)
         parts = []
         self.G.eval()
         self.D.eval()
@@ -516,7 +604,8 @@ class GanAttack(EvasionAttack):
             "spec": {"space": self.space.to_dict(), "threat": self.threat.to_dict(), "history": self.history,
                      "queries": self.blackbox.queries, "detector": self.blackbox.name, "seed": self.seed,
                      "fitted": self.fitted, "rng": self.rng.bit_generator.state, "stopped": self.stopped,
-                     "category_map": self.category_map},
+                     "category_map": self.category_map, "trained_classes": self.trained_classes,
+                     "queries_by_purpose": self.blackbox.queries_by_purpose(), "notes": self.notes},
             "plugin": CHECKPOINT_PLUGIN,
             "generator": self.G.state_dict(),
             "discriminator": self.D.state_dict(),
@@ -558,12 +647,35 @@ class GanAttack(EvasionAttack):
         self.fitted = bool(spec.get("fitted", False))
         self.stopped = spec.get("stopped")
         self.blackbox.queries = int(spec.get("queries", 0))
-        self.blackbox.log.append(("resumed: queries of the earlier run", self.blackbox.queries))
+        earlier = spec.get("queries_by_purpose")
+        if isinstance(earlier, dict) and sum(int(v) for v in earlier.values()) == self.blackbox.queries:
+            self.blackbox.log.extend((str(k), int(v)) for k, v in earlier.items())
+        else:  # a checkpoint from before the log was saved
+            self.blackbox.log.append(("resumed: queries of the earlier run", self.blackbox.queries))
+        trained = spec.get("trained_classes")
+        self.trained_classes = [str(c) for c in trained] if isinstance(trained, list) and trained else None
+        self.notes = [str(n) for n in spec.get("notes") or []]
         try:
             self.rng.bit_generator.state = spec["rng"]
             torch.set_rng_state(payload["torch_rng"])
         except (KeyError, TypeError, ValueError, RuntimeError):
             raise CheckpointError("the checkpoint's random state is unreadable") from None
+
+    def query_split(self) -> dict[str, Any]:
+        """How the black box's queries were spent: the substitute's warm-up against the attack's own
+        (training rounds, final check), beside the budget and the warm-up's cap."""
+        by = self.blackbox.queries_by_purpose()
+        warmup = sum(v for k, v in by.items() if k.startswith(WARMUP))
+        training = sum(v for k, v in by.items() if k.startswith("training:"))
+        final = sum(v for k, v in by.items() if k.startswith("final:"))
+        unsplit = sum(v for k, v in by.items() if k.startswith("resumed:"))  # a checkpoint without its log
+        budget = self.blackbox.budget
+        out = {"warmup": warmup, "attack": self.blackbox.queries - warmup - unsplit, "training": training,
+               "final": final, "budget": budget, "warmup_share": WARMUP_SHARE,
+               "warmup_cap": None if budget is None else int(budget * WARMUP_SHARE)}
+        if unsplit:
+            out["earlier_run_unsplit"] = unsplit
+        return out
 
     # --- export --------------------------------------------------------------------------------
 
@@ -572,7 +684,12 @@ class GanAttack(EvasionAttack):
         own output, no substitute picks among candidates) and no query. This is what a generator exported
         by ``advgen export`` computes; the export checks the two against each other on the same rows."""
         x = x.reset_index(drop=True)
-        mask, up = self.masks(x)
+        classes, take = self._split(x)
+        if not take.all():
+            if not take.any():
+                return x.copy()
+            return merge_rows(x, take, self.disguise_with_noise(x[take], z[torch.as_tensor(take)]))
+        mask, up = self._masks_of(classes)
         self.G.eval()
         with torch.no_grad():
             enc = torch.as_tensor(self.space.encode(x))

@@ -28,7 +28,7 @@ import pandas as pd
 
 from advgen.adversarial.blackbox import BlackBox, Featurizer, FittedDetector
 from advgen.adversarial.cover import cover_rows
-from advgen.adversarial.gan_attack import GanAttack, GanConfig
+from advgen.adversarial.gan_attack import GanAttack, GanConfig, check_query_budget
 from advgen.errors import AdvgenError, InvalidDataError
 
 ONNX_NAME = "hardened.onnx"
@@ -117,6 +117,7 @@ def harden(
     if str(detector).lower().endswith(".onnx"):
         raise InvalidDataError("harden retrains the detector: name a built-in or plugin detector, not an ONNX file")
     cfg = config if isinstance(config, GanConfig) else GanConfig.from_dict(dict(config or {}))
+    check_query_budget(query_budget, cfg)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         _prepare_dir(out_dir, False, overwrite)

@@ -13,6 +13,9 @@ model's manifest carries).
 - :func:`realise`: the decoded modifiable cells go on top of the attack rows, the rows are repaired to
   the rules of real traffic (:class:`advgen.adversarial.constraints.Repair`), and every functional cell
   is copied from the attack row, bit for bit, last.
+- :func:`rows_to_disguise`: which rows a saved generator disguises (those of the classes it was trained
+  on; the others are written unchanged), one rule for ``advgen evade --generator``,
+  :func:`advgen.adversarial.api.disguise` and ``advgen-runtime disguise``.
 
 NumPy and pandas only.
 """
@@ -130,3 +133,60 @@ def restore_functional(out: pd.DataFrame, orig: pd.DataFrame, mask: np.ndarray, 
                 cur = cur.astype(object) if src.dtype == object else cur.astype(src.dtype)
             cur[keep] = src[keep]
             out[col] = cur
+
+
+def trained_text(trained: Sequence[str]) -> str:
+    """The classes a generator was trained on, for a note: ``dos``, ``dos or probe``, ``dos, probe or r2l``."""
+    shown = [str(c) for c in trained]
+    if len(shown) > 4:
+        return f"of the {len(shown)} classes the generator was trained on ({', '.join(shown[:4])}, ...)"
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+
+
+def rows_to_disguise(
+    classes: np.ndarray | None, trained: Sequence[str] | None, n: int, label: str,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(each row's class, which rows to disguise, notes) for a generator trained on the classes ``trained``.
+
+    A generator disguises rows of the classes it was trained on; a row of any other class (the benign
+    class, another attack, a label it never saw) is not its to disguise, and is written unchanged, with
+    a note counting such rows. ``classes`` None: the rows have no label column ``label``, so every row
+    is taken as the one trained class (with a note; refused when the generator knows several, as the
+    class picks a row's mask). ``trained`` None: a generator saved before runs recorded their classes,
+    which disguises every row, as it always did."""
+    notes: list[str] = []
+    if classes is None:
+        if not trained:
+            raise InvalidDataError(f"the rows lack the label column {label!r}, which gives each row's attack class")
+        if len(trained) > 1:
+            raise InvalidDataError(
+                f"the rows lack the label column {label!r}, and the generator was trained on {len(trained)} classes "
+                f"({', '.join(map(str, trained[:6]))}{', ...' if len(trained) > 6 else ''}): add the label column, "
+                "as a row's class says what it may change"
+            )
+        notes.append(f"the rows have no label column {label!r}: all {n:,} were taken as {trained[0]}, the class the "
+                     "generator was trained on")
+        return np.full(n, str(trained[0]), dtype=object), np.ones(n, dtype=bool), notes
+    classes = np.asarray(classes).astype(str)
+    if trained is None:
+        return classes, np.ones(n, dtype=bool), notes
+    take = np.isin(classes, [str(c) for c in trained])
+    other = int((~take).sum())
+    if other:
+        notes.append(f"{other:,} row{'s are' if other != 1 else ' is'} not {trained_text(trained)} and "
+                     f"{'were' if other != 1 else 'was'} written unchanged")
+    return classes, take, notes
+
+
+def merge_rows(orig: pd.DataFrame, take: np.ndarray, adv: pd.DataFrame) -> pd.DataFrame:
+    """``orig`` with the rows where ``take`` (boolean) replaced by ``adv``'s rows, in order, each column in
+    ``orig``'s dtype: every other row's cells are ``orig``'s, untouched. The index is reset."""
+    base = orig.reset_index(drop=True)
+    idx = np.flatnonzero(take)
+    cols = {}
+    for col in base.columns:
+        new = adv[col].to_numpy()
+        spread = np.empty(len(base), dtype=new.dtype if new.dtype.kind in "biuf" else object)
+        spread[idx] = new
+        cols[col] = _merged(base[col].to_numpy(), spread, np.asarray(take, dtype=bool))
+    return pd.DataFrame(cols, columns=base.columns)

@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model_args(p)
     p.add_argument("--attacks", type=Path, required=True,
-                   help="attack rows, .csv or .parquet, with the training data's feature columns and label column")
+                   help="attack rows, .csv or .parquet, with the training data's feature columns and label column; "
+                   "rows of classes the model was not trained on are written unchanged")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help=".csv or .parquet: the rows' columns, disguised, plus source_row (the row's index in --attacks)")
     p.add_argument("--seed", type=_seed, help="seed for reproducible disguises")
@@ -183,10 +184,11 @@ def _run(args: argparse.Namespace) -> int:
         rows = read_rows(args.attacks)
         progress = _Progress(len(rows), "disguising")
         try:
-            out = model.write_disguised(rows, args.output, args.seed, progress=progress.update, source=str(args.attacks))
+            out = model.write_disguised(rows, args.output, args.seed, progress=progress.update, source=str(args.attacks),
+                                        note=lambda line: print(f"note: {line}", file=sys.stderr))
         finally:
             progress.close()
-        print(f"wrote {len(rows)} disguised rows to {out} (source_row: each row's index in {args.attacks})", file=sys.stderr)
+        print(f"wrote {len(rows)} rows to {out} (source_row: each row's index in {args.attacks})", file=sys.stderr)
     elif args.command == "sample":
         from advgen.writers import not_a_regular_file
 
@@ -274,6 +276,8 @@ def _describe_evasion(info: dict[str, Any]) -> str:
         f"kind      evasion: disguises attack rows (noise size {info['z_dim']}, created {info.get('created')})",
         f"columns   {len(cols)} features: {', '.join(cols[:12])}{' ...' if len(cols) > 12 else ''}",
         f"label     {info['label']}" + (" (mapped to attack categories)" if info["category_map"] else ""),
+        "trained   " + (", ".join(info["trained_classes"]) + ": rows of other classes are written unchanged"
+                        if info.get("trained_classes") else "classes not recorded (an older export): every row is disguised"),
         f"threat    {info['threat']['name']}, {info['rules']} rules of real traffic",
     ]
     for cls, what in info["threat"]["classes"].items():

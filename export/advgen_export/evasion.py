@@ -6,7 +6,10 @@
 >>> model.write_disguised("rows.csv", "adv.csv", seed=0)
 
 Each row goes through what ``advgen evade --generator RUN`` does to it with one draw of noise and no
-detector: its class (label, then category) gives its mask under the run's threat model; it is encoded;
+detector: its class (label, then category) says whether the model disguises it (a row of a class the
+run was not trained on, the benign class included, is written unchanged, with a note counting such rows;
+rows without a label column are all taken as the one class the run trained on, with a note) and gives
+its mask under the run's threat model; it is encoded;
 the graph (generator and tabular decoder) writes its modifiable columns; the decoded cells go on top of
 the row, which is repaired to the rules of real traffic; functional cells are copied from the row bit
 for bit (:mod:`advgen_export.evasion_space`).
@@ -24,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from advgen.adversarial.rows import merge_rows
 from advgen.errors import AdvgenError
 from advgen.sampling import chunk_seed, chunk_spans, random_seed
 from advgen.writers import TableWriter, check_output_size
@@ -111,6 +115,7 @@ class EvasionModel:
             "columns": self.feature_columns,
             "label": self.space.label,
             "category_map": bool(self.space.category_map),
+            "trained_classes": self.space.trained,
             "threat": {"name": threat["name"], "classes": covered},
             "rules": len(m["evasion"]["rules"]),
             "outputs": m["outputs"],
@@ -140,66 +145,90 @@ class EvasionModel:
 
     def disguise_with_noise(self, rows: Any, z: np.ndarray, source: str = "the rows") -> Any:
         """``rows`` (a DataFrame with the training columns) disguised with the given noise ``z``
-        ``[len(rows), z_dim]``: one draw a row, no detector asked. Columns and their order are kept."""
-        self.space.check_rows(rows, source)
-        mask, up = self.space.masks(self.space.classes(rows))
-        produced = self.run(self.space.encode(rows), mask, z)
-        return self.space.realise(self.space.decoded(produced), rows, mask, up)
+        ``[len(rows), z_dim]``: one draw a row, no detector asked. Columns and their order are kept; rows
+        of classes the model was not trained on come back unchanged."""
+        classes, take, _ = self.space.split(rows)
+        self.space.check_rows(rows, source, take)
+        return self._disguised(rows, classes, take, z)
+
+    def _disguised(self, rows: Any, classes: np.ndarray, take: np.ndarray, z: np.ndarray) -> Any:
+        """The rows where ``take`` disguised with their rows of ``z``, the others as they are."""
+        z = np.asarray(z)
+        if z.ndim != 2 or z.shape != (len(rows), self.z_dim):
+            raise ModelError(f"z must have shape [{len(rows)}, {self.z_dim}], got {list(z.shape)}")
+        if take.all():
+            mask, up = self.space.masks(classes)
+            produced = self.run(self.space.encode(rows), mask, z)
+            return self.space.realise(self.space.decoded(produced), rows, mask, up)
+        sub = rows[take].reset_index(drop=True)
+        if len(sub) == 0:
+            return rows.reset_index(drop=True).copy()
+        mask, up = self.space.masks(classes[take])
+        produced = self.run(self.space.encode(sub), mask, z[take])
+        return merge_rows(rows, take, self.space.realise(self.space.decoded(produced), sub, mask, up))
 
     def noise(self, seed: int, index: int, rows: int) -> np.ndarray:
         """The noise of chunk ``index`` (``rows`` rows) for ``seed``."""
         rng = np.random.default_rng(chunk_seed(seed, index, 0))
         return rng.standard_normal((rows, self.z_dim), dtype=np.float32)
 
-    def disguise(self, rows: Any, seed: int | None = None, source: str = "the rows") -> Any:
+    def disguise(self, rows: Any, seed: int | None = None, source: str = "the rows",
+                 note: Callable[[str], None] | None = None) -> Any:
         """``rows`` disguised, in their columns (a ``source_row`` column they hold is replaced), plus
-        ``source_row``: each row's position in ``rows``."""
+        ``source_row``: each row's position in ``rows``. Rows of classes the model was not trained on are
+        kept as they are; ``note`` gets the line that counts them."""
         import pandas as pd
 
         seed = _check_seed(seed)
-        table = self._prepare(rows, source)
-        parts = [self._chunk(table, seed, index, start, stop, source) for index, start, stop in chunk_spans(len(table))]
+        table, classes, take = self._prepare(rows, source, note)
+        parts = [self._chunk(table, classes, take, seed, index, start, stop) for index, start, stop in chunk_spans(len(table))]
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
     def write_disguised(
         self, attacks: str | Path | Any, path: str | Path, seed: int | None = None,
         progress: Callable[[int], None] | None = None, source: str | None = None,
+        note: Callable[[str], None] | None = None,
     ) -> Path:
         """Disguise the rows of ``attacks`` (a .csv/.parquet file or a DataFrame) and write them to ``path``
         (.csv or .parquet) one chunk at a time. Every row is checked before anything is written; the file
         appears only once complete, and a failure leaves an earlier file untouched. ``source`` names the
-        rows in error messages."""
+        rows in error messages; rows of classes the model was not trained on are written unchanged, and
+        ``note`` gets the line that counts them."""
         seed = _check_seed(seed)
         source = source or (str(attacks) if isinstance(attacks, (str, Path)) else "the rows")
-        table = self._prepare(read_rows(attacks), source)
+        table, classes, take = self._prepare(read_rows(attacks), source, note)
         out = Path(path)
         n = len(table)
         try:
             check_output_size(out, n * 12 * (len(table.columns) + 1), n)
             with TableWriter(out, n) as writer:
                 for index, start, stop in chunk_spans(n):
-                    writer.write(self._chunk(table, seed, index, start, stop, source))
+                    writer.write(self._chunk(table, classes, take, seed, index, start, stop))
                     if progress is not None:
                         progress(stop - start)
         except AdvgenError as exc:  # the runtime reports its own error type
             raise ModelError(str(exc)) from None
         return out
 
-    def _prepare(self, rows: Any, source: str) -> Any:
-        """The rows without a ``source_row`` column, index reset, every row checked (columns, values,
-        classes) before the first chunk is disguised."""
+    def _prepare(self, rows: Any, source: str, note: Callable[[str], None] | None) -> tuple[Any, np.ndarray, np.ndarray]:
+        """(the rows without a ``source_row`` column, index reset; each row's class; which rows to
+        disguise), every row to disguise checked (columns, values, classes) before the first chunk is."""
         import pandas as pd
 
         if not isinstance(rows, pd.DataFrame):
             raise ModelError(f"rows must be a pandas DataFrame, not {type(rows).__name__}")
         table = rows.drop(columns=[SOURCE_COLUMN], errors="ignore").reset_index(drop=True)
-        self.space.check_rows(table, source)
-        self.space.masks(self.space.classes(table))
-        return table
+        classes, take, notes = self.space.split(table)
+        self.space.check_rows(table, source, take)
+        self.space.masks(classes[take])
+        for line in notes:
+            if note is not None:
+                note(line)
+        return table, classes, take
 
-    def _chunk(self, table: Any, seed: int, index: int, start: int, stop: int, source: str) -> Any:
+    def _chunk(self, table: Any, classes: np.ndarray, take: np.ndarray, seed: int, index: int, start: int, stop: int) -> Any:
         rows = table.iloc[start:stop].reset_index(drop=True)
-        adv = self.disguise_with_noise(rows, self.noise(seed, index, stop - start), source)
+        adv = self._disguised(rows, classes[start:stop], take[start:stop], self.noise(seed, index, stop - start))
         adv[SOURCE_COLUMN] = np.arange(start, stop, dtype=np.int64)
         return adv
 

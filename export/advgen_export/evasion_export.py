@@ -404,5 +404,6 @@ def build_evasion_manifest(
             "encoding": [{k: p[k] for k in _PLAN_KEYS[p["encoding"]]} for p in space.transform.plans],
             "threat": {k: threat[k] for k in ("name", "modifiable", "default", "directions", "default_directions")},
             "rules": list(space.rules),
+            **({"classes": list(attack.trained_classes)} if attack.trained_classes else {}),
         },
     }

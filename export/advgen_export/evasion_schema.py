@@ -12,8 +12,9 @@ back into a valid disguised row::
                    {"name", "kind", "encoding": "onehot", "vocab"}, ...],        # one per column
       "threat": {"name", "modifiable": {class: [columns]}, "default": [columns] or null,
                  "directions": {class: {column: "up"}}, "default_directions": {column: "up"}},
-      "rules": [{"type": "range" | "vocab" | "combo" | "order" | "zero" | "fraction", ...}, ...]
-    }
+      "rules": [{"type": "range" | "vocab" | "combo" | "order" | "zero" | "fraction", ...}, ...],
+      "classes": ["dos"]                      # optional: the attack classes the generator was trained on;
+    }                                         # rows of other classes are written unchanged
 
 Like the rest of the manifest, every field is checked against this schema with bounds before anything
 is used (:func:`check_evasion`), and the whole manifest, this section included, is bound to the model
@@ -60,13 +61,14 @@ _RULE_KEYS = {
     "fraction": (("type", "rate", "count", "decimals"), ("real_pass",)),
 }
 _SECTION_KEYS = ("columns", "label", "category_map", "encoding", "threat", "rules")
+_OPTIONAL_KEYS = ("classes",)  # absent in exports made before runs recorded their classes
 
 
 def check_evasion(value: Any, outputs: Mapping[str, Mapping[str, Any]]) -> tuple[int, int]:
     """Check the ``evasion`` section against the schema; return (encoded width, feature columns), the
     widths of the graph's ``rows`` and ``mask`` inputs. ``outputs`` are the manifest's outputs by name,
     already checked: together they must decode every feature column once."""
-    s = _object(value, "evasion", _SECTION_KEYS)
+    s = _object(value, "evasion", _SECTION_KEYS, _OPTIONAL_KEYS)
     columns = _columns(s["columns"])
     names = [c for c, _ in columns]
     label = _text(s["label"], "evasion.label", max_len=MAX_NAME, name=True)
@@ -77,6 +79,11 @@ def check_evasion(value: Any, outputs: Mapping[str, Mapping[str, Any]]) -> tuple
             where = _key("evasion.category_map", key)
             _text(key, where, empty=True)
             _text(cls, where, max_len=MAX_NAME)
+    if "classes" in s:
+        classes = _array(s["classes"], "evasion.classes", 1, MAX_CLASSES)
+        for i, cls in enumerate(classes):
+            _text(cls, f"evasion.classes[{i}]", max_len=MAX_NAME)
+        _unique(classes, "evasion.classes")
     dim = _encoding(s["encoding"], columns)
     _threat(s["threat"], set(names))
     _rules(s["rules"], set(names), label)

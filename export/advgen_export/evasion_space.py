@@ -4,7 +4,9 @@ The graph of an exported evasion model holds the generator and the tabular decod
 rest of what ``advgen evade`` does to a row is data-dependent pandas work, and runs here, driven by the
 manifest's ``evasion`` section (see :mod:`advgen_export.evasion_schema`):
 
-- each row's attack class (its label, through the category map) gives its mask: which feature columns
+- each row's attack class (its label, through the category map) says whether the model disguises it
+  at all (the classes the run trained on; other rows are written unchanged, by the rule ``advgen evade``
+  follows, :func:`advgen.adversarial.rows.rows_to_disguise`) and gives its mask: which feature columns
   it may change and which may only grow (the threat model of the run);
 - rows are checked (:meth:`EvasionSpace.check_rows`: a category or flag value never seen in training is
   refused, where ``advgen evade`` would encode it as zeros) and encoded as the attack encodes them;
@@ -26,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from advgen.adversarial.constraints import Repair
-from advgen.adversarial.rows import category_codes, encode_rows, realise, slot_spans
+from advgen.adversarial.rows import category_codes, encode_rows, realise, rows_to_disguise, slot_spans
+from advgen.errors import AdvgenError
 from advgen_export.manifest import ModelError
 from advgen_tabular.quantile import ndtr, ndtri
 
@@ -40,6 +43,8 @@ class EvasionSpace:
         self.label = str(section["label"])
         self.category_map = dict(section["category_map"]) if section.get("category_map") else None
         self.threat = section["threat"]
+        # the classes the generator was trained on; None: an export from before they were recorded
+        self.trained = [str(c) for c in section["classes"]] if section.get("classes") else None
         self.plans = [dict(p) for p in section["encoding"]]
         self.dim = max((end for _, end in slot_spans(self.plans).values()), default=0)
         self.repair = Repair(section["rules"], self.columns)
@@ -47,16 +52,29 @@ class EvasionSpace:
 
     # --- checking and classifying rows -----------------------------------------------------------
 
-    def check_rows(self, df: pd.DataFrame, source: str) -> None:
-        """Refuse, in one line, rows the model cannot disguise: a missing feature or label column, a
-        numeric cell that is missing or not a number, a category or flag value never seen in training."""
-        missing = [c for c in [*self.names, self.label] if c not in df.columns]
+    def split(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(each row's class, which rows the model disguises, notes): the rows of the classes it was trained
+        on; without a label column every row is taken as the trained class, with a note."""
+        try:
+            return rows_to_disguise(self.classes(df) if self.label in df.columns else None, self.trained, len(df), self.label)
+        except AdvgenError as exc:
+            raise ModelError(str(exc)) from None
+
+    def check_rows(self, df: pd.DataFrame, source: str, take: np.ndarray | None = None) -> None:
+        """Refuse, in one line, rows the model cannot disguise: a missing feature column (or label column,
+        where the model cannot do without it: :meth:`split`), a numeric cell that is missing or not a
+        number, a category or flag value never seen in training. ``take``: only those rows' cells are
+        checked (the others are written unchanged); row numbers are positions in ``df``."""
+        need = self.names if self.trained is not None and len(self.trained) == 1 else [*self.names, self.label]
+        missing = [c for c in need if c not in df.columns]
         if missing:
             shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
             raise ModelError(
                 f"{source} lacks {len(missing)} column(s) the model was trained on: {shown} "
                 f"(it needs the {len(self.names)} feature columns and the label column {self.label!r})"
             )
+        positions = np.arange(len(df)) if take is None else np.flatnonzero(take)
+        df = df if take is None else df.iloc[positions]
         for p in self.plans:
             col = df[p["name"]]
             if p["encoding"] == "quantile":
@@ -64,8 +82,8 @@ class EvasionSpace:
                 bad = np.flatnonzero(~np.isfinite(values))
                 if bad.size:
                     raise ModelError(
-                        f"{source}: numeric column {p['name']!r} holds a missing or non-numeric value in row {int(bad[0])} "
-                        f"({col.iloc[int(bad[0])]!r}); {bad.size} row(s) in all"
+                        f"{source}: numeric column {p['name']!r} holds a missing or non-numeric value in row "
+                        f"{int(positions[bad[0]])} ({col.iloc[int(bad[0])]!r}); {bad.size} row(s) in all"
                     )
                 continue
             codes = category_codes(p, col)
@@ -75,7 +93,7 @@ class EvasionSpace:
                 shown = ", ".join(repr(v) for v in unseen[:5]) + (" ..." if len(unseen) > 5 else "")
                 raise ModelError(
                     f"{source}: column {p['name']!r} holds value(s) never seen in training: {shown} "
-                    f"(row {int(bad[0])}; {bad.size} row(s) in all); the model knows {len(p['vocab'])} values"
+                    f"(row {int(positions[bad[0]])}; {bad.size} row(s) in all); the model knows {len(p['vocab'])} values"
                 )
 
     def classes(self, df: pd.DataFrame) -> np.ndarray:
