@@ -2,16 +2,18 @@
 
 The rules are data (``advgen_tabular.validators.fit_rules``: ranges, vocabularies, categorical
 combinations, orderings ``a <= b``, zero implications ``a == 0 => b == 0``, rates that are fractions
-``k / count``), so the same list both judges rows (the validator pass rate of the report) and repairs
-them here. Only modifiable cells ever change: a rule between a functional and a modifiable column is
-met by moving the modifiable side, as a functional value is a fact of the attack. Directions
-(``"up"``: a value may only grow) come from the threat model; where a zero implication can be met
-either by adding ``a`` or by removing ``b``, a column that may only grow is added to.
+``k / count``, columns computed from others ``a = k * N / D``), so the same list both judges rows
+(the validator pass rate of the report) and repairs them here. Only modifiable cells ever change: a
+rule between a functional and a modifiable column is met by moving the modifiable side, as a
+functional value is a fact of the attack. Directions (``"up"``: a value may only grow) come from the
+threat model; where a zero implication can be met either by adding ``a`` or by removing ``b``, a
+column that may only grow is added to.
 
 The repair is a few passes of simple projections (clip, round, snap a rate to ``k / count``, raise
-``b`` to ``a``, zero ``b``), vectorised over rows and rules; then, for any row that still breaks a rule,
-the modifiable cells that rule involves go back to the attack row's own values, which real traffic
-(and the rule) allows, until no rule is broken or nothing is left to revert.
+``b`` to ``a``, zero ``b``, compute a derived column from its inputs), vectorised over rows and
+rules; then, for any row that still breaks a rule, the modifiable cells that rule involves go back
+to the attack row's own values, which real traffic (and the rule) allows, until no rule is broken or
+nothing is left to revert.
 
 NumPy and pandas only (the rule checks come from :mod:`advgen_tabular.rules`): the torch-free runtime
 (``advgen-runtime disguise``) repairs rows with this very class.
@@ -24,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from advgen_tabular.rules import fraction_ok, rule_check, rule_columns
+from advgen_tabular.rules import derived_ok, derived_values, fraction_ok, rule_check, rule_columns
 
 PASSES = 3
 NUMERIC_KINDS = ("continuous", "count", "rate", "flag")
@@ -47,6 +49,7 @@ class Repair:
         self.decimals = np.full(c, -1)
         self.flag_values: dict[int, np.ndarray] = {}
         self.fractions: list[tuple[int, int, int]] = []
+        self.derived: list[dict[str, Any]] = []  # inputs first, as fitted
         orders, zeros = [], []
         self.other_rules = []  # judged on the DataFrame: categorical vocabularies and combinations
         for r in self.rules:
@@ -65,6 +68,8 @@ class Repair:
                 zeros.append((pos[r["a"]], pos[r["b"]]))
             elif t == "fraction" and r["rate"] in pos and r["count"] in pos:
                 self.fractions.append((pos[r["rate"]], pos[r["count"]], int(r["decimals"])))
+            elif t == "derived" and all(c in pos for c in rule_columns(r)):
+                self.derived.append(r)
             elif t in ("vocab", "combo"):
                 self.other_rules.append((r, rule_check(r)))
         self.order_a, self.order_b = (np.array([o[k] for o in orders], dtype=np.int64) for k in (0, 1))
@@ -130,7 +135,22 @@ class Repair:
             clear = ~add & can[rows, jb]
             V[rows[clear], jb[clear]] = 0.0
         self._ranges(V, can)
+        for r in self.derived:
+            self._derive(V, can, r)
         V[:] = np.where(grows, np.maximum(V, O), V)
+
+    def _derive(self, V: np.ndarray, can: np.ndarray, rule: dict[str, Any]) -> None:
+        """A modifiable derived column computed from its (possibly changed) inputs, rounded to its
+        decimals; a functional one stays, and its inputs go back if they break it (``_violations``)."""
+        j = self.pos[rule["target"]]
+        want = derived_values(self._values(V, rule), rule)
+        if rule.get("decimals") is not None:
+            want = np.round(want, int(rule["decimals"]))
+        m = can[:, j] & np.isfinite(want)
+        V[m, j] = want[m]
+
+    def _values(self, V: np.ndarray, rule: dict[str, Any]) -> dict[str, np.ndarray]:
+        return {c: V[:, self.pos[c]] for c in rule_columns(rule)}
 
     def _fraction(self, V: np.ndarray, can: np.ndarray, jr: int, jc: int, dec: int) -> None:
         rv, cv = V[:, jr], V[:, jc]
@@ -177,6 +197,10 @@ class Repair:
             B = (V[:, self.zero_a] == 0) & (V[:, self.zero_b] != 0)
             for k in np.flatnonzero(B.any(axis=0)):
                 out.append((B[:, k], [int(self.zero_a[k]), int(self.zero_b[k])]))
+        for r in self.derived:
+            b = ~derived_ok(self._values(V, r), r)
+            if b.any():
+                out.append((b, [self.pos[c] for c in rule_columns(r)]))
         return out
 
     def _revert_numeric(self, V: np.ndarray, O: np.ndarray, can: np.ndarray) -> None:

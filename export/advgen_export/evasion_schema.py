@@ -12,7 +12,7 @@ back into a valid disguised row::
                    {"name", "kind", "encoding": "onehot", "vocab"}, ...],        # one per column
       "threat": {"name", "modifiable": {class: [columns]}, "default": [columns] or null,
                  "directions": {class: {column: "up"}}, "default_directions": {column: "up"}},
-      "rules": [{"type": "range" | "vocab" | "combo" | "order" | "zero" | "fraction", ...}, ...],
+      "rules": [{"type": "range" | "vocab" | "combo" | "order" | "zero" | "fraction" | "derived", ...}, ...],
       "classes": ["dos"]                      # optional: the attack classes the generator was trained on;
     }                                         # rows of other classes are written unchanged
 
@@ -59,6 +59,7 @@ _RULE_KEYS = {
     "order": (("type", "a", "b"), ("real_pass",)),
     "zero": (("type", "a", "b"), ("real_pass",)),
     "fraction": (("type", "rate", "count", "decimals"), ("real_pass",)),
+    "derived": (("type", "target", "num", "den", "k", "decimals"), ("real_pass",)),
 }
 _SECTION_KEYS = ("columns", "label", "category_map", "encoding", "threat", "rules")
 _OPTIONAL_KEYS = ("classes",)  # absent in exports made before runs recorded their classes
@@ -194,6 +195,24 @@ def _threat(value: Any, names: set[str]) -> None:
         raise ModelError("evasion.threat covers no attack class: give modifiable columns per class or a default")
 
 
+def _derived(r: Mapping[str, Any], where: str, names: set[str]) -> None:
+    """``target = k * sum(num) / sum(den)`` over distinct numeric feature columns."""
+    cols = []
+    for key, lo in (("num", 1), ("den", 0)):
+        for i, c in enumerate(_array(r[key], f"{where}.{key}", lo, 2)):
+            if not isinstance(c, str) or c not in names:
+                raise _bad(f"{where}.{key}[{i}]", "a feature column", c)
+            cols.append(c)
+    if not isinstance(r["target"], str) or r["target"] not in names:
+        raise _bad(f"{where}.target", "a feature column", r["target"])
+    _unique([r["target"], *cols], f"{where}'s columns")
+    k = _number(r["k"], f"{where}.k", -math.inf, math.inf)
+    if k == 0:
+        raise ModelError(f"{where}.k must not be 0")
+    if r["decimals"] is not None:
+        _integer(r["decimals"], f"{where}.decimals", 0, MAX_DECIMALS)
+
+
 def _rules(value: Any, names: set[str], label: str) -> None:
     known = names | {label}
     for k, raw in enumerate(_array(value, "evasion.rules", 0, MAX_RULES)):
@@ -244,6 +263,8 @@ def _rules(value: Any, names: set[str], label: str) -> None:
         elif kind in ("order", "zero"):
             if column("a") == column("b"):
                 raise ModelError(f"{where} relates {r['a']!r} to itself")
+        elif kind == "derived":
+            _derived(r, where, names)
         else:
             if column("rate") == column("count"):
                 raise ModelError(f"{where} relates {r['rate']!r} to itself")

@@ -52,6 +52,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "n_quantiles": 2049,  # knots of each quantile function
     "joint_max": 1000,  # encode the categoricals jointly when they form at most this many combinations
     "snap_fractions": True,  # decode rates that are fractions of a count as such
+    "derive": True,  # decode a column other columns compute (a mean, a rate, a copy) as computed (relations.py)
     "point_masses": 16,  # quantile numerics: up to this many exact values per column picked as categories (0: off)
     "point_share": 0.05,  # ... those holding this share of the column's rows, or of one label's
     # nets
@@ -94,6 +95,9 @@ def _options(cfg: TrainConfig) -> dict[str, Any]:
         0 < float(opts["point_share"]) <= 1
     ):
         raise AdvgenError(f"option point_share must be a number in (0, 1], got {opts['point_share']!r}")
+    for key in ("snap_fractions", "derive"):
+        if not isinstance(opts[key], bool):
+            raise AdvgenError(f"option {key} must be true or false, got {opts[key]!r}")
     if not (0 <= float(opts["dropout"]) < 1):
         raise AdvgenError(f"option dropout must be in [0, 1), got {opts['dropout']!r}")
     if not (float(opts["tau"]) > 0):
@@ -201,6 +205,9 @@ class TabularDomain(Domain):
         x = transform.transform(df, rng=np.random.default_rng(cfg.seed))
         decimals = {p["name"]: p.get("decimals") for p in transform.plans if p["kind"] in NUMERIC_KINDS}
         rules = fit_rules(df, features, label, decimals=decimals, seed=cfg.seed)
+        derived = [r for r in rules if r["type"] == "derived"]
+        if opts["derive"]:
+            transform.derived = [{k: v for k, v in r.items() if k != "real_pass"} for r in derived]
         joint = [p for p in transform.plans if p["kind"] == "joint"]
         n_spiked = sum(1 for p in transform.plans if p.get("spikes"))
         n_spikes = sum(len(p.get("spikes") or []) for p in transform.plans)
@@ -209,6 +216,7 @@ class TabularDomain(Domain):
             + (f", {joint[0]['name'].replace('|', '/')} as {len(joint[0]['vocab'])} joint values" if joint else "")
             + (f", {len(transform.fractions)} rates decoded as fractions of counts" if transform.fractions else "")
             + (f", {n_spikes} point masses in {n_spiked} columns" if n_spiked else "")
+            + (f", {len(transform.derived)} columns computed from others" if transform.derived else "")
             + f"); fitted {len(rules)} validation rules"
         )
         category_map = dict(table.category_map) if table.category_map and label is not None else None

@@ -12,7 +12,7 @@ installed.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,38 @@ def fraction_ok(rate: np.ndarray, count: np.ndarray, decimals: int) -> np.ndarra
     return np.where(count > 0, ok, rate == 0)
 
 
+def derived_values(values: Mapping[str, np.ndarray], rule: dict[str, Any]) -> np.ndarray:
+    """What a ``derived`` rule computes its target to be from its inputs' ``values``:
+    ``k * sum(num) / sum(den)`` (``den`` empty: ``k * sum(num)``), NaN where the denominator is 0:
+    data sets write 0, a sentinel or anything there, so the relation says nothing of those rows."""
+    num = sum(values[c] for c in rule["num"])
+    if not rule["den"]:
+        return rule["k"] * num
+    den = sum(values[c] for c in rule["den"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den != 0, rule["k"] * num / np.where(den != 0, den, 1.0), np.nan)
+
+
+def derived_ok(values: Mapping[str, np.ndarray], rule: dict[str, Any]) -> np.ndarray:
+    """Whether each row's target lies within one unit of its resolution (rounded or truncated
+    alike) plus float noise of what its inputs compute; rows where that is undefined pass."""
+    want = derived_values(values, rule)
+    decimals = rule.get("decimals")
+    unit = 10.0 ** (-decimals) if decimals is not None else 0.0
+    with np.errstate(invalid="ignore"):
+        close = np.abs(values[rule["target"]] - want) <= unit + 1e-5 * np.abs(want) + 1e-9
+    return close | np.isnan(want)
+
+
+def derived_check(rule: dict[str, Any]) -> Callable[[pd.DataFrame], np.ndarray]:
+    """The check of a ``derived`` rule (``target = k * N / D``, see :mod:`advgen_tabular.relations`)."""
+
+    def check(df: pd.DataFrame) -> np.ndarray:
+        return derived_ok({c: numbers(df, c) for c in rule_columns(rule)}, rule)
+
+    return check
+
+
 def rule_columns(rule: dict[str, Any]) -> list[str]:
     """The columns a rule reads."""
     t = rule["type"]
@@ -43,6 +75,8 @@ def rule_columns(rule: dict[str, Any]) -> list[str]:
         return [rule["a"], rule["b"]]
     if t == "fraction":
         return [rule["rate"], rule["count"]]
+    if t == "derived":
+        return [rule["target"], *rule["num"], *rule["den"]]
     return []
 
 
@@ -120,6 +154,8 @@ def rule_check(rule: dict[str, Any]) -> Callable[[pd.DataFrame], np.ndarray]:
         def check(df: pd.DataFrame) -> np.ndarray:
             return fraction_ok(numbers(df, rule["rate"]), numbers(df, rule["count"]), rule["decimals"])
 
+    elif t == "derived":
+        return derived_check(rule)
     else:
         raise InvalidDataError(f"unknown rule type {t!r} in the run's spec")
     return check

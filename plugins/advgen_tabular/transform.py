@@ -23,7 +23,9 @@ encoding gave the best fidelity of the three (docs/tabular.md has the figures).
 Flags and categoricals are one-hot groups. When the categoricals form few distinct combinations in
 the data (NSL-KDD: 234 protocol/service/flag triples), they are encoded jointly, as one categorical
 over the combinations seen. Rates that are fractions ``k / count`` of a count column in the real rows
-(found from the data) decode as such fractions of the decoded count. Decoding takes the argmax of
+(found from the data) decode as such fractions of the decoded count, and a column that other columns
+compute (``a = k * N / D``, :mod:`advgen_tabular.relations`) decodes as computed from them (the
+generator still draws it; its draw is replaced). Decoding takes the argmax of
 each group, so it accepts hard one-hots, probabilities or raw logits alike.
 
 The decoder is one :class:`TableDecoder` module (gathers, lerps, clamps, rounding) shared by the
@@ -48,9 +50,10 @@ from advgen_tabular.rules import fraction_ok
 from advgen_tabular.spikes import SHARE, find_point_masses, mode_codes
 
 # version of the JSON layout of a fitted transform (bumped whenever decoding changes meaning); 3 added
-# point masses (a quantile plan's "spikes"), so a format-2 transform still reads as one without them
-FORMAT = 3
-READABLE_FORMATS = (2, 3)
+# point masses (a quantile plan's "spikes"), 4 columns computed from others ("derived"), so an older
+# transform still reads as one without them
+FORMAT = 4
+READABLE_FORMATS = (2, 3, 4)
 NUMERIC_KINDS = ("continuous", "count", "rate")
 DISCRETE_KINDS = ("flag", "categorical")
 ENCODINGS = ("quantile", "log", "msn")
@@ -136,6 +139,9 @@ class TableTransform:
         self.plans: list[dict[str, Any]] = []
         self.order: list[str] = []
         self.fractions: list[dict[str, Any]] = []
+        # relations a = k * N / D (advgen_tabular.relations), inputs first; set after fitting, as the
+        # validators find them
+        self.derived: list[dict[str, Any]] = []
 
     # --- fitting -------------------------------------------------------------------------------
 
@@ -412,6 +418,7 @@ class TableTransform:
             "plans": self.plans,
             "order": self.order,
             "fractions": self.fractions,
+            "derived": self.derived,
         }
 
     @classmethod
@@ -429,6 +436,7 @@ class TableTransform:
         t.plans = [dict(p) for p in d["plans"]]
         t.order = list(d["order"])
         t.fractions = [dict(f) for f in d.get("fractions", [])]
+        t.derived = [dict(r) for r in d.get("derived", [])]
         return t
 
 
@@ -694,6 +702,7 @@ class TableDecoder(nn.Module):
         for i, f in enumerate(fr):
             take[numeric_names.index(f["rate"])] = len(numeric_names) + i
         self.register_buffer("frac_take", torch.tensor(take, dtype=torch.long))
+        self._derived_buffers(transform.get("derived", []), numeric_names, scale, rounded)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.to(torch.float32)
@@ -727,6 +736,7 @@ class TableDecoder(nn.Module):
             num = torch.where(self.rounded, torch.round(num * self.scale) / self.scale, num)
             if self.has_fractions:
                 num = self._snap_fractions(num)
+            num = self._derive(num)
         else:
             num = x.new_zeros((n, 0))
         cat_parts: list[torch.Tensor] = []
@@ -791,6 +801,44 @@ class TableDecoder(nn.Module):
         snapped = torch.round(torch.round(rate * safe) / safe * self.frac_scale) / self.frac_scale
         snapped = torch.where(count > 0, snapped, torch.zeros_like(snapped))
         return torch.cat([num, snapped], dim=1).index_select(1, self.frac_take)
+
+
+    def _derived_buffers(
+        self, relations: list[dict[str, Any]], names: list[str], scale: list[float], rounded: list[bool]
+    ) -> None:
+        """Per relation ``a = k * N / D``: its inputs' positions, its constant and rounding, and the
+        permutation that puts the computed column in the target's place."""
+        self.derived: list[tuple[float, bool, float, bool]] = []  # (k, has denominator, scale, rounded)
+        for i, r in enumerate(relations):
+            missing = [c for c in [r["target"], *r["num"], *r["den"]] if c not in names]
+            if missing:
+                raise InvalidDataError(f"the transform relates unknown column(s) {', '.join(missing)}")
+            t = names.index(r["target"])
+            self.register_buffer(f"derived_num{i}", torch.tensor([names.index(c) for c in r["num"]], dtype=torch.long))
+            self.register_buffer(f"derived_den{i}", torch.tensor([names.index(c) for c in r["den"]], dtype=torch.long))
+            self.register_buffer(f"derived_target{i}", torch.tensor([t], dtype=torch.long))
+            take = list(range(len(names)))
+            take[t] = len(names)
+            self.register_buffer(f"derived_take{i}", torch.tensor(take, dtype=torch.long))
+            self.derived.append((float(r["k"]), bool(r["den"]), float(scale[t]), bool(rounded[t])))
+
+    def _derive(self, num: torch.Tensor) -> torch.Tensor:
+        """Each computed column replaced by ``k * N / D`` of the decoded inputs, rounded to its
+        decimals; where ``D`` is 0 it keeps the generator's value. Relations come inputs first."""
+        for i, (k, has_den, scale, rounded) in enumerate(self.derived):
+            value = num.index_select(1, getattr(self, f"derived_num{i}")).sum(dim=1, keepdim=True) * k
+            if has_den:
+                den = num.index_select(1, getattr(self, f"derived_den{i}")).sum(dim=1, keepdim=True)
+                nonzero = den != 0
+                value = torch.where(
+                    nonzero,
+                    value / torch.where(nonzero, den, torch.ones_like(den)),
+                    num.index_select(1, getattr(self, f"derived_target{i}")),
+                )
+            if rounded:
+                value = torch.round(value * scale) / scale
+            num = torch.cat([num, value], dim=1).index_select(1, getattr(self, f"derived_take{i}"))
+        return num
 
 
 def frame_from_arrays(num: np.ndarray, cat: np.ndarray, info: dict[str, Any]) -> pd.DataFrame:

@@ -11,7 +11,9 @@ Two families:
     of them for "seen" to mean something;
   - orderings ``a <= b`` between columns of the same kind (``srv_count <= count``);
   - zero implications ``a == 0 => b == 0`` (a rate that is 0 whenever its count is);
-  - rates that are fractions of a count (``rate * count`` within rounding of an integer).
+  - rates that are fractions of a count (``rate * count`` within rounding of an integer);
+  - columns computed from others, ``a = k * N / D`` (a mean, a rate, a copy, a sum; found by
+    :mod:`advgen_tabular.relations`), which the decoder also computes.
 
 A candidate rule is kept only when the real rows pass it (at least ``min_pass``, 99.9%) *and* it
 says something about dependence: rows whose columns are shuffled independently (same marginals)
@@ -31,6 +33,7 @@ import pandas as pd
 
 from advgen.domain import ValidationReport, Validator
 from advgen.errors import InvalidDataError
+from advgen_tabular.relations import fit_derived
 from advgen_tabular.rules import fraction_ok, numbers, row_keys, rule_check
 
 NUMERIC_KINDS = ("continuous", "count", "rate")
@@ -70,7 +73,23 @@ def _describe(rule: dict[str, Any]) -> tuple[str, str, str]:
             f"{rule['rate']} is a fraction k/{rule['count']} (to {rule['decimals']} decimals)",
             "cross-column",
         )
+    if t == "derived":
+        return f"derived:{rule['target']}", f"{rule['target']} = {derived_formula(rule)}", "cross-column"
     raise InvalidDataError(f"unknown rule type {t!r} in the run's spec")
+
+
+def derived_formula(rule: dict[str, Any]) -> str:
+    """``k * (b + c) / d`` as people write it."""
+
+    def term(cols: list[str]) -> str:
+        return f"({' + '.join(cols)})" if len(cols) > 1 else cols[0]
+
+    out = term(rule["num"])
+    if rule["k"] != 1:
+        out = f"{rule['k']:g} * {out}"
+    if rule["den"]:
+        out = f"{out} / {term(rule['den'])}"
+    return out
 
 
 def build_validators(rules: list[dict[str, Any]]) -> list[Validator]:
@@ -186,6 +205,9 @@ def fit_rules(
             continue
         rules.append(cand)
     rules += [cand for _, cand in best_fraction.values()]
+    rules += fit_derived(
+        df, columns, decimals, min_pass=min_pass, max_shuffled=max_shuffled, shuffled=shuffled, seed=seed
+    )
     for rule in rules:
         if "real_pass" not in rule:
             rule["real_pass"] = float(np.mean(rule_check(rule)(df)))
