@@ -379,7 +379,7 @@ def test_a_second_label_column_is_frozen_with_a_note(tmp_path):
     """UNSW-NB15 carries a binary ``label`` beside ``attack_cat``: a disguise that flips it relabels the
     row. A feature that follows the label in every training row is frozen whatever the threat model."""
     from advgen.adversarial.api import load_inputs, threat_model
-    from advgen.adversarial.threat import label_columns
+    from advgen_tabular.follows import label_columns
 
     for name, n, seed in (("train.csv", 1200, 0), ("test.csv", 600, 1)):
         _controlled_csv(tmp_path / name, n, seed)

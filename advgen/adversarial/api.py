@@ -40,9 +40,10 @@ from advgen.adversarial.gan_attack import (
 from advgen.adversarial.mimicry import Mimicry
 from advgen.adversarial.random_attack import RandomPerturbation
 from advgen.adversarial.space import AttackSpace
-from advgen.adversarial.threat import ThreatModel, add_frozen, frozen_model, label_columns, load_mask, preset
+from advgen.adversarial.threat import ThreatModel, add_frozen, frozen_model, load_mask, preset
 from advgen.errors import AdvgenError, CheckpointError, InvalidDataError
 from advgen.metrics import evasion as M
+from advgen_tabular.follows import label_columns
 
 SOURCE_COLUMN = "source_row"
 REPORT_NAME = "report.json"

@@ -209,28 +209,6 @@ def frozen_model(frozen: Iterable[str], columns: list[tuple[str, str]], groups: 
     return ThreatModel(columns, {}, default=frozenset(set(names) - fixed), name="frozen")
 
 
-# a column follows the label when every label with at least two rows holds one value of it, and those
-# labels hold this share of the rows at least (labels of one row each prove nothing)
-FOLLOWS_LABEL_MIN_SHARE = 0.9
-
-
-def label_columns(df: pd.DataFrame, features: list[tuple[str, str]], label: str) -> list[str]:
-    """Features that are a function of the label in ``df`` (one value per label, two values at least):
-    a second label column, such as UNSW-NB15's binary ``label`` beside ``attack_cat``. A disguise that
-    changed one would relabel the row, not hide it."""
-    labels = df[label].astype(str)
-    sizes = labels.value_counts()
-    multi = labels.isin(sizes.index[sizes >= 2])
-    if len(df) == 0 or multi.mean() < FOLLOWS_LABEL_MIN_SHARE:
-        return []
-    out = []
-    for name, _ in features:
-        col = df[name]
-        if col.nunique(dropna=False) >= 2 and col[multi].groupby(labels[multi]).nunique(dropna=False).max() <= 1:
-            out.append(name)
-    return out
-
-
 def add_frozen(model: ThreatModel, frozen: Iterable[str], groups: Mapping[str, list[str]]) -> ThreatModel:
     """``model`` with ``frozen`` (columns or groups) made functional for every class."""
     fixed = _expand(frozen, model.names, groups, "--frozen")

@@ -32,6 +32,7 @@ from advgen_tabular.transform import (
     TableTransform,
     frame_from_arrays,
 )
+from advgen_tabular.follows import fit_follows, follows_module, write_follows
 from advgen_tabular.validators import build_validators, fit_rules
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,6 +54,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "joint_max": 1000,  # encode the categoricals jointly when they form at most this many combinations
     "snap_fractions": True,  # decode rates that are fractions of a count as such
     "derive": True,  # decode a column other columns compute (a mean, a rate, a copy) as computed (relations.py)
+    "follow_label": True,  # a conditional run writes a feature that has one value per class from the class (follows.py)
     "point_masses": 16,  # quantile numerics: up to this many exact values per column picked as categories (0: off)
     "point_share": 0.05,  # ... those holding this share of the column's rows, or of one label's
     # nets
@@ -95,7 +97,7 @@ def _options(cfg: TrainConfig) -> dict[str, Any]:
         0 < float(opts["point_share"]) <= 1
     ):
         raise AdvgenError(f"option point_share must be a number in (0, 1], got {opts['point_share']!r}")
-    for key in ("snap_fractions", "derive"):
+    for key in ("snap_fractions", "derive", "follow_label"):
         if not isinstance(opts[key], bool):
             raise AdvgenError(f"option {key} must be true or false, got {opts[key]!r}")
     if not (0 <= float(opts["dropout"]) < 1):
@@ -219,6 +221,19 @@ class TabularDomain(Domain):
             + (f", {len(transform.derived)} columns computed from others" if transform.derived else "")
             + f"); fitted {len(rules)} validation rules"
         )
+        follows: list[dict[str, Any]] = []
+        if conditions is not None and opts["follow_label"]:
+            info = transform.output_info()
+            joint_members = {m["name"] for p in joint for m in p["members"]}
+            decodable = {c["name"] for c in info["numeric"]} | (
+                {c["name"] for c in info["categorical"]} - joint_members
+            )
+            follows = fit_follows(df, features, label, conditions["classes"], decodable)
+            if follows:
+                notes.append(
+                    f"{', '.join(f['column'] for f in follows)} follow{'s' if len(follows) == 1 else ''} the label "
+                    f"(one value per class): written from the class, not drawn"
+                )
         category_map = dict(table.category_map) if table.category_map and label is not None else None
         spec: dict[str, Any] = {
             "shape": [transform.dim],
@@ -234,6 +249,7 @@ class TabularDomain(Domain):
             "feature_groups": dict(getattr(table, "feature_groups", {}) or {}),
             "transform": transform.to_dict(),
             "rules": rules,
+            "follows_label": follows,
         }
         samples = self._finish_frame(df[[n for n, _ in features] + ([label] if label else [])].copy(), spec)
         return RealData(x=torch.from_numpy(x), spec=spec, cond=cond, samples=samples, notes=notes)
@@ -337,6 +353,7 @@ class TabularDomain(Domain):
                 raise AdvgenError("a conditional run's samples need one class index per row")
             classes = np.asarray([str(c) for c in conditions["classes"]], dtype=object)
             frame[conditions["name"]] = classes[np.asarray(cond, dtype=np.int64)]
+            write_follows(frame, spec.get("follows_label") or [], cond)
         return self._finish_frame(frame, spec)
 
     def _finish_frame(self, frame: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
@@ -484,7 +501,13 @@ class TabularDomain(Domain):
     def export_module(self, generator: nn.Module, spec: dict[str, Any]) -> nn.Module:
         # the decoder's lookup tables live where the generator does (a run trained on CUDA exports too)
         device = next(generator.parameters()).device
-        return TabularExport(generator, TableDecoder(spec["transform"]).to(device))
+        follows = spec.get("follows_label") or []
+        info = TableTransform.from_dict(spec["transform"]).output_info()
+        return TabularExport(
+            generator,
+            TableDecoder(spec["transform"]).to(device),
+            follows_module(follows, info).to(device) if follows and spec.get("conditions") else None,
+        )
 
     def export_outputs(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
         info = TableTransform.from_dict(spec["transform"]).output_info()
@@ -530,15 +553,20 @@ class TabularDomain(Domain):
 
 
 class TabularExport(nn.Module):
-    """Generator, then the tensor-math decoder: ``(z, cond) -> (numeric float32, category int64)``."""
+    """Generator, then the tensor-math decoder, then the features that follow the label written from
+    the class: ``(z, cond) -> (numeric float32, category int64)``."""
 
-    def __init__(self, generator: nn.Module, decoder: TableDecoder):
+    def __init__(self, generator: nn.Module, decoder: TableDecoder, follows: nn.Module | None = None):
         super().__init__()
         self.generator = generator.eval()
         self.decoder = decoder.eval()
+        self.follows = follows.eval() if follows is not None else None
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.decoder(self.generator(z, cond))
+        num, cat = self.decoder(self.generator(z, cond))
+        if self.follows is not None and cond is not None:
+            num, cat = self.follows(num, cat, cond)
+        return num, cat
 
 
 def _plot_title(spec: dict[str, Any], n_real: int, n_fake: int, n_columns: int) -> str:
