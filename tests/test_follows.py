@@ -98,3 +98,24 @@ def test_the_exported_graph_writes_them_as_decode_does(runs, tmp_path):
     o_num, o_cat = sess.run(None, {"z": z.numpy(), "cond": cond.numpy()})
     np.testing.assert_array_equal(o_num[:, j], num[:, j].numpy())
     np.testing.assert_array_equal(o_cat, cat.numpy())
+
+
+@pytest.mark.parametrize("bad, says", [
+    ([{"column": "nope", "values": [1, 0, 1]}], "unknown column"),
+    ([{"column": "is_attack", "values": [1, 0]}], "2 values for 3 classes"),
+    ([{"column": "is_attack", "values": [1, float("nan"), 1]}], "not a finite number"),
+    ([{"column": "family", "values": ["benign", "x", "benign"]}], "not in its vocabulary"),
+    ("rm -rf", "not a list"),
+])
+def test_an_edited_follows_entry_is_one_clear_error(runs, bad, says):
+    from advgen.errors import InvalidDataError
+
+    run = runs[True]
+    spec = dict(run.spec, follows_label=bad)
+    z, cond = torch.randn(5, run.config.z_dim), torch.zeros(5, dtype=torch.long)
+    with torch.no_grad():
+        x = run.generator(z, cond)
+    with pytest.raises(InvalidDataError, match=says):
+        DOMAIN.decode(x, cond.numpy(), spec)
+    with pytest.raises(InvalidDataError, match=says):
+        DOMAIN.export_module(run.generator, spec)

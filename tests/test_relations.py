@@ -204,3 +204,16 @@ def test_an_exported_manifest_carries_relations_checked_field_by_field():
     ):
         with pytest.raises(ModelError, match=says):
             _rules([bad], names, "label")
+
+
+@pytest.mark.parametrize("edit", [
+    {"k": float("nan")}, {"k": 0}, {"k": True}, {"num": []}, {"num": ["fwd_bytes"] * 3}, {"den": "fwd_pkts"},
+    {"decimals": 99}, {"decimals": "2"}, {"target": "fwd_bytes"},
+])
+def test_an_edited_relation_is_one_clear_error(edit):
+    t = _fitted(_flows(500))
+    d = t.to_dict()
+    rel = next(r for r in d["derived"] if r["target"] == "fwd_mean")
+    d["derived"] = [dict(rel, **edit)]
+    with pytest.raises(Exception, match="malformed relation"):
+        TableDecoder(d)

@@ -32,7 +32,7 @@ from advgen_tabular.transform import (
     TableTransform,
     frame_from_arrays,
 )
-from advgen_tabular.follows import fit_follows, follows_module, write_follows
+from advgen_tabular.follows import check_follows, fit_follows, follows_module, write_follows
 from advgen_tabular.validators import build_validators, fit_rules
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -353,7 +353,14 @@ class TabularDomain(Domain):
                 raise AdvgenError("a conditional run's samples need one class index per row")
             classes = np.asarray([str(c) for c in conditions["classes"]], dtype=object)
             frame[conditions["name"]] = classes[np.asarray(cond, dtype=np.int64)]
-            write_follows(frame, spec.get("follows_label") or [], cond)
+            follows = spec.get("follows_label") or []
+            if follows:
+                info = transform.output_info()
+                check_follows(
+                    follows, len(classes), [c["name"] for c in info["numeric"]],
+                    {c["name"]: [str(v) for v in c["vocab"]] for c in info["categorical"]},
+                )
+                write_follows(frame, follows, cond)
         return self._finish_frame(frame, spec)
 
     def _finish_frame(self, frame: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
@@ -506,7 +513,9 @@ class TabularDomain(Domain):
         return TabularExport(
             generator,
             TableDecoder(spec["transform"]).to(device),
-            follows_module(follows, info).to(device) if follows and spec.get("conditions") else None,
+            follows_module(follows, info, len(spec["conditions"]["classes"])).to(device)
+            if follows and spec.get("conditions")
+            else None,
         )
 
     def export_outputs(self, spec: dict[str, Any]) -> list[dict[str, Any]]:

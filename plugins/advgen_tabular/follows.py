@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from advgen.errors import InvalidDataError
+
 # a column follows the label when every label with at least two rows holds one value of it, and those
 # labels hold this share of the rows at least (labels of one row each prove nothing)
 FOLLOWS_LABEL_MIN_SHARE = 0.9
@@ -60,6 +62,32 @@ def _plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
+def check_follows(
+    follows: Any, n_classes: int, numeric: list[str], cats: dict[str, list[str]]
+) -> None:
+    """The ``follows_label`` of a run's spec (data someone could have edited) checked before use: known
+    columns, one value per class, a categorical's values in its vocabulary."""
+    def bad(why: str) -> InvalidDataError:
+        return InvalidDataError(f"the run's spec holds a malformed follows_label entry: {why}")
+
+    if not isinstance(follows, list):
+        raise bad("not a list")
+    for f in follows:
+        if not isinstance(f, dict) or not isinstance(f.get("values"), list):
+            raise bad(str(f)[:120])
+        name = f.get("column")
+        if name not in numeric and name not in cats:
+            raise bad(f"unknown column {str(name)[:80]!r}")
+        if len(f["values"]) != n_classes:
+            raise bad(f"{name!r} gives {len(f['values'])} values for {n_classes} classes")
+        for v in f["values"]:
+            if name in cats:
+                if str(v) not in cats[name]:
+                    raise bad(f"{name!r} value {str(v)[:80]!r} is not in its vocabulary")
+            elif isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+                raise bad(f"{name!r} value {str(v)[:80]!r} is not a finite number")
+
+
 def write_follows(frame: pd.DataFrame, follows: list[dict[str, Any]], cond: np.ndarray) -> None:
     """Each following column of a decoded ``frame`` set to its class's value (``cond``: class
     indices), keeping the column's dtype."""
@@ -72,7 +100,7 @@ def write_follows(frame: pd.DataFrame, follows: list[dict[str, Any]], cond: np.n
             frame[f["column"]] = pd.Series(np.asarray([str(v) for v in f["values"]], dtype=object)[idx], index=frame.index).astype(col.dtype)
 
 
-def follows_module(follows: list[dict[str, Any]], info: dict[str, Any]) -> Any:
+def follows_module(follows: list[dict[str, Any]], info: dict[str, Any], n_classes: int) -> Any:
     """A torch module ``(numeric, categorical, cond) -> (numeric, categorical)`` that writes the
     following columns from the class, with the same ops in torch and in the exported graph."""
     import torch
@@ -80,6 +108,7 @@ def follows_module(follows: list[dict[str, Any]], info: dict[str, Any]) -> Any:
 
     numeric = [c["name"] for c in info["numeric"]]
     cats = {c["name"]: [str(v) for v in c["vocab"]] for c in info["categorical"]}
+    check_follows(follows, n_classes, numeric, cats)
 
     class FollowsLabel(nn.Module):
         def __init__(self) -> None:

@@ -810,6 +810,7 @@ class TableDecoder(nn.Module):
         permutation that puts the computed column in the target's place."""
         self.derived: list[tuple[float, bool, float, bool]] = []  # (k, has denominator, scale, rounded)
         for i, r in enumerate(relations):
+            _check_relation(r)
             missing = [c for c in [r["target"], *r["num"], *r["den"]] if c not in names]
             if missing:
                 raise InvalidDataError(f"the transform relates unknown column(s) {', '.join(missing)}")
@@ -839,6 +840,23 @@ class TableDecoder(nn.Module):
                 value = torch.round(value * scale) / scale
             num = torch.cat([num, value], dim=1).index_select(1, getattr(self, f"derived_take{i}"))
         return num
+
+
+def _check_relation(r: Any) -> None:
+    """A relation of a run's spec is data someone could have edited: its shape is checked before use."""
+    ok = (
+        isinstance(r, dict)
+        and isinstance(r.get("target"), str)
+        and isinstance(r.get("num"), list) and 1 <= len(r["num"]) <= 2
+        and isinstance(r.get("den"), list) and len(r["den"]) <= 2
+        and all(isinstance(c, str) for c in r["num"] + r["den"])
+        and len({r["target"], *r["num"], *r["den"]}) == 1 + len(r["num"]) + len(r["den"])
+        and isinstance(r.get("k"), (int, float)) and not isinstance(r.get("k"), bool)
+        and np.isfinite(r["k"]) and r["k"] != 0
+        and (r.get("decimals") is None or (isinstance(r["decimals"], int) and 0 <= r["decimals"] <= MAX_DECIMALS))
+    )
+    if not ok:
+        raise InvalidDataError(f"the transform holds a malformed relation: {str(r)[:200]}")
 
 
 def frame_from_arrays(num: np.ndarray, cat: np.ndarray, info: dict[str, Any]) -> pd.DataFrame:
