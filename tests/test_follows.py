@@ -119,3 +119,14 @@ def test_an_edited_follows_entry_is_one_clear_error(runs, bad, says):
         DOMAIN.decode(x, cond.numpy(), spec)
     with pytest.raises(InvalidDataError, match=says):
         DOMAIN.export_module(run.generator, spec)
+
+
+def test_the_run_says_which_columns_follow_the_label(tmp_path):
+    from advgen.api import train
+
+    _csv(tmp_path / "t.csv", n=300)
+    lines = []
+    train({"plugin": "tabular", "data": str(tmp_path / "t.csv"), "label": "attack_cat", "steps": 2, "n_samples": 0,
+           "out": str(tmp_path / "run"), **ONE_THREAD}, log=lines.append)
+    said = [line for line in lines if "one value per class" in line]
+    assert len(said) == 1 and "'is_attack', 'family'" in said[0] and "'attack_cat'" in said[0], lines

@@ -230,9 +230,10 @@ class TabularDomain(Domain):
             )
             follows = fit_follows(df, features, label, conditions["classes"], decodable)
             if follows:
+                names = ", ".join(repr(f["column"]) for f in follows)
                 notes.append(
-                    f"{', '.join(f['column'] for f in follows)} follow{'s' if len(follows) == 1 else ''} the label "
-                    f"(one value per class): written from the class, not drawn"
+                    f"feature column{'s' if len(follows) > 1 else ''} {names} hold{'s' if len(follows) == 1 else ''} "
+                    f"one value per class of {label!r}: written from the class, not drawn"
                 )
         category_map = dict(table.category_map) if table.category_map and label is not None else None
         spec: dict[str, Any] = {
