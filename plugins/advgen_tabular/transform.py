@@ -702,7 +702,7 @@ class TableDecoder(nn.Module):
         for i, f in enumerate(fr):
             take[numeric_names.index(f["rate"])] = len(numeric_names) + i
         self.register_buffer("frac_take", torch.tensor(take, dtype=torch.long))
-        self._derived_buffers(transform.get("derived", []), numeric_names, scale, rounded)
+        self._derived_buffers(transform.get("derived", []), numeric_names, scale, rounded, lo, hi)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.to(torch.float32)
@@ -804,11 +804,22 @@ class TableDecoder(nn.Module):
 
 
     def _derived_buffers(
-        self, relations: list[dict[str, Any]], names: list[str], scale: list[float], rounded: list[bool]
+        self,
+        relations: list[dict[str, Any]],
+        names: list[str],
+        scale: list[float],
+        rounded: list[bool],
+        lo: list[float],
+        hi: list[float],
     ) -> None:
         """Per relation ``a = k * N / D``: its inputs' positions, its constant and rounding, and the
-        permutation that puts the computed column in the target's place."""
+        permutation that puts the computed column in the target's place; and which relations may move
+        their numerator to keep the target in its range (:meth:`_keep_in_range`)."""
         self.derived: list[tuple[float, bool, float, bool]] = []  # (k, has denominator, scale, rounded)
+        # (relation, k, numerator's scale, rounded, lo, hi, target's lo, hi)
+        self.adjust: list[tuple[int, float, float, bool, float, float, float, float]] = []
+        targets = {r.get("target") for r in relations if isinstance(r, dict)}
+        moved: set[str] = set()
         for i, r in enumerate(relations):
             _check_relation(r)
             missing = [c for c in [r["target"], *r["num"], *r["den"]] if c not in names]
@@ -822,10 +833,42 @@ class TableDecoder(nn.Module):
             take[t] = len(names)
             self.register_buffer(f"derived_take{i}", torch.tensor(take, dtype=torch.long))
             self.derived.append((float(r["k"]), bool(r["den"]), float(scale[t]), bool(rounded[t])))
+            inputs = set(r["num"]) | set(r["den"])
+            if len(r["num"]) == 1 and r["den"] and not inputs & targets and r["num"][0] not in moved:
+                n = names.index(r["num"][0])
+                moved.add(r["num"][0])
+                take_n = list(range(len(names)))
+                take_n[n] = len(names)
+                self.register_buffer(f"adjust_take{i}", torch.tensor(take_n, dtype=torch.long))
+                self.adjust.append(
+                    (i, float(r["k"]), float(scale[n]), bool(rounded[n]), lo[n], hi[n], lo[t], hi[t])
+                )
+
+    def _keep_in_range(self, num: torch.Tensor) -> torch.Tensor:
+        """Where a total and a count the generator drew give a mean outside the mean's training range
+        (a 3,000-byte mean packet), the row keeps the mean it drew and its total becomes mean x count
+        instead. Only a numerator of one column that nothing computes moves, once, before any target
+        is computed, so every relation still holds after :meth:`_derive`."""
+        for i, k, n_scale, n_rounded, n_lo, n_hi, t_lo, t_hi in self.adjust:
+            n_idx = getattr(self, f"derived_num{i}")
+            total = num.index_select(1, n_idx)
+            den = num.index_select(1, getattr(self, f"derived_den{i}")).sum(dim=1, keepdim=True)
+            drawn = num.index_select(1, getattr(self, f"derived_target{i}"))
+            nonzero = den != 0
+            value = total * k / torch.where(nonzero, den, torch.ones_like(den))
+            out = nonzero & ((value < t_lo) | (value > t_hi))
+            moved = drawn * den / k
+            if n_rounded:
+                moved = torch.round(moved * n_scale) / n_scale
+            moved = moved.clamp(n_lo, n_hi)
+            total = torch.where(out, moved, total)
+            num = torch.cat([num, total], dim=1).index_select(1, getattr(self, f"adjust_take{i}"))
+        return num
 
     def _derive(self, num: torch.Tensor) -> torch.Tensor:
         """Each computed column replaced by ``k * N / D`` of the decoded inputs, rounded to its
         decimals; where ``D`` is 0 it keeps the generator's value. Relations come inputs first."""
+        num = self._keep_in_range(num)
         for i, (k, has_den, scale, rounded) in enumerate(self.derived):
             value = num.index_select(1, getattr(self, f"derived_num{i}")).sum(dim=1, keepdim=True) * k
             if has_den:
