@@ -333,17 +333,14 @@ def _sample(
 ) -> None:
     from advgen.api import load_run
     from advgen.engine import amp_supported
-    from advgen.writers import not_a_regular_file
+    from advgen.writers import output_to_replace, say_replaced
 
     run = load_run(run_dir, device=str(world.join(device)))
     if amp is not None:
         run.amp = amp and amp_supported(run.device)
     suffix = Path(output).suffix.lower()
-    kind = not_a_regular_file(output)
-    if kind is not None and not (kind == "a folder" and suffix == "" and "" in run.domain.sample_suffixes()):
-        # before the suffix check: /dev/full has none, and "not a folder" would hide what it is
-        raise AdvgenError(f"-o {output} is {kind}, not a regular file")
-    replaced = "file" if os.path.isfile(output) else "folder" if os.path.isdir(output) else None
+    # before the suffix check: /dev/full has none, and "not a folder" would hide what it is
+    replaced = output_to_replace(output, "-o", folder_ok=suffix == "" and "" in run.domain.sample_suffixes())
     if suffix not in run.domain.sample_suffixes():
         raise click.BadParameter(
             f"{run.domain.name} samples can be written as {', '.join(s or 'a folder' for s in run.domain.sample_suffixes())}, "
@@ -364,8 +361,7 @@ def _sample(
             bar.close()
     if not world.main:
         return
-    if replaced is not None:  # said once the new one is in place: a failed write leaves the old one
-        click.echo(f"note: replaced existing {replaced} {output}", err=True)
+    say_replaced(replaced, output)
     click.echo(f"wrote {n} samples to {output}")
     if written.pass_rate is not None and n > 0:
         click.echo(f"validity: {written.pass_rate:.1%} pass all {written.rules} rules")

@@ -120,8 +120,8 @@ def register(cli: click.Group) -> None:
 @click.option("--aug-per-class", type=int, default=1000, show_default=True, help="Synthetic rows per rare class added for the augmentation uplift.")
 @click.option("--folds", type=int, default=5, show_default=True, help="Cross-validation folds of the realism AUC.")
 @click.option("--max-rows", type=int, default=10000, show_default=True, help="Rows per side for realism AUC and memorisation (subsampled above it).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the report as JSON to FILE.")
-@click.option("--html", "html_out", type=click.Path(dir_okay=False), help="Write one self-contained HTML report (plots embedded) to FILE.")
+@click.option("--json", "json_out", type=click.Path(), metavar="FILE", help="Write the report as JSON to FILE.")
+@click.option("--html", "html_out", type=click.Path(), metavar="FILE", help="Write one self-contained HTML report (plots embedded) to FILE.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write plots (into the run directory, or beside --html).")
 @_threads_option("the detectors and sampling")
 @click.option("--quiet", "-q", is_flag=True,
@@ -171,6 +171,7 @@ def evaluate_cmd(
     from advgen.metrics.html_report import write_html
     from advgen.metrics.plots import write_plots
     from advgen.metrics.report import format_report, write_json
+    from advgen.writers import output_to_replace, say_replaced
 
     for name, value in (("--seeds", seeds), ("--folds", folds), ("--max-rows", max_rows), ("--aug-per-class", aug_per_class)):
         if value < 1:
@@ -179,6 +180,9 @@ def evaluate_cmd(
         raise click.BadParameter(f"must be >= 2, got {folds}", param_hint="--folds")
     if n is not None and n < 1:
         raise click.BadParameter(f"must be >= 1, got {n}", param_hint="-n")
+    # before the long work: a report that cannot be written is refused now, not after minutes
+    json_replaced = output_to_replace(json_out, "--json") if json_out else None
+    html_replaced = output_to_replace(html_out, "--html") if html_out else None
     from advgen.threads import default_threads, limit_threads
 
     say = _say(quiet)
@@ -232,9 +236,11 @@ def evaluate_cmd(
             click.echo(f"plot: {img}")
     if json_out:
         write_json(report, json_out)
+        say_replaced(json_replaced, json_out)
         click.echo(f"json: {json_out}")
     if html_out:
         write_html(report, images, html_out)
+        say_replaced(html_replaced, html_out)
         click.echo(f"html: {html_out}")
     if tmp_dir is not None:
         tmp_dir.cleanup()
@@ -412,7 +418,8 @@ def _sample_rare(
 @click.option("--classes", required=True, help="Classes to add synthetic rows of, comma separated (e.g. r2l,u2r).")
 @click.option("--per-class", type=int, help="Synthetic rows added per class.")
 @click.option("--balance", is_flag=True, help="Add to each class as many rows as it lacks to match the largest class.")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Output table: .csv or .parquet.")
+@click.option("--output", "-o", required=True, type=click.Path(), metavar="FILE",
+              help="Output table: .csv or .parquet (an existing file is replaced once the new one is complete).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
 @_threads_option("sampling")
 def augment_cmd(
@@ -433,11 +440,13 @@ def augment_cmd(
     from advgen.api import load_run
     from advgen.augment import TABLE_SUFFIXES, augment, write_table
     from advgen.threads import default_threads, limit_threads
+    from advgen.writers import output_to_replace, say_replaced
 
     if (per_class is None) == (not balance):
         raise click.UsageError("choose one of --per-class N and --balance")
     if per_class is not None and per_class < 1:
         raise click.BadParameter(f"must be >= 1, got {per_class}", param_hint="--per-class")
+    replaced = output_to_replace(output, "-o")  # before the suffix check: /dev/full has no suffix
     if Path(output).suffix.lower() not in TABLE_SUFFIXES:
         raise click.BadParameter("use a .csv or .parquet file", param_hint="--output")
     wanted = _classes(classes) or []
@@ -453,5 +462,6 @@ def augment_cmd(
         category_map=src.table.category_map, constants=src.table.constants,
     )
     write_table(df, output)
+    say_replaced(replaced, output)
     added = ", ".join(f"{c}: {k:,}" for c, k in df.attrs.get("added", {}).items())
     click.echo(f"wrote {len(df):,} rows ({int(df['synthetic'].sum()):,} synthetic; {added}) to {output}")

@@ -21,6 +21,7 @@ import io
 import os
 import shutil
 import stat
+import sys
 import tempfile
 import time
 import zipfile
@@ -89,6 +90,29 @@ def not_a_regular_file(path: str | Path) -> str | None:
     if stat.S_ISSOCK(mode):
         return "a socket"
     return "a special file"
+
+
+def output_to_replace(path: str | Path, option: str = "-o", *, folder_ok: bool = False) -> str | None:
+    """Check, before any work, an output path a user named (``option`` is how: ``-o``, ``--json``; empty
+    for a default path): what a complete write will replace there, ``"file"`` or ``"folder"`` (the
+    latter only when ``folder_ok``: a domain that writes PNG folders), or None when nothing.
+
+    Anything a written file must not replace (a device such as /dev/full, a pipe, a folder where a
+    file goes) raises :class:`AdvgenError` with one line: ``-o /dev/full is a device, not a regular
+    file``. Pass the answer to :func:`say_replaced` once the new output is in place."""
+    kind = not_a_regular_file(path)
+    if kind is None:
+        return "file" if os.path.isfile(path) else None
+    if folder_ok and kind == "a folder":
+        return "folder"
+    raise AdvgenError(f"{option} {path} is {kind}, not a regular file".lstrip())
+
+
+def say_replaced(replaced: str | None, path: str | Path) -> None:
+    """The stderr note ``note: replaced existing file PATH`` for what :func:`output_to_replace` found.
+    Said only once the new output is in place: a failed write leaves the old one, and says so itself."""
+    if replaced is not None:
+        print(f"note: replaced existing {replaced} {path}", file=sys.stderr)
 
 
 def write_failure(exc: OSError, path: Path) -> WriteError:

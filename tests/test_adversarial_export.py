@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -553,3 +554,30 @@ def test_a_generator_command_on_an_evasion_model_is_one_line(exported, tmp_path,
 
     with pytest.raises(ModelError, match="is an evasion model"):
         GeneratorModel(exported["model"])
+
+
+def test_disguise_replaces_an_existing_file_and_says_so(exported, tmp_path, capsys):
+    out = tmp_path / "adv.csv"
+    argv = ["disguise", str(exported["model"]), "--attacks", str(exported["attacks"]), "--seed", "3", "-o", str(out)]
+    assert runtime_cli.main(argv) == 0
+    assert "note: replaced" not in capsys.readouterr().err
+    out.write_text("earlier file\n")
+    assert runtime_cli.main(argv) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert f"note: replaced existing file {out}" in err and err[-1].startswith(f"wrote {len(pd.read_csv(out))} rows"), err
+
+
+def test_disguise_to_a_folder_a_pipe_or_a_device_is_one_line(exported, tmp_path, capsys):
+    folder = tmp_path / "adv.csv"
+    folder.mkdir()
+    cases = [(folder, "a folder", stat.S_ISDIR)]
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.csv")
+        cases.append((tmp_path / "pipe.csv", "a pipe", stat.S_ISFIFO))
+    if os.path.exists("/dev/full"):
+        cases.append((Path("/dev/full"), "a device", stat.S_ISCHR))
+    for path, what, still in cases:
+        code = runtime_cli.main(["disguise", str(exported["model"]), "--attacks", str(exported["attacks"]), "-o", str(path)])
+        assert code == 1 and capsys.readouterr().err == f"advgen-runtime: error: -o {path} is {what}, not a regular file\n"
+        assert still(os.stat(path).st_mode), what
+    assert list(folder.iterdir()) == []

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from advgen.errors import AdvgenError
+from advgen.writers import output_to_replace, say_replaced
 from advgen_export.manifest import ModelError, parse_condition
 
 PROG = "advgen-runtime"
@@ -155,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
-    except ModelError as exc:
+    except (ModelError, AdvgenError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
@@ -181,6 +183,7 @@ def _run(args: argparse.Namespace) -> int:
             )
         from advgen_export.evasion import read_rows
 
+        replaced = output_to_replace(args.output, "-o")
         rows = read_rows(args.attacks)
         progress = _Progress(len(rows), "disguising")
         try:
@@ -188,21 +191,16 @@ def _run(args: argparse.Namespace) -> int:
                                         note=lambda line: print(f"note: {line}", file=sys.stderr))
         finally:
             progress.close()
+        say_replaced(replaced, args.output)
         print(f"wrote {len(rows)} rows to {out} (source_row: each row's index in {args.attacks})", file=sys.stderr)
     elif args.command == "sample":
-        from advgen.writers import not_a_regular_file
-
-        kind = not_a_regular_file(args.output)
-        if kind is not None and not (kind == "a folder" and model.kind == "image"):  # image models write PNG folders
-            raise ModelError(f"-o {args.output} is {kind}, not a regular file")
-        replaced = "file" if args.output.is_file() else "folder" if args.output.is_dir() else None
+        replaced = output_to_replace(args.output, "-o", folder_ok=model.kind == "image")  # image models write PNG folders
         progress = _Progress(args.n)
         try:
             out = model.write_samples(args.output, args.n, args.condition, args.seed, progress=progress.update)
         finally:
             progress.close()
-        if replaced is not None:  # said once the new one is in place: a failed write leaves the old one
-            print(f"note: replaced existing {replaced} {args.output}", file=sys.stderr)
+        say_replaced(replaced, args.output)
         where = f"{out}/ ({args.n} PNG files)" if out.is_dir() else out
         print(f"wrote {args.n} {model.kind} samples to {where}", file=sys.stderr)
     elif args.command == "info":

@@ -18,8 +18,9 @@ def register(cli: click.Group) -> None:
 @click.command("export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    help="ONNX file to write (default RUN_DIR/model.onnx); the manifest goes to OUTPUT.json",
+    "-o", "--output", type=click.Path(path_type=Path), metavar="FILE", default=None,
+    help="ONNX file to write (default RUN_DIR/model.onnx); the manifest goes to OUTPUT.json (existing files "
+    "are replaced once the new ones are complete)",
 )
 @click.option("--opset", type=click.IntRange(17, None), default=17, show_default=True, help="ONNX opset version")
 @click.option("--skip-parity", is_flag=True, help="skip onnx.checker and the torch-vs-onnxruntime parity check")
@@ -33,9 +34,14 @@ def export_command(run_dir: Path, output: Path | None, opset: int, skip_parity: 
     `advgen-runtime disguise`: attack rows and noise in, disguised rows out.
     """
     from advgen.errors import AdvgenError
+    from advgen.writers import output_to_replace, say_replaced
     from advgen_export.evasion_export import is_evasion_run
+    from advgen_export.manifest import manifest_path
 
     target = output or run_dir / "model.onnx"
+    # before the suffix check (/dev/full has none) and the export: neither file may replace a folder or a device
+    replaced = {path: output_to_replace(path, option) for path, option in (
+        (target, "-o" if output is not None else ""), (manifest_path(target), "the manifest"))}
     if target.suffix.lower() != ".onnx":
         # the model is written over whatever file -o names: `-o RUN/checkpoint.pt` destroyed the run
         raise click.UsageError(f"the model file must end in .onnx (its manifest goes beside it), got {str(target)!r}")
@@ -51,6 +57,8 @@ def export_command(run_dir: Path, output: Path | None, opset: int, skip_parity: 
             result = export(load_run(run_dir), target, opset=opset, check=not skip_parity)
     except AdvgenError as exc:
         raise click.ClickException(str(exc)) from None
+    for path, what in replaced.items():
+        say_replaced(what, path)
     if as_json:
         click.echo(json.dumps(result.manifest, indent=2))
         return
