@@ -137,6 +137,40 @@ def test_label_with_too_many_classes_names_the_real_flag(tmp_path):
     assert "--unconditional" in line and "--no-conditional" not in line
 
 
+def _label_table(path: Path, labels: list[str]) -> Path:
+    rng = np.random.default_rng(0)
+    rows = [f"{rng.integers(0, 50)},{rng.normal():.3f},{lab}" for lab in labels]
+    path.write_text("a,b,y\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_an_identifier_chosen_as_label_is_one_line(tmp_path):
+    # 120 of 200 rows have a label of their own: far under the 1000 classes conditioning allows
+    f = _label_table(tmp_path / "ids.csv", [f"id{i}" for i in range(120)] + ["common"] * 80)
+    line = error_line(invoke("train", "--plugin", "tabular", "--data", str(f), "--label", "y", "--steps", "2",
+                             "--n-samples", "0", "--out", str(tmp_path / "r")))
+    assert line == (
+        "Error: label column 'y' looks like an identifier, not a class: 120 of its 200 rows carry a value no "
+        "other row has (pick another --label, or train with --unconditional)"
+    )
+    assert not (tmp_path / "r").exists()
+    # half the rows is not more than half: a table of many small classes still trains
+    from advgen_tabular.domain import TabularDomain
+
+    half = load_table(path=_label_table(tmp_path / "half.csv", [f"id{i}" for i in range(100)] + ["common"] * 100), label="y")
+    data = TabularDomain().encode_table(half, TrainConfig(plugin="tabular", seed=0))
+    assert len(data.spec["conditions"]["classes"]) == 101
+
+
+def test_a_label_with_one_class_trains_with_a_note(tmp_path):
+    f = _label_table(tmp_path / "one.csv", ["attack"] * 100)
+    result = invoke("train", "--plugin", "tabular", "--data", str(f), "--label", "y", "--steps", "2", "--batch-size", "16",
+                    "--n-samples", "0", "--threads", "1", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "one class" in line]
+    assert notes == ["note: label y has one class (attack): the run is in effect unconditional"], result.output
+
+
 # --- paths -------------------------------------------------------------------------------------------
 
 

@@ -191,6 +191,14 @@ class TabularDomain(Domain):
                         f"{MAX_CLASSES} (pick another --label, or train with --unconditional)"
                     )
                 counts = labels.value_counts().reindex(classes).to_numpy()
+                own = int((counts == 1).sum())  # rows whose label no other row has
+                if len(classes) > 1 and 2 * own > len(df):
+                    raise InvalidDataError(
+                        f"label column {label!r} looks like an identifier, not a class: {own:,} of its {len(df):,} "
+                        "rows carry a value no other row has (pick another --label, or train with --unconditional)"
+                    )
+                if len(classes) == 1:
+                    notes.append(f"label {label} has one class ({classes[0]}): the run is in effect unconditional")
                 conditions = {"name": label, "classes": classes, "counts": [int(c) for c in counts]}
                 codes = pd.Categorical(labels, categories=classes).codes.astype(np.int64)
                 cond = torch.from_numpy(codes)
