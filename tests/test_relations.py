@@ -230,3 +230,21 @@ def test_an_edited_relation_is_one_clear_error(edit):
     d["derived"] = [dict(rel, **edit)]
     with pytest.raises(Exception, match="malformed relation"):
         TableDecoder(d)
+
+
+def test_values_near_the_float_limit_are_screened_without_warnings():
+    import warnings
+
+    from advgen_tabular.relations import fit_derived
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.uniform(1e307, 1.7e308, 3000), "b": rng.uniform(1e307, 1.7e308, 3000),
+                       "c": rng.uniform(1, 2, 3000)})
+    df["s"] = df["a"] / df["c"]
+    shuffled = df.apply(lambda col: col.to_numpy()[rng.permutation(len(df))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = fit_derived(df, [(c, "continuous") for c in df], {c: None for c in df}, min_pass=0.999,
+                            max_shuffled=0.98, shuffled=shuffled)
+        assert derived_check(found[0])(df).all()
+    assert [(r["target"], r["num"], r["den"]) for r in found] == [("s", ["a"], ["c"])]

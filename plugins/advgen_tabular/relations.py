@@ -55,6 +55,20 @@ def fit_derived(
 ) -> list[dict[str, Any]]:
     """Relations ``a = k * N / D`` that hold in (almost) every row of ``df``, at most one per target
     and free of cycles, in an order where every input is computed before it is used."""
+    # sums of values near the float64 limit overflow to inf: such a candidate fails, quietly
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _fit(df, columns, decimals, min_pass, max_shuffled, shuffled, seed)
+
+
+def _fit(
+    df: pd.DataFrame,
+    columns: list[tuple[str, str]],
+    decimals: dict[str, int | None],
+    min_pass: float,
+    max_shuffled: float,
+    shuffled: pd.DataFrame,
+    seed: int,
+) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
     n = len(df)
     names = [c for c, k in columns if k in NUMERIC_KINDS]

@@ -36,11 +36,11 @@ def derived_values(values: Mapping[str, np.ndarray], rule: dict[str, Any]) -> np
     """What a ``derived`` rule computes its target to be from its inputs' ``values``:
     ``k * sum(num) / sum(den)`` (``den`` empty: ``k * sum(num)``), NaN where the denominator is 0:
     data sets write 0, a sentinel or anything there, so the relation says nothing of those rows."""
-    num = sum(values[c] for c in rule["num"])
-    if not rule["den"]:
-        return rule["k"] * num
-    den = sum(values[c] for c in rule["den"])
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        num = sum(values[c] for c in rule["num"])
+        if not rule["den"]:
+            return rule["k"] * num
+        den = sum(values[c] for c in rule["den"])
         return np.where(den != 0, rule["k"] * num / np.where(den != 0, den, 1.0), np.nan)
 
 
@@ -50,7 +50,7 @@ def derived_ok(values: Mapping[str, np.ndarray], rule: dict[str, Any]) -> np.nda
     want = derived_values(values, rule)
     decimals = rule.get("decimals")
     unit = 10.0 ** (-decimals) if decimals is not None else 0.0
-    with np.errstate(invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         close = np.abs(values[rule["target"]] - want) <= unit + 1e-5 * np.abs(want) + 1e-9
     return close | np.isnan(want)
 
