@@ -66,7 +66,8 @@ def test_relations_are_found_with_their_inputs_and_constants_and_nothing_else():
     t = TableTransform().fit(df, COLUMNS)
     found = _derived(fit_rules(df, COLUMNS, decimals=_decimals(t)))
     assert set(found) == {"fwd_mean", "bytes_per_s", "fwd_hdr"}
-    assert (found["fwd_mean"]["num"], found["fwd_mean"]["den"], found["fwd_mean"]["k"]) == (["fwd_bytes"], ["fwd_pkts"], 1.0)
+    mean = found["fwd_mean"]
+    assert (mean["num"], mean["den"], mean["k"]) == (["fwd_bytes"], ["fwd_pkts"], 1.0)
     rate = found["bytes_per_s"]
     assert (sorted(rate["num"]), rate["den"], rate["k"]) == (["bwd_bytes", "fwd_bytes"], ["dur"], 1e6)
     assert (found["fwd_hdr"]["num"], found["fwd_hdr"]["den"], found["fwd_hdr"]["k"]) == (["fwd_pkts"], [], 20.0)

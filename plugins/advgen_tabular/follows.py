@@ -97,7 +97,8 @@ def write_follows(frame: pd.DataFrame, follows: list[dict[str, Any]], cond: np.n
         if pd.api.types.is_numeric_dtype(col):
             frame[f["column"]] = np.asarray(f["values"], dtype=col.dtype)[idx]
         else:
-            frame[f["column"]] = pd.Series(np.asarray([str(v) for v in f["values"]], dtype=object)[idx], index=frame.index).astype(col.dtype)
+            values = np.asarray([str(v) for v in f["values"]], dtype=object)[idx]
+            frame[f["column"]] = pd.Series(values, index=frame.index).astype(col.dtype)
 
 
 def follows_module(follows: list[dict[str, Any]], info: dict[str, Any], n_classes: int) -> Any:
@@ -123,12 +124,17 @@ def follows_module(follows: list[dict[str, Any]], info: dict[str, Any], n_classe
                     cat_cols.append(list(cats).index(f["column"]))
                     cat_vals.append([vocab.index(str(v)) for v in f["values"]])
             self.has_num, self.has_cat = bool(num_cols), bool(cat_cols)
-            self.register_buffer("num_table", torch.tensor(num_vals, dtype=torch.float32).T.contiguous() if num_vals else torch.zeros(0))
-            self.register_buffer("cat_table", torch.tensor(cat_vals, dtype=torch.long).T.contiguous() if cat_vals else torch.zeros(0, dtype=torch.long))
+            # [class, column] lookup tables
+            num_table = torch.tensor(num_vals, dtype=torch.float32).T if num_vals else torch.zeros(0)
+            cat_table = torch.tensor(cat_vals, dtype=torch.long).T if cat_vals else torch.zeros(0, dtype=torch.long)
+            self.register_buffer("num_table", num_table.contiguous())
+            self.register_buffer("cat_table", cat_table.contiguous())
             self.register_buffer("num_take", torch.tensor(_take(len(numeric), num_cols), dtype=torch.long))
             self.register_buffer("cat_take", torch.tensor(_take(len(cats), cat_cols), dtype=torch.long))
 
-        def forward(self, num: torch.Tensor, cat: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def forward(
+            self, num: torch.Tensor, cat: torch.Tensor, cond: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             if self.has_num:
                 num = torch.cat([num, self.num_table[cond]], dim=1).index_select(1, self.num_take)
             if self.has_cat:

@@ -39,8 +39,8 @@ SIGNATURE_ROWS = 8
 GRID = 0.05  # signature cell width in log units: relative rounding error of a target up to 2.5%
 MAX_COLUMNS = 200  # pair sums grow with the square of the columns screened (200 columns of 20,000 rows: 11 s)
 MAX_CANDIDATES = 20000
-MIN_POSITIVE = 0.05
-HASH_DIMS = 3  # signature dimensions the grid is hashed on; a hit is then compared on all of them  # a column positive in fewer rows than this says too little to relate
+MIN_POSITIVE = 0.05  # a column positive in fewer rows than this says too little to relate
+HASH_DIMS = 3  # signature dimensions the grid is hashed on; a hit is then compared on all of them
 
 
 def fit_derived(
