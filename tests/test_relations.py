@@ -249,3 +249,38 @@ def test_values_near_the_float_limit_are_screened_without_warnings():
                             max_shuffled=0.98, shuffled=shuffled)
         assert derived_check(found[0])(df).all()
     assert [(r["target"], r["num"], r["den"]) for r in found] == [("s", ["a"], ["c"])]
+
+
+def test_a_denominator_small_enough_to_overflow_float32_keeps_the_drawn_value(tmp_path):
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    df = pd.DataFrame({"a": rng.uniform(1e6, 1e7, n), "b": rng.uniform(1e6, 1e7, n)})
+    # a rate near the float32 limit: finite in every real row, not for a large total over a small time
+    df["d"] = (df["a"] + df["b"]) * 1e-38 * rng.uniform(1, 3, n)
+    df["rate"] = (df["a"] + df["b"]) / df["d"]
+    cols = [("a", "continuous"), ("b", "continuous"), ("d", "continuous"), ("rate", "continuous")]
+    t = TableTransform().fit(df, cols)
+    t.derived = [{"type": "derived", "target": "rate", "num": ["a", "b"], "den": ["d"], "k": 1.0, "decimals": None}]
+    x = torch.randn(4000, t.dim) * 3
+    num, _ = t.decode_arrays(x)
+    assert np.isfinite(num).all()
+    rate = num[:, 3].astype(np.float64)
+    computed = (num[:, 0].astype(np.float64) + num[:, 1]) / num[:, 2]
+    assert 0.01 < np.mean(computed > 3.4e38) < 0.99  # the case is exercised, and most rows are computed
+    decoder = TableDecoder(t.to_dict()).eval()
+    path = tmp_path / "decoder.onnx"
+    torch.onnx.export(decoder, (x[:8],), str(path), input_names=["x"], output_names=["numeric", "categorical"],
+                      dynamic_axes={"x": {0: "n"}}, opset_version=17, dynamo=False)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(sess.run(None, {"x": x.numpy()})[0], num)
+
+
+def test_a_column_of_values_below_one_millionth_is_not_rounded_to_zero():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"tiny": rng.uniform(1e-9, 9e-7, 1000), "n": rng.integers(0, 9, 1000)})
+    t = TableTransform().fit(df, [("tiny", "continuous"), ("n", "count")])
+    assert t.plan("tiny").get("decimals") is None and t.plan("n").get("decimals") == 0
+    rows = t.inverse_transform(torch.randn(2000, t.dim))
+    assert (rows["tiny"] > 0).all() and rows["tiny"].between(1e-9, 9e-7).all()

@@ -75,13 +75,16 @@ class Segment:
 
 
 def _decimals(values: np.ndarray, kind: str) -> int | None:
-    """The fewest decimals that represent every value exactly (counts: 0), or None when none do."""
+    """The fewest decimals that represent every value exactly (counts: 0), or None when none do.
+
+    "Exactly" is relative to the value: 3.0000000001 is 3, but 4e-7 is not 0 (a column of values
+    all below 1e-6 used to get 0 decimals and decode as zeros)."""
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return 0
     for d in range(0, MAX_DECIMALS + 1):
         scaled = finite * 10.0**d
-        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled))):
+        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.abs(scaled)):
             return d
     return 0 if kind == "count" else None
 
@@ -874,11 +877,10 @@ class TableDecoder(nn.Module):
             if has_den:
                 den = num.index_select(1, getattr(self, f"derived_den{i}")).sum(dim=1, keepdim=True)
                 nonzero = den != 0
-                value = torch.where(
-                    nonzero,
-                    value / torch.where(nonzero, den, torch.ones_like(den)),
-                    num.index_select(1, getattr(self, f"derived_target{i}")),
-                )
+                drawn = num.index_select(1, getattr(self, f"derived_target{i}"))
+                value = torch.where(nonzero, value / torch.where(nonzero, den, torch.ones_like(den)), drawn)
+                # a tiny denominator can overflow float32: such a row keeps its drawn value, not inf
+                value = torch.where(torch.isfinite(value), value, drawn)
             if rounded:
                 value = torch.round(value * scale) / scale
             num = torch.cat([num, value], dim=1).index_select(1, getattr(self, f"derived_take{i}"))
