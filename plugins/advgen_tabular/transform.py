@@ -58,6 +58,11 @@ NUMERIC_KINDS = ("continuous", "count", "rate")
 DISCRETE_KINDS = ("flag", "categorical")
 ENCODINGS = ("quantile", "log", "msn")
 MAX_DECIMALS = 6
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+# integral columns are written as int64 only up to this magnitude (float32 decoding may round 2**63 - 1
+# up to 2**63, which overflows int64); larger ones are written as floats
+INT64_SAFE = 2.0**62
 # a rate is snapped to fractions of a count when this share of real rows already is one ...
 FRACTION_MIN_PASS = 0.999
 # ... and no more than this share of rows with the count shuffled independently would be
@@ -169,6 +174,21 @@ class TableTransform:
                 values = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64)
                 if not np.isfinite(values).all():
                     raise InvalidDataError(f"numeric column {name!r} holds missing or non-finite values")
+                if np.abs(values).max() > FLOAT32_MAX:
+                    # the decoder works in float32: such values would decode as inf (then int64 garbage)
+                    raise InvalidDataError(
+                        f"numeric column {name!r} holds values up to {np.abs(values).max():.3g}, beyond the "
+                        f"float32 range ({FLOAT32_MAX:.3g}) that decoding works in; rescale it (log10, or "
+                        f"another unit) or drop it"
+                    )
+                nonzero = np.abs(values[values != 0])
+                if nonzero.size and np.mean(nonzero < FLOAT32_TINY) > 0.01:
+                    # and would decode as zeros below float32's smallest normal number
+                    raise InvalidDataError(
+                        f"numeric column {name!r} holds values as small as {nonzero.min():.3g}, below the "
+                        f"float32 range ({FLOAT32_TINY:.3g}) that decoding works in; rescale it (another "
+                        f"unit, or log10) or drop it"
+                    )
                 self.plans.append(self._fit_numeric(name, kind, values, seed, group_arr))
             elif kind in DISCRETE_KINDS:
                 self.plans.append(self._fit_discrete(name, kind, df[name]))
@@ -252,7 +272,10 @@ class TableTransform:
             # code decodes to one of them and the generator need not tie the code to its slot draw
             # (the column's minimum and maximum stay its end knots, so values of a file larger than the
             # rows fitted on, between a point mass and the nearest other value, still decode)
-            rest = np.concatenate([values[~np.isin(values, spikes)], [lo, hi]]) if spikes else values
+            others = values[~np.isin(values, spikes)] if spikes else values
+            # when the point masses hold every value, an "other" draw decodes as the whole column does
+            # (steps between its values), not along the line from min to max (3.5/7 gave 4.2)
+            rest = np.concatenate([others, [lo, hi]]) if spikes and others.size else values
             grid = np.quantile(rest, quantile_levels(self.n_quantiles))
             grid = np.maximum.accumulate(grid)  # guard against float noise breaking monotonicity
             plan["grid"] = _rle(grid)
@@ -489,7 +512,7 @@ def _categorical_members(d: dict[str, Any]) -> list[dict[str, Any]]:
 def _is_integral(plan: dict[str, Any]) -> bool:
     if plan["kind"] == "flag":
         return all(float(v).is_integer() for v in plan["vocab"])
-    return plan.get("decimals") == 0
+    return plan.get("decimals") == 0 and max(abs(plan["min"]), abs(plan["max"])) <= INT64_SAFE
 
 
 def _codes(values: np.ndarray, vocab: list[Any]) -> np.ndarray:

@@ -1,0 +1,66 @@
+"""Unusual but legitimate tables: values the float32 decoder cannot hold, integers beyond int64,
+columns whose every value is a point mass. Each case once decoded silently wrong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from advgen.errors import InvalidDataError
+from advgen_tabular.transform import TableTransform
+
+
+def _roundtrip(t: TableTransform, df: pd.DataFrame) -> pd.DataFrame:
+    return t.inverse_transform(t.transform(df))
+
+
+def test_values_beyond_float32_are_a_clear_error_not_int64_garbage():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": np.floor(10 ** rng.uniform(40, 300, 500))})
+    with pytest.raises(InvalidDataError, match="beyond the float32 range"):
+        TableTransform().fit(df, [("a", "count")])
+
+
+def test_values_below_float32_are_a_clear_error_not_zeros():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": 10 ** rng.uniform(-300, -200, 500)})
+    with pytest.raises(InvalidDataError, match="below the float32 range"):
+        TableTransform().fit(df, [("a", "continuous")])
+    # a few such values among ordinary ones still train (they decode near zero)
+    df = pd.DataFrame({"a": np.r_[rng.normal(size=500), 1e-300]})
+    TableTransform().fit(df, [("a", "continuous")])
+
+
+def test_integers_beyond_int64_decode_as_floats():
+    rng = np.random.default_rng(0)
+    values = np.floor(10 ** rng.uniform(19, 30, 500))  # integral floats above int64's maximum
+    df = pd.DataFrame({"a": values})
+    t = TableTransform().fit(df, [("a", "count")])
+    assert t.output_info()["numeric"][0]["dtype"] == "float64"
+    out = _roundtrip(t, df)["a"].to_numpy()
+    assert np.all(out > 0)
+    np.testing.assert_allclose(out, values, rtol=1e-2)  # the quantile map is lossy, not this far
+    # timestamps in nanoseconds (1.6e18) still fit int64 and stay integers
+    df = pd.DataFrame({"a": rng.integers(1_600_000_000 * 10**9, 1_700_000_000 * 10**9, 500).astype(float)})
+    t = TableTransform().fit(df, [("a", "count")])
+    assert t.output_info()["numeric"][0]["dtype"] == "int64"
+    assert _roundtrip(t, df)["a"].min() > 0
+
+
+@pytest.mark.parametrize("pair", [(3.5, 7.0), (-1.0, 1.0)])
+def test_other_slot_of_a_column_made_only_of_point_masses_decodes_to_its_values(pair):
+    """Two values, both point masses: the quantile code used to span the line from min to max, so a
+    generator's "other" draw gave 4.2 in a column of 3.5 and 7 (or 0 in a column of -1 and 1)."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"t": rng.choice(pair, 2000)})
+    t = TableTransform(point_masses=16).fit(df, [("t", "continuous")])
+    x = np.asarray(t.transform(df)).copy()
+    for s in t.segments():
+        if s.activation == "linear":
+            x[:, s.start : s.end] = rng.standard_normal((len(x), s.end - s.start))
+        else:  # every row draws the "other" slot
+            x[:, s.start : s.end] = 0.0
+            x[:, s.start] = 1.0
+    out = t.inverse_transform(x)["t"]
+    assert out.isin(pair).mean() > 0.99
