@@ -64,3 +64,27 @@ def test_other_slot_of_a_column_made_only_of_point_masses_decodes_to_its_values(
             x[:, s.start] = 1.0
     out = t.inverse_transform(x)["t"]
     assert out.isin(pair).mean() > 0.99
+
+
+def test_loader_keeps_integers_beyond_int64_as_floats(tmp_path):
+    """The loader cast every count column to int64: integers above 9.2e18 all became -2**63."""
+    from advgen_datasets.table import load_table
+
+    rng = np.random.default_rng(0)
+    values = np.floor(10 ** rng.uniform(19, 30, 300))
+    f = tmp_path / "big.csv"
+    pd.DataFrame({"a": values, "x": rng.normal(size=300), "y": rng.choice(["p", "q"], 300)}).to_csv(f, index=False)
+    a = load_table(path=f, label="y").df["a"].to_numpy(dtype=np.float64)
+    np.testing.assert_allclose(a, values)
+
+
+@pytest.mark.parametrize("values", [np.full(50, -9.2e18), -1.6e18 + np.arange(50.0)])
+def test_plot_of_a_huge_column_of_narrow_span(tmp_path, values):
+    """numpy cannot split a span narrower than float64's spacing at that magnitude into 40 bins;
+    the plot at the end of training raised (and failed the run) instead of drawing one."""
+    pytest.importorskip("matplotlib")
+    from advgen_tabular import TabularDomain
+
+    spec = {"columns": [{"name": "a", "kind": "continuous", "role": "feature"}]}
+    real = pd.DataFrame({"a": values})
+    assert TabularDomain().plot(real, real.copy(), tmp_path / "p.png", spec)

@@ -626,7 +626,10 @@ def _clean(df: pd.DataFrame, plan: _Plan, source: str, notes: list[str]) -> tupl
                 med = float(np.round(med))
             filled.append(f"{col.name} ({_fmt_count(int(nan.sum()))}, median {med:g})")
             s = s.fillna(med)
-        out[col.name] = s.round().astype("int64") if col.kind in ("count", "flag") else s.astype("float64")
+        # integers beyond int64 (2**62 leaves room for float rounding) stay floats: the cast overflowed
+        # every one of them to -2**63, a constant column
+        as_int = col.kind in ("count", "flag") and not (s.abs() > 2.0**62).any()
+        out[col.name] = s.round().astype("int64") if as_int else s.astype("float64")
     if filled:
         notes.append(f"filled missing values: {', '.join(filled)}")
     if not schema:

@@ -442,7 +442,7 @@ class TabularDomain(Domain):
                 log = kind != "rate" and np.nanmin(a) >= 0 and np.nanmax(a) > 100
                 if log:
                     a, b = np.log1p(a), np.log1p(np.maximum(b, 0))
-                bins = np.histogram_bin_edges(np.concatenate([a, b])[np.isfinite(np.concatenate([a, b]))], bins=40)
+                bins = _bin_edges(np.concatenate([a, b]))
                 ax.hist(a, bins=bins, alpha=0.5, density=True, label="real", color="C0")
                 ax.hist(b, bins=bins, alpha=0.5, density=True, label="generated", color="C1")
                 ax.set_title(f"{name} (log1p scale)" if log else name, fontsize=11)
@@ -596,6 +596,18 @@ def _plot_title(spec: dict[str, Any], n_real: int, n_fake: int, n_columns: int) 
     features = [c for c in spec["columns"] if c["role"] == "feature"]
     total = len(features) + len([c for c in spec.get("constants", {}) if c not in {f["name"] for f in features}])
     return f"{data}: {n_real:,} real vs {n_fake:,} generated rows, {n_columns} of {total} feature columns"
+
+
+def _bin_edges(values: np.ndarray, bins: int = 40) -> np.ndarray:
+    """Histogram edges of the finite ``values``; numpy's raise for a span narrower than float64 can
+    split at the values' magnitude (a constant column at -9.2e18 crashed training at its plot)."""
+    finite = values[np.isfinite(values)]
+    try:
+        return np.histogram_bin_edges(finite, bins=bins)
+    except ValueError:
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        pad = max(abs(lo), abs(hi), 1.0) * 1e-9
+        return np.linspace(lo - pad, hi + pad, bins + 1)
 
 
 def _plot_columns(real: pd.DataFrame, spec: dict[str, Any], limit: int = 12) -> list[tuple[str, str]]:
