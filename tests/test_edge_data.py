@@ -88,3 +88,22 @@ def test_plot_of_a_huge_column_of_narrow_span(tmp_path, values):
     spec = {"columns": [{"name": "a", "kind": "continuous", "role": "feature"}]}
     real = pd.DataFrame({"a": values})
     assert TabularDomain().plot(real, real.copy(), tmp_path / "p.png", spec)
+
+
+def test_a_column_too_narrow_for_float32_at_its_magnitude_gets_a_note(tmp_path):
+    """Millisecond timestamps within one second decode as one value (float32 spacing at 1.6e12 is
+    131072): the run says so instead of silently writing a constant column."""
+    from advgen.config import TrainConfig
+    from advgen_datasets.table import load_table
+    from advgen_tabular.domain import TabularDomain
+
+    rng = np.random.default_rng(0)
+    f = tmp_path / "t.csv"
+    pd.DataFrame({
+        "when": 1_600_000_000_000 + rng.integers(0, 1000, 300),
+        "x": rng.normal(size=300),
+        "y": rng.choice(["p", "q"], 300),
+    }).to_csv(f, index=False)
+    data = TabularDomain().encode_table(load_table(path=f, label="y"), TrainConfig(plugin="tabular", seed=0))
+    coarse = [n for n in data.notes if "float32" in n]
+    assert len(coarse) == 1 and "'when'" in coarse[0] and "'x'" not in coarse[0], data.notes

@@ -229,6 +229,13 @@ class TabularDomain(Domain):
             + (f", {len(transform.derived)} columns computed from others" if transform.derived else "")
             + f"); fitted {len(rules)} validation rules"
         )
+        coarse = _float32_coarse(transform.plans)
+        if coarse:
+            notes.append(
+                "decoding works in float32, too coarse for the spread of "
+                + ", ".join(coarse)
+                + ": generated values take few distinct values; subtract an offset (or rescale) first"
+            )
         follows: list[dict[str, Any]] = []
         if conditions is not None and opts["follow_label"]:
             info = transform.output_info()
@@ -596,6 +603,18 @@ def _plot_title(spec: dict[str, Any], n_real: int, n_fake: int, n_columns: int) 
     features = [c for c in spec["columns"] if c["role"] == "feature"]
     total = len(features) + len([c for c in spec.get("constants", {}) if c not in {f["name"] for f in features}])
     return f"{data}: {n_real:,} real vs {n_fake:,} generated rows, {n_columns} of {total} feature columns"
+
+
+def _float32_coarse(plans: list[dict[str, Any]], steps: int = 256) -> list[str]:
+    """Numeric columns whose range spans fewer than ``steps`` float32 values at their magnitude:
+    millisecond timestamps within one second (1.6e12 + 0..999) decoded as one value, below the min."""
+    out = []
+    for p in plans:
+        if p["kind"] in NUMERIC_KINDS and p["max"] > p["min"]:
+            spacing = float(np.spacing(np.float32(max(abs(p["min"]), abs(p["max"])))))
+            if (p["max"] - p["min"]) / spacing < steps:
+                out.append(f"{p['name']!r} ({p['min']:.6g} to {p['max']:.6g}, float32 spacing {spacing:g})")
+    return out
 
 
 def _bin_edges(values: np.ndarray, bins: int = 40) -> np.ndarray:
