@@ -613,7 +613,7 @@ def _float32_coarse(plans: list[dict[str, Any]], steps: int = 256) -> list[str]:
         if p["kind"] in NUMERIC_KINDS and p["max"] > p["min"]:
             spacing = float(np.spacing(np.float32(max(abs(p["min"]), abs(p["max"])))))
             if (p["max"] - p["min"]) / spacing < steps:
-                out.append(f"{p['name']!r} ({p['min']:.6g} to {p['max']:.6g}, float32 spacing {spacing:g})")
+                out.append(f"{p['name']!r} (near {p['max']:.3g}, spanning {p['max'] - p['min']:g}, float32 spacing {spacing:g})")
     return out
 
 
