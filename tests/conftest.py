@@ -44,3 +44,42 @@ def data_dir() -> Path:
             os.environ["ADVGEN_DATA"] = c
             return Path(c)
     pytest.fail("NSL-KDD files not found: set ADVGEN_DATA to a folder holding nsl-kdd/KDDTrain+_20Percent.txt")
+
+
+@pytest.fixture
+def curves_run(tmp_path) -> Path:
+    """A 5-step curves run (a checkpoint to sample, tamper with or export)."""
+    return train_tiny_curves(tmp_path / "run")
+
+
+def train_tiny_curves(out: Path) -> Path:
+    from click.testing import CliRunner
+
+    from advgen.cli import cli
+
+    result = CliRunner().invoke(cli, [
+        "train", "--plugin", "curves", "--steps", "5", "--batch-size", "16", "--n-samples", "0",
+        "--option", "n_real=64", "--option", "length=8", "--threads", "1", "--out", str(out), "-q",
+    ])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def assert_decoder_matches_onnx(transform, tmp_path: Path, sizes=(1, 257), scale: float = 2.0) -> None:
+    """The transform's decoder exported to ONNX gives onnxruntime the very numbers torch decodes."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from advgen_tabular.transform import TableDecoder
+
+    decoder = TableDecoder(transform.to_dict()).eval()
+    path = tmp_path / "decoder.onnx"
+    torch.onnx.export(
+        decoder, (torch.randn(8, transform.dim),), str(path), input_names=["x"],
+        output_names=["numeric", "categorical"], dynamic_axes={"x": {0: "n"}}, opset_version=17, dynamo=False,
+    )
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for n in sizes:
+        xs = torch.randn(n, transform.dim) * scale
+        num, _ = sess.run(None, {"x": xs.numpy()})
+        np.testing.assert_array_equal(num, transform.decode_arrays(xs)[0])

@@ -25,17 +25,6 @@ def invoke(*args: str):
     return CliRunner().invoke(cli, list(args))
 
 
-@pytest.fixture
-def curves_run(tmp_path) -> Path:
-    out = tmp_path / "run"
-    result = invoke(
-        "train", "--plugin", "curves", "--steps", "5", "--batch-size", "16", "--n-samples", "0",
-        "--option", "n_real=64", "--option", "length=8", "--threads", "1", "--out", str(out), "-q",
-    )
-    assert result.exit_code == 0, result.output
-    return out
-
-
 def corrupted_line(ckpt: Path) -> str:
     return f"checkpoint {ckpt} is corrupted or was tampered with (its contents do not match their digest)"
 

@@ -35,17 +35,6 @@ def _tamper(run: Path, **fields: object) -> None:
 
 
 @pytest.fixture
-def curves_run(tmp_path) -> Path:
-    out = tmp_path / "run"
-    result = invoke(
-        "train", "--plugin", "curves", "--steps", "5", "--batch-size", "16", "--n-samples", "0",
-        "--option", "n_real=64", "--option", "length=8", "--threads", "1", "--out", str(out), "-q",
-    )
-    assert result.exit_code == 0, result.output
-    return out
-
-
-@pytest.fixture
 def payload_file(tmp_path) -> tuple[Path, Path]:
     """A plugin file that leaves a marker when it is imported."""
     marker = tmp_path / "pwned"

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import assert_decoder_matches_onnx
 
 from advgen.errors import AdvgenError
 from advgen_tabular import TabularDomain
@@ -100,21 +101,9 @@ def test_a_point_mass_rows_code_is_noise_and_other_rows_codes_cover_the_normal()
 
 
 def test_decoder_with_point_masses_matches_onnx_runtime(tmp_path):
-    import onnxruntime as ort
-
     df, label = _table()
     t = TableTransform(point_masses=16).fit(df, COLUMNS, groups=label)
-    decoder = TableDecoder(t.to_dict()).eval()
-    path = tmp_path / "decoder.onnx"
-    torch.onnx.export(
-        decoder, (torch.randn(8, t.dim),), str(path), input_names=["x"], output_names=["numeric", "categorical"],
-        dynamic_axes={"x": {0: "n"}}, opset_version=17, dynamo=False,
-    )
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for n in (1, 257):
-        xs = torch.randn(n, t.dim) * 2
-        num, _ = sess.run(None, {"x": xs.numpy()})
-        np.testing.assert_array_equal(num, t.decode_arrays(xs)[0])
+    assert_decoder_matches_onnx(t, tmp_path, sizes=(1, 257))
     assert TableDecoder(t.to_dict())(torch.zeros(0, t.dim))[0].shape == (0, 3)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import assert_decoder_matches_onnx
 
 from advgen.adversarial.constraints import Repair
 from advgen_tabular.rules import derived_check, rule_check
@@ -108,8 +109,6 @@ def _fitted(df: pd.DataFrame) -> TableTransform:
 
 
 def test_decoded_rows_obey_every_relation_and_onnxruntime_decodes_the_same(tmp_path):
-    import onnxruntime as ort
-
     df = _flows()
     t = _fitted(df)
     plain = TableTransform.from_dict(dict(t.to_dict(), derived=[]))
@@ -134,17 +133,7 @@ def test_decoded_rows_obey_every_relation_and_onnxruntime_decodes_the_same(tmp_p
     gap = (mean[out_of_range] - drawn).abs()
     assert gap.median() <= 0.011 and (gap <= 0.1 * drawn + 0.011).all()
 
-    decoder = TableDecoder(t.to_dict()).eval()
-    path = tmp_path / "decoder.onnx"
-    torch.onnx.export(
-        decoder, (torch.randn(8, t.dim),), str(path), input_names=["x"], output_names=["numeric", "categorical"],
-        dynamic_axes={"x": {0: "n"}}, opset_version=17, dynamo=False,
-    )
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for n in (1, 513):
-        xs = torch.randn(n, t.dim) * 2
-        num, _ = sess.run(None, {"x": xs.numpy()})
-        np.testing.assert_array_equal(num, t.decode_arrays(xs)[0])
+    assert_decoder_matches_onnx(t, tmp_path, sizes=(1, 513))
 
 
 def test_a_format_3_transform_decodes_without_relations():
@@ -252,8 +241,6 @@ def test_values_near_the_float_limit_are_screened_without_warnings():
 
 
 def test_a_denominator_small_enough_to_overflow_float32_keeps_the_drawn_value(tmp_path):
-    import onnxruntime as ort
-
     rng = np.random.default_rng(0)
     n = 2000
     df = pd.DataFrame({"a": rng.uniform(1e6, 1e7, n), "b": rng.uniform(1e6, 1e7, n)})
@@ -269,12 +256,7 @@ def test_a_denominator_small_enough_to_overflow_float32_keeps_the_drawn_value(tm
     rate = num[:, 3].astype(np.float64)
     computed = (num[:, 0].astype(np.float64) + num[:, 1]) / num[:, 2]
     assert 0.01 < np.mean(computed > 3.4e38) < 0.99  # the case is exercised, and most rows are computed
-    decoder = TableDecoder(t.to_dict()).eval()
-    path = tmp_path / "decoder.onnx"
-    torch.onnx.export(decoder, (x[:8],), str(path), input_names=["x"], output_names=["numeric", "categorical"],
-                      dynamic_axes={"x": {0: "n"}}, opset_version=17, dynamo=False)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    np.testing.assert_array_equal(sess.run(None, {"x": x.numpy()})[0], num)
+    assert_decoder_matches_onnx(t, tmp_path, sizes=(4000,), scale=3.0)
 
 
 def test_a_column_of_values_below_one_millionth_is_not_rounded_to_zero():

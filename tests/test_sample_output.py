@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import train_tiny_curves
 
 from advgen.cli import cli
 from advgen.errors import AdvgenError
@@ -25,13 +26,7 @@ def invoke(*args: str):
 
 @pytest.fixture(scope="module")
 def curves_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sample-output") / "run"
-    result = invoke(
-        "train", "--plugin", "curves", "--steps", "5", "--batch-size", "16", "--n-samples", "0",
-        "--option", "n_real=64", "--option", "length=8", "--threads", "1", "--out", str(out), "-q",
-    )
-    assert result.exit_code == 0, result.output
-    return out
+    return train_tiny_curves(tmp_path_factory.mktemp("sample-output") / "run")
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,8 @@ MIN_POSITIVE = 0.05  # a column positive in fewer rows than this says too little
 HASH_DIMS = 3  # signature dimensions the grid is hashed on; a hit is then compared on all of them
 
 
+# sums of values near the float64 limit overflow to inf: such a candidate fails, quietly
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def fit_derived(
     df: pd.DataFrame,
     columns: list[tuple[str, str]],
@@ -55,20 +57,6 @@ def fit_derived(
 ) -> list[dict[str, Any]]:
     """Relations ``a = k * N / D`` that hold in (almost) every row of ``df``, at most one per target
     and free of cycles, in an order where every input is computed before it is used."""
-    # sums of values near the float64 limit overflow to inf: such a candidate fails, quietly
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _fit(df, columns, decimals, min_pass, max_shuffled, shuffled, seed)
-
-
-def _fit(
-    df: pd.DataFrame,
-    columns: list[tuple[str, str]],
-    decimals: dict[str, int | None],
-    min_pass: float,
-    max_shuffled: float,
-    shuffled: pd.DataFrame,
-    seed: int,
-) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
     n = len(df)
     names = [c for c, k in columns if k in NUMERIC_KINDS]
@@ -100,7 +88,7 @@ def _fit(
     # signatures of constant columns are 0 and would match anything
     moving = np.abs(sig_t).max(axis=0) > 1e-9
     table = _Table(sig_t[:, moving], np.flatnonzero(moving))
-    candidates = _screen(usable, cols, terms, sig_t, moving, table, decimals)
+    candidates = _screen(usable, cols, terms, sig_t, moving, table)
     # candidates are first tried on a few hundred rows, most of them fail there
     few = rng.choice(n, size=min(n, 512), replace=False)
     values_few = {c: v[few] for c, v in values.items()}
@@ -153,8 +141,8 @@ class _Table:
         with np.errstate(over="ignore"):
             return (cells * self.mult[:, None]).sum(axis=0)
 
-    def lookup(self, q: np.ndarray, tol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(query, term) pairs whose signatures agree within ``tol`` (per query) in every dimension."""
+    def lookup(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(query, term) pairs whose signatures agree within half a cell in every dimension."""
         dims = self.dims
         cell = np.floor(q[:dims] / GRID).astype(np.int64)
         frac = q[:dims] / GRID - cell
@@ -170,7 +158,7 @@ class _Table:
                 continue
             qi = np.repeat(np.arange(q.shape[1]), count)
             ti = np.concatenate([np.arange(a, b) for a, b in zip(lo[count > 0], hi[count > 0])])
-            close = np.all(np.abs(self.sig[:, ti] - q[:, qi]) <= tol[qi][None, :], axis=0)
+            close = np.all(np.abs(self.sig[:, ti] - q[:, qi]) <= GRID / 2, axis=0)
             hits_q.append(qi[close])
             hits_t.append(ti[close])
         if not hits_q:
@@ -187,7 +175,6 @@ def _screen(
     sig_t: np.ndarray,
     moving: np.ndarray,
     table: _Table,
-    decimals: dict[str, int | None],
 ) -> list[tuple[int, tuple[int, ...], tuple[int, ...]]]:
     """(target, numerator term, denominator term or ()) whose signatures match."""
     dims = sig_t.shape[0]
@@ -199,9 +186,8 @@ def _screen(
         if not moving[ta]:
             continue
         q = sig_t[:, ta : ta + 1] + sig_d  # [dims, nD]
-        # rounding of the target moves its logarithm: allow a little more than the grid's half cell
-        tol = np.full(q.shape[1], GRID / 2)
-        qi, ti = table.lookup(q, tol)
+        # rounding of the target moves its logarithm: up to half a cell (GRID) is allowed
+        qi, ti = table.lookup(q)
         for d_i, n_i in zip(qi.tolist(), ti.tolist()):
             den, num = dens[d_i], terms[n_i]
             used = set(den) | set(num)
