@@ -194,6 +194,32 @@ def test_export_writes_model_manifest_and_parity(exported: dict[str, Path], name
     assert [o.name for o in model.graph.output] == [o["name"] for o in manifest["outputs"]]
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_while_writing_the_manifest_keeps_the_previous_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import io
+
+    path = tmp_path / "model.onnx"
+    export(toy_curves_run(), path, check=False)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real_open = builtins.open
+
+    def full_for_the_manifest(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if isinstance(file, (str, os.PathLike)) and Path(file).name.startswith(".model.onnx.json.") and "w" in mode:
+            return real_open("/dev/full", mode, *args, **kwargs)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full_for_the_manifest)
+    monkeypatch.setattr(io, "open", full_for_the_manifest)
+    torch.manual_seed(1)
+    run = _run(ToyCurves(), ToyCurveGenerator(4, 16), {"shape": [16], "conditions": None}, 4)
+    with pytest.raises(AdvgenError, match="disk full while writing .*model.onnx.json"):
+        export(run, path, check=False)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    load(path)
+
+
 def test_table_manifest_holds_vocabularies_and_condition_selectors(exported: dict[str, Path]) -> None:
     manifest = json.loads(manifest_path(exported["table"]).read_text())
     cond = manifest["conditions"]

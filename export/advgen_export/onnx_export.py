@@ -6,7 +6,7 @@ unless the graph passes ``onnx.checker`` and matches torch on the same latent an
 batch sizes other than the one it was traced with (as optimum's ``validate_model_outputs`` does).
 The manifest (see :mod:`advgen_export.manifest`) is bound to the model: the model's metadata records
 the manifest's digest, the manifest the model's sha256. The exporter checks the pair exactly as the
-runtime will load it, then writes the model and then its manifest, each atomically.
+runtime will load it, then writes the model and its manifest to temporary files and renames both.
 
 The exporter is torch's TorchScript-based one (``dynamo=False``): it needs nothing beyond torch and
 onnx, and handles the small MLP/conv generators advgen trains. torch marks it deprecated in favour of
@@ -133,11 +133,12 @@ def export(
 
     target = Path(path)
     manifest, model_bytes = bind_manifest(model, build_manifest(run, target, outputs, opset, parity))
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(model_bytes)
     side = manifest_path(target)
-    with atomic_path(side) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
+    # both files are written in full before either replaces anything: a full disk while writing the
+    # manifest leaves the previous pair as it was, not a new model beside its old manifest
+    with atomic_path(target) as model_tmp, atomic_path(side) as side_tmp:
+        model_tmp.write_bytes(model_bytes)
+        side_tmp.write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
     return ExportResult(target, side, manifest, parity)
 
 
