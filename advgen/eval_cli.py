@@ -171,7 +171,7 @@ def evaluate_cmd(
     from advgen.metrics.html_report import write_html
     from advgen.metrics.plots import write_plots
     from advgen.metrics.report import format_report, write_json
-    from advgen.writers import output_to_replace, say_replaced
+    from advgen.writers import distinct_outputs, output_to_replace, say_replaced
 
     for name, value in (("--seeds", seeds), ("--folds", folds), ("--max-rows", max_rows), ("--aug-per-class", aug_per_class)):
         if value < 1:
@@ -181,6 +181,7 @@ def evaluate_cmd(
     if n is not None and n < 1:
         raise click.BadParameter(f"must be >= 1, got {n}", param_hint="-n")
     # before the long work: a report that cannot be written is refused now, not after minutes
+    distinct_outputs({"--json": json_out, "--html": html_out}, {"TARGET": target, "--real": real_ref, "--test": test_ref})
     json_replaced = output_to_replace(json_out, "--json") if json_out else None
     html_replaced = output_to_replace(html_out, "--html") if html_out else None
     from advgen.threads import default_threads, limit_threads
@@ -440,12 +441,13 @@ def augment_cmd(
     from advgen.api import load_run
     from advgen.augment import TABLE_SUFFIXES, augment, write_table
     from advgen.threads import default_threads, limit_threads
-    from advgen.writers import output_to_replace, say_replaced
+    from advgen.writers import distinct_outputs, output_to_replace, say_replaced
 
     if (per_class is None) == (not balance):
         raise click.UsageError("choose one of --per-class N and --balance")
     if per_class is not None and per_class < 1:
         raise click.BadParameter(f"must be >= 1, got {per_class}", param_hint="--per-class")
+    distinct_outputs({"-o": output}, {"--data": data_ref})
     replaced = output_to_replace(output, "-o")  # before the suffix check: /dev/full has no suffix
     if Path(output).suffix.lower() not in TABLE_SUFFIXES:
         raise click.BadParameter("use a .csv or .parquet file", param_hint="--output")

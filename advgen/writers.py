@@ -108,6 +108,33 @@ def output_to_replace(path: str | Path, option: str = "-o", *, folder_ok: bool =
     raise AdvgenError(f"{option} {path} is {kind}, not a regular file".lstrip())
 
 
+def distinct_outputs(outputs: Mapping[str, str | Path | None], inputs: Mapping[str, str | Path | None] | None = None) -> None:
+    """Refuse, before any work, an output path that another output or an input of the same command
+    also names (``--json r.json --html r.json``, ``-o data.csv --data data.csv``): the later write would
+    replace the earlier one, or the input the user still needs. Keys say how each path was given
+    (``--json``, ``--data``); None values and inputs that are not files (``nsl-kdd:test``) are ignored.
+    Raises :class:`AdvgenError` with one line."""
+    seen: list[tuple[str, str]] = []
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        for other, other_path in seen:
+            if _same_file(path, other_path):
+                raise AdvgenError(f"{option} {path} is also {other}: give each output its own file")
+        seen.append((option, str(path)))
+    for option, path in outputs.items():
+        for source, source_path in (inputs or {}).items():
+            if path is not None and source_path is not None and os.path.isfile(source_path) and _same_file(path, source_path):
+                raise AdvgenError(f"{option} {path} is the input {source}: writing there would replace it; choose another file")
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist yet: compare where they would be
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
 def say_replaced(replaced: str | None, path: str | Path) -> None:
     """The stderr note ``note: replaced existing file PATH`` for what :func:`output_to_replace` found.
     Said only once the new output is in place: a failed write leaves the old one, and says so itself."""

@@ -567,6 +567,15 @@ def test_disguise_replaces_an_existing_file_and_says_so(exported, tmp_path, caps
     assert f"note: replaced existing file {out}" in err and err[-1].startswith(f"wrote {len(pd.read_csv(out))} rows"), err
 
 
+def test_disguise_over_its_own_attack_rows_is_refused(exported, tmp_path, capsys):
+    rows = tmp_path / "rows.csv"
+    rows.write_bytes(Path(exported["attacks"]).read_bytes())
+    code = runtime_cli.main(["disguise", str(exported["model"]), "--attacks", str(rows), "-o", str(rows)])
+    assert code == 1 and capsys.readouterr().err == (
+        f"advgen-runtime: error: -o {rows} is the input --attacks: writing there would replace it; choose another file\n")
+    assert rows.read_bytes() == Path(exported["attacks"]).read_bytes()
+
+
 def test_disguise_to_a_folder_a_pipe_or_a_device_is_one_line(exported, tmp_path, capsys):
     folder = tmp_path / "adv.csv"
     folder.mkdir()

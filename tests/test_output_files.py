@@ -97,6 +97,17 @@ def test_augment_to_a_folder_a_pipe_or_a_device_is_one_line(table_run, tmp_path)
         assert unchanged(path, what), what
 
 
+def test_augment_over_its_own_input_is_refused(table_run, tmp_path):
+    run, data = table_run
+    copy = tmp_path / "t.csv"
+    copy.write_bytes(data.read_bytes())
+    for given in (str(copy), f"{tmp_path}/./t.csv"):
+        result = invoke("augment", str(run), "--data", str(copy), "--label", "label", "--classes", "scan",
+                        "--per-class", "5", "-o", given)
+        one_error_line(result, f"-o {given} is the input --data: writing there would replace it; choose another file")
+    assert copy.read_bytes() == data.read_bytes()
+
+
 # --- advgen evaluate --json / --html --------------------------------------------------------------
 
 
@@ -126,6 +137,19 @@ def test_evaluate_to_a_folder_a_pipe_or_a_device_is_one_line_before_any_work(tab
             result = _evaluate(run, option, str(path))
             one_error_line(result, f"{option} {path} is {what}, not a regular file")  # no report printed first
             assert unchanged(path, what), (option, what)
+
+
+def test_evaluate_refuses_one_file_for_two_outputs_or_for_an_input(table_run, tmp_path):
+    run, data = table_run
+    same = tmp_path / "r.out"
+    one_error_line(_evaluate(run, "--json", str(same), "--html", str(same)),
+                   f"--html {same} is also --json: give each output its own file")
+    assert not same.exists()
+    copy = tmp_path / "test.csv"
+    copy.write_bytes(data.read_bytes())
+    result = _evaluate(run, "--test", str(copy), "--label", "label", "--html", str(copy))
+    one_error_line(result, f"--html {copy} is the input --test: writing there would replace it; choose another file")
+    assert copy.read_bytes() == data.read_bytes()
 
 
 # --- advgen export -o -------------------------------------------------------------------------------

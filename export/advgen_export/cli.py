@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from advgen.errors import AdvgenError
-from advgen.writers import output_to_replace, say_replaced
+from advgen.writers import distinct_outputs, output_to_replace, say_replaced
 from advgen_export.manifest import ModelError, parse_condition
 
 PROG = "advgen-runtime"
@@ -183,6 +183,7 @@ def _run(args: argparse.Namespace) -> int:
             )
         from advgen_export.evasion import read_rows
 
+        distinct_outputs({"-o": args.output}, {"--attacks": args.attacks})
         replaced = output_to_replace(args.output, "-o")
         rows = read_rows(args.attacks)
         progress = _Progress(len(rows), "disguising")
