@@ -303,9 +303,12 @@ class _LazyBar:
     help="bfloat16 autocast (default: as the run trained, where the device has native bf16); --no-amp samples "
     "in float32, as an exported ONNX model does.",
 )
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads for generating and decoding. Default: as train, the cores other running "
+              "processes leave free.")
 def sample(
     run_dir: str, n: int, output: str, condition: tuple[str, ...], seed: int | None, device: str, validate: bool,
-    amp: bool | None,
+    amp: bool | None, threads: int | None,
 ) -> None:
     """Write N samples of a trained run to a file (CSV, Parquet, NPZ ... as the domain allows).
 
@@ -319,10 +322,14 @@ def sample(
     the parts into the same file one process writes (CSV, Parquet, NPZ, NPY):
       torchrun --nproc-per-node 4 -m advgen sample RUN -n 100000000 -o rows.parquet --seed 1
     """
+    import torch
+
     from advgen import distributed
+    from advgen.threads import training_threads
 
     if n < 0:
         raise click.BadParameter(f"must be >= 0, got {n}", param_hint="-n")
+    torch.set_num_threads(training_threads(threads or 0)[0])
     with distributed.launched() as world:
         _sample(world, run_dir, n, output, condition, seed, device, validate, amp)
 

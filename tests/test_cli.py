@@ -156,3 +156,17 @@ def test_sample_amp_flag_picks_the_precision(trained_run, tmp_path, monkeypatch)
     a, b = (np.load(tmp_path / name)["x"] for name in ("a.npz", "b.npz"))
     np.testing.assert_array_equal(b, load_run(trained_run).sample(64, seed=1))
     assert not np.array_equal(a, b) and np.allclose(a, b, atol=0.1)
+
+
+def test_sample_threads_sets_torch_threads_and_refuses_zero(trained_run, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        result = invoke("sample", str(trained_run), "-n", "8", "-o", str(tmp_path / "s.npz"), "--threads", "1")
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert_clean_error(invoke("sample", str(trained_run), "-n", "8", "-o", str(tmp_path / "t.npz"), "--threads", "0"), "--threads")
