@@ -171,6 +171,16 @@ def test_a_label_with_one_class_trains_with_a_note(tmp_path):
     assert notes == ["note: label y has one class (attack): the run is in effect unconditional"], result.output
 
 
+def test_classes_with_few_rows_get_one_note(tmp_path):
+    f = _label_table(tmp_path / "few.csv", ["normal"] * 190 + ["spy"] + ["warez"] * 4 + ["scan"] * 5)
+    result = invoke("train", "--plugin", "tabular", "--data", str(f), "--label", "y", "--steps", "2", "--batch-size", "16",
+                    "--n-samples", "0", "--threads", "1", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "fewer than" in line]
+    assert notes == ["note: 2 class(es) of y have fewer than 5 rows (spy: 1, warez: 4): their samples can only repeat "
+                     "or blur those rows (evaluate's memorisation figures show which)"], result.output
+
+
 # --- paths -------------------------------------------------------------------------------------------
 
 

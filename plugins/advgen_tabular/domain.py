@@ -39,6 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from advgen.config import TrainConfig
 
 DEFAULT_DATASET = "nsl-kdd"
+#: classes with fewer training rows get a note: a generator cannot learn a distribution from them
+FEW_ROWS = 5
 # conditioning on a column with more distinct values than this is almost surely a mistake
 MAX_CLASSES = 1000
 SUFFIXES = (".csv", ".parquet")
@@ -199,6 +201,13 @@ class TabularDomain(Domain):
                     )
                 if len(classes) == 1:
                     notes.append(f"label {label} has one class ({classes[0]}): the run is in effect unconditional")
+                few = [(c, int(k)) for c, k in zip(classes, counts) if k < FEW_ROWS]
+                if few:
+                    named = ", ".join(f"{c}: {k}" for c, k in few[:5]) + (f" and {len(few) - 5} more" if len(few) > 5 else "")
+                    notes.append(
+                        f"{len(few)} class(es) of {label} have fewer than {FEW_ROWS} rows ({named}): their samples can "
+                        "only repeat or blur those rows (evaluate's memorisation figures show which)"
+                    )
                 conditions = {"name": label, "classes": classes, "counts": [int(c) for c in counts]}
                 codes = pd.Categorical(labels, categories=classes).codes.astype(np.int64)
                 cond = torch.from_numpy(codes)
