@@ -445,6 +445,21 @@ def test_id_and_timestamp_columns_are_dropped_with_a_note(tmp_path):
         assert name in note
 
 
+def test_a_text_column_whose_values_rarely_repeat_is_dropped_as_an_identifier(tmp_path):
+    """A URL column with one repeated value in 8,001 rows was kept as 8,000 categories."""
+    n = 200
+    urls = [f"http://site{i}.example/page" for i in range(n)]
+    urls[1] = urls[0]  # not every row has its own value
+    hosts = [f"host{i % 120}" for i in range(n)]  # 40 of 200 rows have a value of their own: a category
+    df = pd.DataFrame({"url": urls, "host": hosts, "pkts": np.arange(n) % 5, "Label": ["a", "b"] * (n // 2)})
+    p = tmp_path / "urls.csv"
+    df.to_csv(p, index=False)
+    t = load_table(path=p, label="Label")
+    assert list(t.df.columns) == ["host", "pkts", "Label"]
+    assert "url (198 of its 200 rows have a value no other row has)" in next(
+        x for x in t.notes if x.startswith("dropped identifier/timestamp columns"))
+
+
 def test_missing_label_values_drop_their_rows(tmp_path):
     p = write(tmp_path / "m.csv", "a,b,Label\n1,0.5,x\n2,0.25,\n3,0.75,y\n4,0.5, \n")
     t = load_table(path=p, label="Label")

@@ -426,8 +426,15 @@ def _id_reason(name: str, s: pd.Series, n: int) -> str | None:
         parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
         if parsed.notna().mean() > 0.9:
             return "it holds timestamps"
-    if n >= _MIN_ROWS_FOR_ID and values.nunique() == n:
-        return "every row has its own value"
+    if n >= _MIN_ROWS_FOR_ID:
+        counts = values.value_counts(sort=False)
+        if len(counts) == n:
+            return "every row has its own value"
+        own = int((counts == 1).sum())
+        if 2 * own > n:
+            # a URL or host name column repeats a few values: as thousands of categories it made training
+            # 12x slower and every generated value a copy of a training row's
+            return f"{own:,} of its {n:,} rows have a value no other row has"
     return None
 
 
