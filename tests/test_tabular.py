@@ -328,6 +328,25 @@ def test_real_data_passes_its_fitted_rules_and_shuffled_rows_do_not(nsl_table, n
     assert report.per_rule["count:range"] == 2 and report.per_rule["serror_rate:range"] == 3
 
 
+def test_orderings_cross_counts_and_reals_but_not_mere_scale():
+    """shortest <= average <= longest word (a count, a real, a count) is a rule; a count of 0-3 below a
+    byte rate of 1e5 holds because of units and is not."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    words = rng.integers(1, 6, size=(n, 4)) * rng.integers(1, 4, size=(n, 1))
+    bytes_ = rng.integers(0, 2, n) * rng.integers(1, 10**6, n)
+    df = pd.DataFrame({
+        "shortest": words.min(axis=1), "avg": words.mean(axis=1).round(3), "longest": words.max(axis=1),
+        "depth": np.where(bytes_ > 0, rng.integers(0, 4, n), 0), "bytes_per_s": bytes_ * 10,
+    })
+    kinds = [("shortest", "count"), ("avg", "continuous"), ("longest", "count"), ("depth", "count"),
+             ("bytes_per_s", "continuous")]
+    orders = {(r["a"], r["b"]) for r in fit_rules(df, kinds) if r["type"] == "order"}
+    assert {("shortest", "avg"), ("avg", "longest"), ("shortest", "longest")} <= orders
+    assert ("depth", "bytes_per_s") not in orders
+    assert any(r["type"] == "zero" and (r["a"], r["b"]) == ("bytes_per_s", "depth") for r in fit_rules(df, kinds))
+
+
 # --- the domain through the engine ------------------------------------------------------------------
 
 

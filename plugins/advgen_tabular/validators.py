@@ -9,7 +9,8 @@ Two families:
   - combinations of the categorical columns seen in real rows, alone and together with the label
     (NSL-KDD: protocol/service/flag, and protocol/service/flag/attack), when there are few enough
     of them for "seen" to mean something;
-  - orderings ``a <= b`` between columns of the same kind (``srv_count <= count``);
+  - orderings ``a <= b`` between rates, or between counts and real-valued columns (``srv_count <= count``,
+    ``shortest_word <= avg_word``);
   - zero implications ``a == 0 => b == 0`` (a rate that is 0 whenever its count is);
   - rates that are fractions of a count (``rate * count`` within rounding of an integer);
   - columns computed from others, ``a = k * N / D`` (a mean, a rate, a copy, a sum; found by
@@ -37,6 +38,11 @@ from advgen_tabular.relations import fit_derived
 from advgen_tabular.rules import fraction_ok, numbers, row_keys, rule_check
 
 NUMERIC_KINDS = ("continuous", "count", "rate")
+# orderings are looked for within a family of kinds that share units: a count and a real-valued column
+# can be compared (shortest word <= average word <= longest word), a rate in [0, 1] only with rates
+ORDER_FAMILIES = (("count", "continuous"), ("rate",))
+# an ordering is kept only where a comes within this share of b often enough (see _binding)
+MIN_BINDING = 0.05
 MIN_PASS = 0.999
 MAX_SHUFFLED = 0.98
 # a categorical combination rule is kept only while distinct combinations stay below this share of
@@ -170,10 +176,10 @@ def fit_rules(
 
     numeric = [c for c, k in columns if k in NUMERIC_KINDS]
     values = {c: numbers(df, c) for c in numeric + [c for c, k in columns if k == "flag"]}
-    for kind in NUMERIC_KINDS:
-        same = [c for c in numeric if kinds[c] == kind]
+    for family in ORDER_FAMILIES:
+        same = [c for c in numeric if kinds[c] in family]
         for a, b in itertools.permutations(same, 2):
-            if np.mean(values[a] <= values[b] + 1e-9) >= min_pass:
+            if np.mean(values[a] <= values[b] + 1e-9) >= min_pass and _binding(values[a], values[b]):
                 candidates.append({"type": "order", "a": a, "b": b})
     zero_cols = [c for c in values if 0.01 <= np.mean(values[c] == 0) <= 0.99]
     for a, b in itertools.permutations(zero_cols, 2):
@@ -212,6 +218,17 @@ def fit_rules(
         if "real_pass" not in rule:
             rule["real_pass"] = float(np.mean(rule_check(rule)(df)))
     return rules
+
+
+def _binding(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a <= b`` says more than the scales of the two columns: among rows where both are
+    positive, a reaches at least ``MIN_BINDING`` of b in a tenth of them. ``trans_depth <= dload``
+    (a count of 0-10 below a rate of 1e5 bytes/s) holds because of units; what it says beyond that (b
+    is 0, so a is) the zero rules say."""
+    both = (a > 0) & (b > 0)
+    if both.sum() < max(10, 0.01 * len(a)):
+        return True  # the rule is about zeros and signs: nothing to compare
+    return bool(np.quantile(a[both] / b[both], 0.9) >= MIN_BINDING)
 
 
 def format_validation(
