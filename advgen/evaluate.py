@@ -32,7 +32,7 @@ from advgen.domain import Domain, Validator
 from advgen.errors import AdvgenError, InvalidDataError
 from advgen.metrics.augmentation import augmentation_flags, augmentation_uplift, default_rare_classes
 from advgen.metrics.detectors import (
-    DetectorFactory, Fits, benign_class, classes_of, load_pickled_detector, resolve_detector,
+    DetectorFactory, Fits, benign_class, classes_of, load_pickled_detector, resolve_detector, unseen_classes,
 )
 from advgen.metrics.fidelity import (
     CATEGORICAL_KINDS,
@@ -222,6 +222,22 @@ def _normal_class(normal: str, real_y: np.ndarray, test_y: np.ndarray | None, no
     return found
 
 
+def _note_unseen_classes(real_y: np.ndarray, test_y: np.ndarray, notes: list[str]) -> None:
+    """A note naming the test classes no training row holds, with their row counts, and how the scores
+    treat them (:func:`~advgen.metrics.detectors.scored_classes`)."""
+    unseen = unseen_classes(test_y, real_y)
+    if not unseen:
+        return
+    rows = sum(unseen.values())
+    shared = len(set(classes_of(test_y)) - set(unseen))
+    listed = ", ".join(f"{c} ({n:,} row{'s' if n != 1 else ''})" for c, n in unseen.items())
+    notes.append(
+        f"test: class(es) never seen in training: {listed}; the detectors cannot predict a class they never "
+        f"learned, so macro-F1 and the per-class scores cover the {shared} test class(es) training has, while "
+        f"accuracy still counts the {rows:,} row(s) as errors"
+    )
+
+
 def evaluate(
     synthetic: Any,
     real: Any,
@@ -297,6 +313,8 @@ def evaluate(
     labelled = real_y is not None and syn_y is not None
     if normal is not None and labelled and test_y is not None:
         normal = _normal_class(normal, real_y, test_y, report["notes"])
+    if labelled and test_y is not None:
+        _note_unseen_classes(real_y, test_y, report["notes"])
     chosen: list[str] = []
     if "augmentation" in sections and labelled and test_y is not None:
         # checked before any detector is fitted: a typo should cost seconds, not minutes

@@ -564,3 +564,26 @@ def test_dcr_ratio_is_undefined_not_huge_when_held_out_rows_repeat_training_rows
     row = next(line for line in ev.format_report(report).splitlines() if line.startswith("DCR median ratio"))
     assert row.split()[4] == "-", row
     assert any("DCR median ratio undefined" in n for n in report["notes"]), report["notes"]
+
+
+# --- test classes training never saw, notes on the test table --------------------------------------
+
+
+def test_a_test_class_unseen_in_training_is_named_and_left_out_of_macro_f1():
+    # six test rows of a class no training row holds took TRTR macro-F1 from 0.96 to 0.64 without a word
+    real, synth, test = _flows(600, 0), _flows(600, 1), _flows(300, 2)
+    subject = ev.Subject.for_table(FLOW_COLUMNS, real)
+    kw = dict(subject=subject, detector=small_forest, seeds=1, sections=("utility",), realism_detectors=())
+    clean = ev.evaluate(synth, real, test, **kw)
+    odd = test.copy()
+    odd.loc[:5, "cls"] = "malware"
+    report = ev.evaluate(synth, real, odd, **kw)
+    ut, ref = report["utility"], clean["utility"]
+    assert ut["unseen_test_classes"] == {"malware": 6} and "malware" not in ut["classes"]
+    for side in ("trtr", "tstr"):
+        assert ut[side]["macro_f1"]["mean"] == pytest.approx(ref[side]["macro_f1"]["mean"], abs=0.03), side
+        assert ut[side]["accuracy"]["mean"] <= 1 - 6 / len(odd)  # the six rows still count as errors
+    assert any(n.startswith("test: class(es) never seen in training: malware (6 rows)") and "macro-F1" in n
+               for n in report["notes"]), report["notes"]
+    assert not any("never seen in training" in n for n in clean["notes"])
+

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from advgen.errors import AdvgenError
-from advgen.metrics.detectors import DetectorFactory, Fits, classes_of, classification_scores, mean_std
+from advgen.metrics.detectors import DetectorFactory, Fits, classification_scores, mean_std, scored_classes
 
 
 def augmentation_uplift(
@@ -44,7 +44,7 @@ def augmentation_uplift(
     if len(extra_X) == 0:
         raise AdvgenError("augmentation needs at least one synthetic row of the chosen classes")
     fits = fits or Fits(detector)
-    classes = classes_of(test_y)
+    classes = scored_classes(test_y, train_y)  # a class no training row holds cannot be predicted
     aug_X = np.vstack([train_X, extra_X])
     aug_y = np.concatenate([train_y, extra_y])
     base_runs, aug_runs = [], []

@@ -134,6 +134,23 @@ def classes_of(y: np.ndarray) -> list[str]:
     return sorted({str(v) for v in y})
 
 
+def scored_classes(test_y: np.ndarray, train_y: np.ndarray) -> list[str]:
+    """The classes macro-F1 and the per-class scores are computed over: the test set's classes that the
+    training rows hold. A detector can never predict a class it was not trained on, so such a class
+    would only add an F1 of 0 to the mean (six test rows of a new class took a macro-F1 of 0.96 to
+    0.64); its rows stay in the test set, count as errors in accuracy and as false alarms of the
+    class they are called (:func:`unseen_classes` names them)."""
+    trained = {str(v) for v in train_y}
+    return [c for c in classes_of(test_y) if c in trained]
+
+
+def unseen_classes(test_y: np.ndarray, train_y: np.ndarray) -> dict[str, int]:
+    """Test classes the training rows do not hold, with their number of test rows."""
+    trained = {str(v) for v in train_y}
+    values, counts = np.unique(np.asarray(test_y).astype(str), return_counts=True)
+    return {str(v): int(n) for v, n in zip(values, counts) if str(v) not in trained}
+
+
 def benign_class(classes: Iterable[str], normal: str | None) -> str | None:
     """The benign class as the labels spell it: ``normal`` (default ``"normal"``) itself, else the one
     class equal to it but for case (UNSW-NB15's ``Normal``), else, for the default, a ``benign`` class in

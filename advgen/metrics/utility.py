@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from advgen.metrics.detectors import DetectorFactory, Fits, classes_of, classification_scores, mean_std
+from advgen.metrics.detectors import (
+    DetectorFactory, Fits, classification_scores, mean_std, scored_classes, unseen_classes,
+)
 
 
 def label_fidelity(
@@ -70,11 +72,13 @@ def utility(
 ) -> dict[str, Any]:
     """Train on synthetic, test on real (TSTR) against train on real, test on real (TRTR).
 
-    Higher is better for both; the ideal generator's TSTR equals TRTR (ratio 1.0). Accuracy and macro-F1
-    over the test set's classes, mean and spread over detector seeds.
+    Higher is better for both; the ideal generator's TSTR equals TRTR (ratio 1.0). Accuracy over every
+    test row; macro-F1 over the test set's classes that the real training rows hold
+    (:func:`~advgen.metrics.detectors.scored_classes`; the others are listed under ``unseen_test_classes``
+    with their row counts), mean and spread over detector seeds.
     """
     fits = fits or Fits(detector)
-    classes = classes_of(test_y)
+    classes = scored_classes(test_y, train_y)
     trtr, tstr = [], []
     for i, s in enumerate(seeds):
         if progress is not None:
@@ -87,4 +91,7 @@ def utility(
     ratio = {
         k: (b[k]["mean"] / a[k]["mean"]) if a[k]["mean"] > 0 else float("nan") for k in keep
     }
-    return {"trtr": a, "tstr": b, "ratio": ratio, "seeds": list(seeds)}
+    return {
+        "trtr": a, "tstr": b, "ratio": ratio, "seeds": list(seeds), "classes": classes,
+        "unseen_test_classes": unseen_classes(test_y, train_y),
+    }
