@@ -302,15 +302,14 @@ def _load_for_evaluation(
         else:
             real_src = load_real_table(real_ref, label=label, dataset=layout, schema=schema)
         table = real_src.table
-        for note in table.notes:
-            notes.append(f"real: {note}")
+        constants = dict(run.spec.get("constants") or {}) if run is not None else {}
+        real_notes = _table_notes(table.notes, constants)
         if table.label is None:
             raise InvalidDataError("the real table has no label column; pass --label COLUMN")
         columns = [c.to_dict() for c in table.columns]
         label_map = _label_map(table, target_kind, run.spec.get("category_map") if run is not None else None)
         validators = run.validators() if run is not None else []
-        if run is None:
-            notes.append("no run given: validators not applied (pass --run RUN_DIR to apply the domain's rules)")
+        no_run_note = run is None
         subject = Subject.for_table(
             columns, table.df, label=table.label, label_map=label_map, validators=validators, name=table.name
         )
@@ -320,6 +319,11 @@ def _load_for_evaluation(
             test = test_src.table.df
             if len(test) == 0:
                 raise InvalidDataError(f"the test data {test_ref} has no rows")
+            notes.extend(_side_notes(real_notes, _table_notes(test_src.table.notes, constants)))
+        else:
+            notes.extend(_side_notes(real_notes, []))
+        if no_run_note:
+            notes.append("no run given: validators not applied (pass --run RUN_DIR to apply the domain's rules)")
         augment_with = None
         if from_run:
             count = n or min(len(table.df), 50_000)
@@ -348,6 +352,42 @@ def _load_for_evaluation(
     else:
         synthetic = run.domain.read_samples(target, run.spec)
     return _Loaded(subject, synthetic, real, test, None, run.run_dir if _is_run(target) else None, notes)
+
+
+# the loader's words for columns a table read with a run's schema has and the schema lacks
+_NOT_KEPT = "dropped columns the schema does not keep: "
+
+
+def _table_notes(notes: list[str], constants: dict[str, Any]) -> list[str]:
+    """The loader's notes on a table read with a run's schema, with the run's constant columns said as
+    such: the loader, told to keep only the schema's columns, calls every other column one 'the schema
+    does not keep', but a column constant in the training data left the schema because it is constant."""
+    out: list[str] = []
+    for note in notes:
+        if not note.startswith(_NOT_KEPT) or not constants:
+            out.append(note)
+            continue
+        names = [c.strip() for c in note[len(_NOT_KEPT):].split(",") if c.strip()]
+        const = [c for c in names if c in constants]
+        other = [c for c in names if c not in constants]
+        if const:
+            shown = ", ".join(f"{c}={constants[c]!r}" for c in const)
+            out.append(f"dropped columns constant in the run's training data (not judged: the samples "
+                       f"hold the same value): {shown}")
+        if other:
+            out.append(f"dropped columns the run does not model: {', '.join(other)}")
+    return out
+
+
+def _side_notes(real: list[str], test: list[str]) -> list[str]:
+    """Notes on the real training table (``real:``) and on the --test table (``test:``); one said of both
+    is given once, as ``real and test:``."""
+    both = [n for n in real if n in test]
+    return (
+        [f"real: {n}" for n in real if n not in both]
+        + [f"real and test: {n}" for n in both]
+        + [f"test: {n}" for n in test if n not in both]
+    )
 
 
 def _schema_of(spec_columns: list[dict[str, Any]]) -> list[Any]:

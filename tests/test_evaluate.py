@@ -587,3 +587,36 @@ def test_a_test_class_unseen_in_training_is_named_and_left_out_of_macro_f1():
                for n in report["notes"]), report["notes"]
     assert not any("never seen in training" in n for n in clean["notes"])
 
+
+@pytest.fixture
+def tiny_table_run(tmp_path):
+    """A 5-step tabular run on a 300-row CSV with a constant column (seconds to train)."""
+    from advgen.api import train
+
+    rng = np.random.default_rng(0)
+    cls = rng.choice(["legit", "phish"], size=400)
+    s = np.where(cls == "phish", 3.0, 0.0)
+    df = pd.DataFrame({"a": rng.normal(s, 1).round(3), "b": rng.poisson(3 + s), "c": rng.normal(-s, 1).round(3),
+                       "konst": 0, "status": cls})
+    df.iloc[:300].to_csv(tmp_path / "train.csv", index=False)
+    test = df.iloc[300:].reset_index(drop=True)
+    test["a"] = test["a"].astype(object)
+    test.loc[:4, "a"] = "inf"
+    test.to_csv(tmp_path / "test.csv", index=False)
+    train({"plugin": "tabular", "data": str(tmp_path / "train.csv"), "label": "status", "steps": 5,
+           "out": str(tmp_path / "run"), "n_samples": 0, "threads": 1})
+    return tmp_path
+
+
+def test_cli_evaluate_notes_the_test_table_and_calls_constant_columns_constant(tiny_table_run):
+    d = tiny_table_run
+    res = _cli(["evaluate", str(d / "run"), "--test", str(d / "test.csv"), "--seeds", "1", "--folds", "2",
+                "--realism", "logistic-regression", "--threads", "1", "--no-plots", "-q"])
+    assert res.exit_code == 0, res.output
+    notes = [line for line in res.output.splitlines() if line.startswith("note: ")]
+    # the test file's own problems are said, as the training table's are
+    assert "note: test: infinite values treated as missing in a (5)" in notes, notes
+    # a column constant in the training data is not one 'the schema does not keep'
+    assert not any("the schema does not keep" in n for n in notes), notes
+    assert any(n.startswith("note: real and test: dropped columns constant in the run's training data")
+               and n.endswith("konst=0") for n in notes), notes
