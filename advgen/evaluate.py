@@ -354,7 +354,7 @@ def evaluate(
                 realism["auc"][name] = realism_auc(
                     real_X, syn_X, fac, folds=folds, max_rows=max_rows, seed=seed, progress=step
                 )
-        with _phase(say, "correlation difference", timings, "realism"):
+        with _phase(say, "correlation difference (detector features)", timings, "realism"):
             realism["correlation_difference"] = correlation_difference(real_X, syn_X)
         groups = report.get("validity", {})
         if groups and "cross-column" in groups["synthetic"]["per_group"]:

@@ -447,6 +447,20 @@ def test_every_metric_is_documented_with_direction_and_ideal():
         assert info.direction and info.ideal
 
 
+def test_the_two_correlation_differences_say_what_each_compares():
+    # the report listed "correlation difference 0.068" and "column correlation difference 0.066"
+    from advgen.metrics.report import summary_rows
+
+    report = {"realism": {"auc": {}, "correlation_difference": 0.068}, "fidelity": {
+        "ks_complement": {"mean": 0.9}, "tv_complement": {"mean": 0.9}, "correlation_difference": 0.066}}
+    names = [r[0] for r in summary_rows(report) if "correlation" in r[0]]
+    assert names == ["correlation difference (detector features)", "correlation difference (raw numeric columns)"]
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+    for key, name in (("realism.correlation_difference", names[0]), ("fidelity.correlation_difference", names[1])):
+        assert f"| `{key}` | {name} |" in doc, key
+        assert any(info.title.lower() == name for info in ev.METRICS.values()), name
+
+
 def test_cli_evaluate_run_of_another_domain_goes_through_its_featurize(tmp_path):
     """Curves have no labels and no columns: realism and validity are computed, the rest is skipped."""
     from advgen.api import train

@@ -31,11 +31,12 @@ METRICS: dict[str, MetricInfo] = {
         "and logistic regression on standardised features (graded, blind to broken dependence).",
     ),
     "correlation_difference": MetricInfo(
-        "Correlation difference",
+        "Correlation difference (detector features)",
         "lower",
         "0",
         "Mean absolute difference between the Pearson correlation matrices of real and synthetic "
-        "featurized samples (upper triangle). Catches generators with right marginals and no dependence.",
+        "featurized samples, the features the detectors see (numeric columns through sign(x)*log1p(|x|), "
+        "categoricals one-hot; upper triangle). Catches generators with right marginals and no dependence.",
     ),
     "cross_column_validity": MetricInfo(
         "Cross-column validity",
@@ -57,10 +58,11 @@ METRICS: dict[str, MetricInfo] = {
         "frequencies; mean over columns.",
     ),
     "table_correlation_difference": MetricInfo(
-        "Column correlation difference",
+        "Correlation difference (raw numeric columns)",
         "lower",
         "0",
-        "Mean absolute difference between Pearson correlations of the numeric columns, real vs synthetic.",
+        "Mean absolute difference between Pearson correlations of the numeric columns on their raw values "
+        "(no log, no categoricals), real vs synthetic.",
     ),
     "label_fidelity": MetricInfo(
         "Label fidelity",

@@ -55,6 +55,12 @@ def format_value(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+# the two correlation differences, named by what they compare: the detectors' features (numeric columns
+# through log1p, categoricals one-hot, the label left out) or the raw values of the numeric columns
+FEATURE_CORR = "correlation difference (detector features)"
+COLUMN_CORR = "correlation difference (raw numeric columns)"
+
+
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(metric, value, better, ideal) rows for the headline numbers of a report."""
     rows: list[tuple[str, str, str, str]] = []
@@ -63,7 +69,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if realism:
         for name, auc in realism["auc"].items():
             rows.append((f"realism AUC ({name})", format_value(auc), m["realism_auc"].direction, m["realism_auc"].ideal))
-        rows.append(("correlation difference", format_value(realism["correlation_difference"]), "lower", "0"))
+        rows.append((FEATURE_CORR, format_value(realism["correlation_difference"]), "lower", "0"))
         if "cross_column_validity" in realism:
             ccv = realism["cross_column_validity"]
             rows.append(("cross-column validity", format_value(ccv["synthetic"]), "higher", f"real {format_value(ccv['real'])}"))
@@ -71,7 +77,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if fid:
         rows.append(("KS complement (numeric)", format_value(fid["ks_complement"]["mean"]), "higher", "1.0"))
         rows.append(("TV complement (categorical)", format_value(fid["tv_complement"]["mean"]), "higher", "1.0"))
-        rows.append(("column correlation difference", format_value(fid["correlation_difference"]), "lower", "0"))
+        rows.append((COLUMN_CORR, format_value(fid["correlation_difference"]), "lower", "0"))
     lf = report.get("label_fidelity")
     if lf:
         ref = lf.get("real_test_recall_mean")
