@@ -64,6 +64,13 @@ class Inputs:
     source: np.ndarray  # each attack row's index in ``pool``'s file
     pool_source: np.ndarray  # each pool row's index in its file
     notes: list[str] = field(default_factory=list)
+    picked: np.ndarray | None = None  # each attack row's position in ``pool.df``
+
+    def complete(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Rows made from the attack rows, one each and in order, with every column of the attack
+        table in its order: the columns the loader dropped as constant come back with each attack
+        row's own value (copied unchanged, as functional cells are)."""
+        return self.pool.complete(df, self.picked)
 
     def classes_of(self) -> Callable[[pd.DataFrame], np.ndarray]:
         label, cmap = self.train.label, self.train.category_map
@@ -112,7 +119,7 @@ def load_inputs(
         check_normal(train, normal)
     idx = select_attacks(pool, category=_split_list(category), label_value=_split_list(label_value), normal=normal)
     rows = pool.df.iloc[idx].reset_index(drop=True)
-    return Inputs(train, pool, rows, pool_source[idx], pool_source, notes), normal
+    return Inputs(train, pool, rows, pool_source[idx], pool_source, notes, idx), normal
 
 
 def detector_features(data: str, *, label: str | None = None, schema_file: str | None = None) -> Featurizer:
@@ -503,7 +510,7 @@ def evade(
             "notes": inputs.notes,
             "seed": seed,
         }
-        adversarial = adv.copy()
+        adversarial = inputs.complete(adv)
         adversarial[SOURCE_COLUMN] = inputs.source
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)

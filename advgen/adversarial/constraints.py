@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from advgen_tabular.rules import derived_ok, derived_values, fraction_ok, rule_check, rule_columns
+from advgen_tabular.rules import derived_ok, derived_values, fraction_ok, positive_ok, rule_check, rule_columns
 
 PASSES = 3
 NUMERIC_KINDS = ("continuous", "count", "rate", "flag")
@@ -47,6 +47,7 @@ class Repair:
         self.lo, self.hi = np.full(c, -np.inf), np.full(c, np.inf)
         self.integer = np.zeros(c, dtype=bool)
         self.decimals = np.full(c, -1)
+        self.min_pos = np.full(c, np.nan)  # the smallest value above 0 in real rows, where the rule records it
         self.flag_values: dict[int, np.ndarray] = {}
         self.fractions: list[tuple[int, int, int]] = []
         self.derived: list[dict[str, Any]] = []  # inputs first, as fitted
@@ -60,6 +61,8 @@ class Repair:
                 self.integer[j] = bool(r.get("integer"))
                 if r.get("decimals") is not None:
                     self.decimals[j] = int(r["decimals"])
+                if r.get("min_positive") is not None:
+                    self.min_pos[j] = float(r["min_positive"])
             elif t == "vocab" and r.get("numeric") and r["column"] in pos:
                 self.flag_values[pos[r["column"]]] = np.asarray(r["values"], dtype=np.float64)
             elif t == "order" and r["a"] in pos and r["b"] in pos:
@@ -74,8 +77,13 @@ class Repair:
                 self.other_rules.append((r, rule_check(r)))
         self.order_a, self.order_b = (np.array([o[k] for o in orders], dtype=np.int64) for k in (0, 1))
         self.zero_a, self.zero_b = (np.array([z[k] for z in zeros], dtype=np.int64) for k in (0, 1))
-        # the smallest step up from 0 a column allows, to make ``a`` non-zero
-        self.step = np.where(self.integer, 1.0, np.where(self.decimals >= 0, 10.0 ** (-np.maximum(self.decimals, 0)), 1e-6))
+        # the value ``a`` takes to become non-zero: the smallest value above 0 real rows hold (rules fitted
+        # since it is recorded); else the column's unit (integers, fixed decimals); else none (NaN): a
+        # real-valued column without a recorded floor is not made non-zero (a step of 1e-6 wrote ratios
+        # no real row has), the zero rule is met by clearing ``b`` or by reverting the row's cells
+        unit = np.where(self.integer, 1.0, np.where(self.decimals >= 0, 10.0 ** (-np.maximum(self.decimals, 0)), np.nan))
+        self.step = np.where(np.isfinite(self.min_pos), np.fmax(self.min_pos, np.where(self.integer, 1.0, 0.0)), unit)
+        self.floored = np.flatnonzero(np.isfinite(self.min_pos))
         for j, vals in self.flag_values.items():
             positive = vals[vals > 0]
             self.step[j] = positive.min() if positive.size else 1.0
@@ -110,6 +118,12 @@ class Repair:
             # a flag takes the nearest value it has in real traffic
             near = vals[np.abs(W[:, j : j + 1] - vals[None, :]).argmin(axis=1)]
             W[:, j] = near
+        if len(self.floored):
+            # between 0 and the smallest value above 0 of real rows: the nearer of the two
+            F = W[:, self.floored]
+            mp = self.min_pos[self.floored]
+            low = (F > 0) & ~positive_ok(F, mp)
+            W[:, self.floored] = np.where(low, np.where(F < mp / 2, 0.0, mp), F)
         V[:] = np.where(can, W, V)
 
     def _project(self, V: np.ndarray, O: np.ndarray, can: np.ndarray, grows: np.ndarray) -> None:
@@ -130,7 +144,7 @@ class Repair:
             rows, k = np.nonzero((a == 0) & (b != 0))
             ja, jb = self.zero_a[k], self.zero_b[k]
             # add ``a`` where it may only grow (or ``b`` is fixed or was already there); else clear ``b``
-            add = can[rows, ja] & (grows[rows, ja] | ~can[rows, jb] | (O[rows, jb] != 0))
+            add = can[rows, ja] & (grows[rows, ja] | ~can[rows, jb] | (O[rows, jb] != 0)) & np.isfinite(self.step[ja])
             V[rows[add], ja[add]] = self.step[ja[add]]
             clear = ~add & can[rows, jb]
             V[rows[clear], jb[clear]] = 0.0
@@ -178,6 +192,9 @@ class Repair:
         out = []
         bad = (V < self.lo - 1e-9) | (V > self.hi + 1e-9)
         bad |= self.integer & (np.abs(V - np.round(V)) > 1e-9)
+        if len(self.floored):
+            F = V[:, self.floored]
+            bad[:, self.floored] |= (F > 0) & ~positive_ok(F, self.min_pos[self.floored])
         for j in range(V.shape[1]):
             if bad[:, j].any():
                 out.append((bad[:, j], [j]))

@@ -35,6 +35,11 @@ class AttackTable:
     schema: list[Any] | None = None  # advgen_datasets ColumnSchema list, to read a second file alike
     dataset: str | None = None
     notes: list[str] = field(default_factory=list)
+    # the columns the loader dropped as constant in the training data, one row per row of ``df`` (an
+    # attack file's own values where it has them), and the file's column order: written back with
+    # the disguised rows, so that a detector trained on the file's columns can score them
+    extras: pd.DataFrame | None = None
+    order: list[str] | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -51,10 +56,36 @@ class AttackTable:
         return AttackTable(
             self.name, self.df.iloc[rows].reset_index(drop=True), self.features, self.label, self.category_map,
             self.feature_groups, self.constants, self.schema, self.dataset, list(self.notes),
+            self.extras.iloc[rows].reset_index(drop=True) if self.extras is not None else None, self.order,
         )
 
+    def complete(self, df: pd.DataFrame, rows: np.ndarray | None = None) -> pd.DataFrame:
+        """``df`` (rows made from this table's rows ``rows``, in order; default: from rows with the
+        constant values) with the columns the loader dropped as constant put back, every column in the
+        file's order; columns the file lacks (``source_row``) come last."""
+        out = df.reset_index(drop=True)
+        missing = [c for c in self.constants if c not in out.columns]
+        if missing:
+            out = out.copy()
+            for c in missing:
+                if rows is not None and self.extras is not None and c in self.extras.columns:
+                    out[c] = self.extras[c].to_numpy()[np.asarray(rows, dtype=np.int64)]
+                else:
+                    out[c] = _broadcast(self.constants[c], len(out))
+        if self.order:
+            first = [c for c in self.order if c in out.columns]
+            out = out[first + [c for c in out.columns if c not in set(first)]]
+        return out
 
-def _from_advgen_table(t: Any, dataset: str | None) -> AttackTable:
+
+def _broadcast(value: Any, n: int) -> np.ndarray:
+    if value is None:
+        return np.full(n, None, dtype=object)
+    return np.repeat(np.asarray([value]), n)
+
+
+def _from_advgen_table(t: Any, dataset: str | None, order: list[str] | None = None,
+                       extras: pd.DataFrame | None = None) -> AttackTable:
     if t.label is None:
         raise InvalidDataError(f"{t.name} has no label column; pass --label COLUMN")
     feats = [(c.name, c.kind) for c in t.columns if c.role == "feature"]
@@ -63,7 +94,59 @@ def _from_advgen_table(t: Any, dataset: str | None) -> AttackTable:
     return AttackTable(
         t.name, t.df.reset_index(drop=True), feats, t.label, dict(t.category_map) if t.category_map else None,
         dict(t.feature_groups or {}), dict(t.constants or {}), list(t.columns), dataset, list(t.notes),
+        extras, order,
     )
+
+
+def _read_table(dataset: str | None, split: str | None = None, *, path: Path | None = None, label: str | None = None,
+                schema_file: str | None = None, like: AttackTable | None = None) -> AttackTable:
+    """``advgen_datasets.load_table``'s steps, keeping what it drops: the file's column order and, for
+    an attack file read with the training schema (``like``), its own values of the columns constant in
+    the training data (read as they are, set apart from the features)."""
+    from advgen_datasets.manifest import ColumnSpec
+    from advgen_datasets.table import _read_file, finish_table, resolve_table
+
+    schema = like.schema if like is not None else None
+    request = resolve_table(dataset, split, path=path, label=label, schema_file=schema_file if schema is None else None,
+                            schema=schema)
+    frames = [_read_file(f, request.fmt, request.read_declared, request.force_str, request.notes, sniff=request.sniff)
+              for f in request.files]
+    df = frames[0]
+    if len(frames) > 1:
+        cols = list(frames[0].columns)
+        for f, frame in zip(request.files[1:], frames[1:]):
+            if list(frame.columns) != cols:
+                raise InvalidDataError(f"{f} has other columns than {request.files[0]}")
+        df = pd.concat(frames, ignore_index=True)
+    order = [str(c) for c in df.columns]
+    kept: list[str] = []
+    raw_int: set[str] = set()
+    if like is not None:
+        for c in like.constants:
+            if c in df.columns and c not in request.plan.declared:
+                numeric = pd.api.types.is_numeric_dtype(df[c])
+                if numeric and pd.api.types.is_integer_dtype(df[c]):
+                    raw_int.add(c)
+                request.plan.declared[c] = ColumnSpec(c, "continuous" if numeric else "categorical", "feature")
+                kept.append(c)
+    t = finish_table(request, df)
+    extras = None
+    if like is not None:
+        extras = pd.DataFrame(index=pd.RangeIndex(len(t.df)))
+        for c in like.constants:
+            if c in kept:
+                v = t.df[c]
+                extras[c] = v.astype("int64") if c in raw_int else v
+            else:
+                extras[c] = _broadcast(like.constants[c], len(t.df))  # the file lacks it: the training value
+        t.df = t.df.drop(columns=kept)
+        t.columns = [c for c in t.columns if c.name not in set(kept)]
+        t.constants = dict(like.constants)
+    out = _from_advgen_table(t, dataset, order=order, extras=extras)
+    if like is None:
+        out.extras = pd.DataFrame({c: _broadcast(v, len(out.df)) for c, v in out.constants.items()},
+                                  index=pd.RangeIndex(len(out.df)))
+    return out
 
 
 def is_npy_folder(path: Path) -> bool:
@@ -104,7 +187,7 @@ def load_attack_table(
     With ``like`` (the detector's training table) the file is read with the same columns and kinds.
     """
     try:
-        from advgen_datasets import load_table, registry
+        from advgen_datasets import registry
     except ImportError:  # pragma: no cover - installed with advgen
         raise InvalidDataError("reading tables needs the advgen_datasets package (installed with advgen)") from None
     path = Path(ref)
@@ -119,14 +202,12 @@ def load_attack_table(
         if path.stat().st_size == 0:
             raise InvalidDataError(f"{ref} is empty")
         if like is not None and like.schema is not None:
-            t = load_table(like.dataset, path=path, schema=like.schema)
-            return _from_advgen_table(t, like.dataset)
-        return _from_advgen_table(load_table(None, path=path, label=label, schema_file=schema_file), None)
+            return _read_table(like.dataset, path=path, like=like)
+        return _read_table(None, path=path, label=label, schema_file=schema_file)
     name, _, split = ref.partition(":")
     if name in registry():
-        schema = like.schema if like is not None and like.dataset == name else None
-        t = load_table(name, split or None, schema=schema, schema_file=schema_file if schema is None else None)
-        out = _from_advgen_table(t, name)
+        same = like if like is not None and like.dataset == name and like.schema is not None else None
+        out = _read_table(name, split or None, schema_file=schema_file, like=same)
         if like is not None and out.feature_names != like.feature_names:
             raise InvalidDataError(f"{ref} has other feature columns than the training data")
         return out

@@ -218,7 +218,8 @@ def harden(
             from advgen.io import write_table
 
             out_dir.mkdir(parents=True, exist_ok=True)
-            write_table(pd.concat(extra, ignore_index=True), out_dir / ROWS_NAME)
+            # rows made from training attack rows: the training data's constant columns, in its column order
+            write_table(inputs.train.complete(pd.concat(extra, ignore_index=True)), out_dir / ROWS_NAME)
             check = pd.concat([inputs.rows, test_normal, adv_eval], ignore_index=True)
             try:
                 report["onnx"] = export_onnx(det, featurize, out_dir / ONNX_NAME, check)

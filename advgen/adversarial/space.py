@@ -69,7 +69,7 @@ class AttackSpace:
         columns = [(str(a), str(b)) for a, b in columns]
         transform = TableTransform(encoding="quantile", joint_max=0).fit(df, columns, seed=seed)
         decimals = {p["name"]: p.get("decimals") for p in transform.plans if p["kind"] in NUMERIC_KINDS}
-        rules = fit_rules(df, columns, label, decimals=decimals, seed=seed)
+        rules = fit_rules(df, columns, label, decimals=decimals, seed=seed, min_positive=True)
         return cls(transform, rules, columns, label)
 
     def to_dict(self) -> dict[str, Any]:

@@ -53,7 +53,8 @@ NUMERIC_KINDS = ("continuous", "count", "rate")
 MAX_GRID = 1 << 20  # quantile knots of one column (advgen fits 2,049)
 MAX_RULES = 100_000
 _RULE_KEYS = {
-    "range": (("type", "column", "kind", "min", "max"), ("integer", "decimals", "real_pass")),
+    # min_positive: absent from manifests exported before range rules recorded it
+    "range": (("type", "column", "kind", "min", "max"), ("integer", "decimals", "min_positive", "real_pass")),
     "vocab": (("type", "column", "values"), ("numeric", "real_pass")),
     "combo": (("type", "columns", "allowed"), ("real_pass",)),
     "order": (("type", "a", "b"), ("real_pass",)),
@@ -242,6 +243,10 @@ def _rules(value: Any, names: set[str], label: str) -> None:
                 raise _bad(f"{where}.integer", "true or false", r["integer"])
             if r.get("decimals") is not None:
                 _integer(r["decimals"], f"{where}.decimals", 0, MAX_DECIMALS)
+            if r.get("min_positive") is not None:
+                floor = _number(r["min_positive"], f"{where}.min_positive", 0.0, math.inf)
+                if floor <= 0:
+                    raise _bad(f"{where}.min_positive", "a number above 0", r["min_positive"])
         elif kind == "vocab":
             column("column")
             numeric = r.get("numeric", False)

@@ -32,6 +32,12 @@ def fraction_ok(rate: np.ndarray, count: np.ndarray, decimals: int) -> np.ndarra
     return np.where(count > 0, ok, rate == 0)
 
 
+def positive_ok(v: np.ndarray, min_positive: float) -> np.ndarray:
+    """Whether each value is 0 or below, or at least ``min_positive`` (a range rule's smallest value
+    above 0 in real rows; float noise allowed)."""
+    return (v <= 0) | (v >= min_positive * (1.0 - 1e-9))
+
+
 def derived_values(values: Mapping[str, np.ndarray], rule: dict[str, Any]) -> np.ndarray:
     """What a ``derived`` rule computes its target to be from its inputs' ``values``:
     ``k * sum(num) / sum(den)`` (``den`` empty: ``k * sum(num)``), NaN where the denominator is 0:
@@ -121,6 +127,8 @@ def rule_check(rule: dict[str, Any]) -> Callable[[pd.DataFrame], np.ndarray]:
             elif rule.get("decimals") is not None:
                 s = v * 10.0 ** rule["decimals"]
                 ok &= np.abs(s - np.round(s)) <= 1e-6 * np.maximum(1.0, np.abs(s))
+            if rule.get("min_positive") is not None:
+                ok &= positive_ok(v, float(rule["min_positive"]))
             return ok
 
     elif t == "vocab":

@@ -57,9 +57,10 @@ def _describe(rule: dict[str, Any]) -> tuple[str, str, str]:
         what = "integer" if rule.get("integer") else "number"
         if rule.get("kind") == "rate":
             what = "rate"
+        floor = f", 0 or at least {rule['min_positive']:g}" if rule.get("min_positive") is not None else ""
         return (
             f"{rule['column']}:range",
-            f"{rule['column']} is a {what} in [{rule['min']:g}, {rule['max']:g}]",
+            f"{rule['column']} is a {what} in [{rule['min']:g}, {rule['max']:g}]{floor}",
             "schema",
         )
     if t == "vocab":
@@ -118,11 +119,16 @@ def fit_rules(
     min_pass: float = MIN_PASS,
     max_shuffled: float = MAX_SHUFFLED,
     seed: int = 0,
+    min_positive: bool = False,
 ) -> list[dict[str, Any]]:
     """Fit schema and cross-column rules on the real training rows.
 
     ``columns`` are the feature columns as ``(name, kind)``; ``label`` the label column, if any;
     ``decimals`` each numeric column's resolution (from the transform), used for the fraction rules.
+    ``min_positive``: each non-integer numeric column's range rule also records the smallest value
+    above 0 the rows hold (``min_positive``), and a value between 0 and it breaks the rule
+    (``advgen evade`` fits its rules so: a repaired ratio of 1e-6 where real pages start at 6e-4 is no
+    real row). The rows fitted on pass it by construction.
     """
     n = len(df)
     if n == 0:
@@ -147,6 +153,10 @@ def fit_rules(
             dec = decimals.get(name)
             if dec is not None and not rule.get("integer"):
                 rule["decimals"] = int(dec)
+            if min_positive and not rule.get("integer"):
+                positive = v[np.isfinite(v) & (v > 0)]
+                if positive.size:
+                    rule["min_positive"] = float(positive.min())
             rules.append(rule)
         elif kind == "flag":
             vals = sorted({float(x) for x in numbers(df, name)})
