@@ -325,6 +325,48 @@ def test_harden_improves_detection_of_fresh_disguised_rows(tmp_path):
     assert last["dr_adversarial"] >= first["dr_adversarial"] + 0.3
     assert last["dr_clean"] >= first["dr_clean"] - 0.05
     assert (tmp_path / "run" / "hardening_rows.csv").is_file()
+    # the FPR check runs on every harden report (round 0 is the reference)
+    assert isinstance(report["warnings"], list) and first["fpr_rose"] is False
+    assert all(w.startswith("FPR on normal rows rose") for w in report["warnings"])
+
+
+def _harden_report(fprs: list[float], *, missing: list[str] | None = None, cover: int = 1) -> dict:
+    from advgen.adversarial.harden import fpr_rose, fpr_warning
+
+    rounds = [{"round": i, "dr_adversarial": 0.3 + 0.3 * bool(i), "dr_clean": 0.96, "dr_adversarial_known_types": 0.9,
+               "dr_clean_known_types": 0.99, "fpr_normal": f, "disguised_training_rows": 1000 * i,
+               "cover_rows": 500 if i and cover else 0, "fpr_rose": bool(i) and fpr_rose(fprs[0], f)}
+              for i, f in enumerate(fprs)]
+    return {"inputs": {"types_missing_from_training": missing or []}, "rounds": rounds, "cover_draws": cover,
+            "warnings": [w for w in [fpr_warning(rounds, cover)] if w]}
+
+
+def test_harden_warns_when_the_false_positive_rate_rises_markedly():
+    # the phishing audit: FPR on normal rows 0.0399 -> 0.0962 -> 0.1015 with no word about it
+    from advgen.adversarial.cli import format_harden
+    from advgen.adversarial.harden import fpr_rose
+
+    report = _harden_report([0.0399, 0.0962, 0.1015])
+    (warning,) = report["warnings"]
+    assert "0.0399 to 0.1015" in warning and "--cover 0" in warning
+    text = format_harden(report)
+    assert "warning: FPR on normal rows rose from 0.0399 to 0.1015" in text
+    assert [line.split()[0] for line in text.splitlines() if "! rose" in line] == ["1", "2"]
+    # without cover rows, the advice is to freeze more features
+    assert "--cover 0" not in _harden_report([0.04, 0.1], cover=0)["warnings"][0]
+    # small or slow rises are no alarm: doubled but under two points, or up two points but not doubled
+    assert not fpr_rose(0.005, 0.012) and not fpr_rose(0.05, 0.08) and fpr_rose(0.0, 0.03)
+    quiet = _harden_report([0.0267, 0.0266])
+    assert quiet["warnings"] == [] and "! rose" not in format_harden(quiet) and "warning" not in format_harden(quiet)
+
+
+def test_harden_table_hides_known_type_columns_that_repeat_the_others():
+    from advgen.adversarial.cli import format_harden
+
+    plain = format_harden(_harden_report([0.03, 0.03]))
+    assert "known types" not in plain and len(plain.splitlines()[1].split()) == 5
+    split = format_harden(_harden_report([0.03, 0.03], missing=["apache2"]))
+    assert "(known types:" in split.splitlines()[0] and "apache2 occur only in the attack table" in split
 
 
 def test_cover_rows_keep_functional_cells_and_borrow_the_rest_from_normal_rows(kdd):

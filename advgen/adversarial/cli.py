@@ -112,16 +112,29 @@ def format_query_split(split: dict[str, Any]) -> str:
             f"{split['final']:,} final check){earlier} = {used:,} of {budget}")
 
 
+def _rose(rec: dict[str, Any], rounds: list[dict[str, Any]]) -> str:
+    """'  ! rose' beside a round's FPR that rose markedly over round 0 (blank of the same width beside the
+    others, so that the right-aligned numbers stay in line)."""
+    if not any(r.get("fpr_rose") for r in rounds):
+        return ""
+    return "  ! rose" if rec.get("fpr_rose") else " " * len("  ! rose")
+
+
 def format_harden(report: dict[str, Any]) -> str:
-    header = ["round", "DR fresh disguised", "DR clean", "(known types:", "disguised", "clean)", "FPR normal",
-              "disguised rows trained on"]
-    rows = [[str(r["round"]), _fmt(r["dr_adversarial"]), _fmt(r["dr_clean"]), "", _fmt(r.get("dr_adversarial_known_types")),
-             _fmt(r.get("dr_clean_known_types")), _fmt(r["fpr_normal"], 4), _fmt(r["disguised_training_rows"])]
-            for r in report["rounds"]]
     missing = report["inputs"].get("types_missing_from_training") or []
+    # the known-types columns differ from the others only when the attack table holds types the training
+    # data lacks (with no category map, or every type known, they repeat the two columns beside them)
+    known = bool(missing)
+    header = ["round", "DR fresh disguised", "DR clean",
+              *(["(known types:", "disguised", "clean)"] if known else []), "FPR normal", "disguised rows trained on"]
+    rows = [[str(r["round"]), _fmt(r["dr_adversarial"]), _fmt(r["dr_clean"]),
+             *(["", _fmt(r.get("dr_adversarial_known_types")), _fmt(r.get("dr_clean_known_types"))] if known else []),
+             _fmt(r["fpr_normal"], 4) + _rose(r, report["rounds"]), _fmt(r["disguised_training_rows"])]
+            for r in report["rounds"]]
     note = (f"\nknown types: the attack labels the training data holds; {', '.join(missing)} occur only in the "
             "attack table" if missing else "")
-    return _table(header, rows) + note
+    warnings = "".join(f"\nwarning: {w}" for w in report.get("warnings") or [])
+    return _table(header, rows) + note + warnings
 
 
 def _common(f: Any) -> Any:

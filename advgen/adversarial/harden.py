@@ -34,6 +34,35 @@ from advgen.errors import AdvgenError, InvalidDataError
 ONNX_NAME = "hardened.onnx"
 ROWS_NAME = "hardening_rows.csv"
 
+# the false-positive rate on normal rows counts as risen "markedly" when it more than doubles and grows by
+# at least two points: 0.027 -> 0.028 is noise, 0.040 -> 0.10 is 6 more normal rows in a hundred flagged
+FPR_RISE_FACTOR = 2.0
+FPR_RISE_MIN = 0.02
+
+
+def fpr_rose(before: float, after: float) -> bool:
+    """Whether the false-positive rate rose markedly: more than ``FPR_RISE_FACTOR`` times and by at least
+    ``FPR_RISE_MIN``."""
+    return after > FPR_RISE_FACTOR * before and after - before >= FPR_RISE_MIN
+
+
+def fpr_warning(history: Sequence[dict[str, Any]], cover: int) -> str | None:
+    """A warning when the hardened detector's false-positive rate on normal rows rose markedly over round 0
+    (:func:`fpr_rose`), with what to try; None otherwise."""
+    before, last = history[0]["fpr_normal"], history[-1]
+    if len(history) < 2 or not fpr_rose(before, last["fpr_normal"]):
+        return None
+    after = last["fpr_normal"]
+    ratio = f"{after / before:.1f} times" if before > 0 else "up from none"
+    why = ("cover rows (each training attack wearing a normal row's modifiable features) can teach it that "
+           "normal values of those features mean attack, the more so the more features are modifiable: try "
+           "--cover 0, or freeze more features (--frozen, --preset, --mask)"
+           if cover and last.get("cover_rows") else
+           "the disguised rows it trained on look like normal rows where most features are modifiable: "
+           "freeze more features (--frozen, --preset, --mask) or run fewer --harden-rounds")
+    return (f"FPR on normal rows rose from {before:.4f} to {after:.4f} after round {last['round']} "
+            f"({ratio}): the hardened detector flags many more normal rows; {why}")
+
 
 def export_onnx(detector: FittedDetector, featurize: Featurizer, path: Path, check_rows: pd.DataFrame) -> dict[str, Any]:
     """Write ``detector`` as ONNX (one float input ``features`` [N, W]) and check it against scikit-learn
@@ -189,6 +218,7 @@ def harden(
                 "cover_rows": int(covered),
                 "seconds": time.perf_counter() - start,
             }
+            rec["fpr_rose"] = bool(r > 0 and fpr_rose(history[0]["fpr_normal"], rec["fpr_normal"]))
             history.append(rec)
             say(f"round {r}/{rounds}: DR on fresh disguised rows {rec['dr_adversarial']:.3f}, clean DR {rec['dr_clean']:.3f}, "
                 f"FPR {rec['fpr_normal']:.4f}")
@@ -209,6 +239,7 @@ def harden(
                 "dr_clean": history[-1]["dr_clean"] - history[0]["dr_clean"],
                 "fpr_normal": history[-1]["fpr_normal"] - history[0]["fpr_normal"],
             },
+            "warnings": [w for w in [fpr_warning(history, cover)] if w],
             "recipe": {"detector": detector, "seed": detector_seed, "data": data,
                        "plus": f"{ROWS_NAME} (labelled attacks)"},
             "notes": inputs.notes,
