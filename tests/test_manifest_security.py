@@ -586,3 +586,19 @@ def test_parity_refuses_a_wrong_graph_on_flags_rates_and_counts(
 def test_parity_still_allows_one_rounding_flip_in_a_count(exported: dict[str, Any]) -> None:
     report = _parity(exported, 1, 1.0, rows=slice(0, 1))
     assert report.max_abs_diff["numeric"] == pytest.approx(1.0)
+
+
+def test_parity_names_the_column_of_its_largest_difference(exported: dict[str, Any]) -> None:
+    # 'largest difference 7, within the allowed 0.0001 + 0.0001 x |torch value|' left the reader to guess
+    # that 7 was on a value of two million
+    from advgen_export.torch_cli import parity_summary
+
+    report = _parity(exported, 1, 1.0, rows=slice(0, 1))
+    outputs = exported["manifest"]["outputs"]
+    column = outputs[0]["columns"][1]
+    where = report.worst["numeric"]
+    assert where["column"] == column and where["index"][1] == 1 and abs(where["torch"] - where["onnxruntime"]) == 1.0
+    assert "worst" not in report.to_dict()  # terminal only: manifests keep the fields runtimes know
+    text = parity_summary({**report.to_dict(), "worst": report.worst}, outputs)
+    assert f"numeric (float32): largest difference 1 in column {column} (torch value {where['torch']:.6g}, allowed there" in text
+    assert "categorical" not in report.worst  # identical outputs have no place to name

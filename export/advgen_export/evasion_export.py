@@ -54,6 +54,7 @@ from advgen_export.onnx_export import (
     _dist_version,
     _first_line,
     check_onnx,
+    note_worst,
     stamp,
     _float_mismatch,
     _integer_mismatch,
@@ -301,7 +302,7 @@ def check_graph_parity(
                 diff = _float_mismatch(name, n, want, have, atol, rtol, _rounding_steps(desc))
             else:
                 diff = _integer_mismatch(name, n, want, have, exact=_is_exact(desc))
-            report.max_abs_diff[name] = max(report.max_abs_diff[name], diff)
+            note_worst(report, desc, n, want, have, diff)
     return report
 
 

@@ -71,6 +71,10 @@ class ParityReport:
     atol: float
     rtol: float
     max_abs_diff: dict[str, float] = field(default_factory=dict)
+    # per output, where its largest difference was (:func:`note_worst`): batch, index, column name (when
+    # the output names its columns), torch and onnxruntime values. For the terminal only: not in to_dict,
+    # so manifests stay readable by runtimes that do not know the field
+    worst: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -257,8 +261,27 @@ def check_parity(
                 diff = _float_mismatch(name, n, want, have, atol, rtol, _rounding_steps(desc))
             else:
                 diff = _integer_mismatch(name, n, want, have, exact=_is_exact(desc))
-            report.max_abs_diff[name] = max(report.max_abs_diff[name], diff)
+            note_worst(report, desc, n, want, have, diff)
     return report
+
+
+def note_worst(report: ParityReport, desc: Mapping[str, Any], n: int, want: np.ndarray, have: np.ndarray, diff: float) -> None:
+    """Raise ``report.max_abs_diff`` of output ``desc`` to ``diff`` and, when it grew, remember where the
+    largest difference is (the column named by ``desc["columns"]`` where there is one), so that a
+    difference of 7 can be read as 7 on a value of 10^7 rather than a broken graph."""
+    name = desc["name"]
+    if diff <= report.max_abs_diff.get(name, 0.0) or want.size == 0:
+        return
+    report.max_abs_diff[name] = diff
+    w, h = want.astype(np.float64), have.astype(np.float64)
+    gap = np.abs(np.where(np.isnan(w), 0, w) - np.where(np.isnan(h), 0, h))
+    at = np.unravel_index(int(np.argmax(gap)), gap.shape)
+    where: dict[str, Any] = {"batch": int(n), "index": [int(i) for i in at],
+                             "torch": float(w[at]), "onnxruntime": float(h[at])}
+    columns = desc.get("columns")
+    if isinstance(columns, list) and gap.ndim == 2 and int(at[1]) < len(columns):
+        where["column"] = str(columns[int(at[1])])
+    report.worst[name] = where
 
 
 def _rounding_steps(desc: Mapping[str, Any]) -> np.ndarray | None:

@@ -64,7 +64,8 @@ def export_command(run_dir: Path, output: Path | None, opset: int, skip_parity: 
         return
     click.echo(f"wrote {result.model_path} ({result.manifest['model']['bytes']:,} bytes) and {result.manifest_path}")
     if result.parity is not None:
-        click.echo(parity_summary(result.parity.to_dict(), result.manifest.get("outputs") or []))
+        click.echo(parity_summary({**result.parity.to_dict(), "worst": result.parity.worst},
+                                  result.manifest.get("outputs") or []))
     end_to_end = getattr(result, "end_to_end", None)
     if end_to_end is not None:
         click.echo(
@@ -76,16 +77,35 @@ def export_command(run_dir: Path, output: Path | None, opset: int, skip_parity: 
         click.echo("end-to-end check skipped: the run folder holds no adversarial.csv or .parquet to disguise")
 
 
+def _located(where: Any, diff: float, atol: Any, rtol: Any) -> str:
+    """' in column web_traffic (torch 7.2e+06, allowed there 7.2e+02)': where an output's largest
+    difference is, so that a difference of 7 reads as 7 on a value in the millions; '' when unknown."""
+    if not isinstance(where, Mapping) or not diff:
+        return ""
+    try:
+        value = float(where["torch"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    column = where.get("column")
+    place = f"column {column}" if column is not None else f"index {list(where.get('index') or [])}"
+    there = ""
+    if isinstance(atol, (int, float)) and isinstance(rtol, (int, float)) and rtol:
+        there = f", allowed there {atol + rtol * abs(value):.3g}"
+    return f" in {place} (torch value {value:.6g}{there})"
+
+
 def parity_summary(parity: Mapping[str, Any], outputs: Sequence[Mapping[str, Any]]) -> str:
     """What the parity check compared, against which tolerance, and that it passed, in words.
 
-    ``parity`` is ``ParityReport.to_dict()``; only ``batch_sizes``, ``atol``, ``rtol`` and
-    ``max_abs_diff`` are read (the report may hold more). ``outputs`` are the manifest's output
+    ``parity`` is ``ParityReport.to_dict()``; only ``batch_sizes``, ``atol``, ``rtol``,
+    ``max_abs_diff`` and, when given, ``worst`` (``ParityReport.worst``: where each output's largest
+    difference is) are read (the report may hold more). ``outputs`` are the manifest's output
     descriptions (dtype, vocabularies, rounding), which say how each output was compared.
     """
     sizes = ", ".join(str(b) for b in parity.get("batch_sizes") or [])
     atol, rtol = parity.get("atol"), parity.get("rtol")
     worst = dict(parity.get("max_abs_diff") or {})
+    located = parity.get("worst") or {}
     lines = [f"parity with torch at batch sizes {sizes}: passed (onnxruntime and torch ran on the same inputs)"]
     by_name = {str(o.get("name")): o for o in outputs}
     for name, diff in worst.items():
@@ -94,7 +114,8 @@ def parity_summary(parity: Mapping[str, Any], outputs: Sequence[Mapping[str, Any
         if dtype.startswith("float"):
             allowed = f"{atol:g} + {rtol:g} x |torch value|" if rtol else f"{atol:g}"
             rounded = " (one rounding step more in rounded columns)" if desc.get("decimals") or desc.get("dtypes") else ""
-            lines.append(f"  {name} ({dtype}): largest difference {diff:.2g}, within the allowed {allowed}{rounded}")
+            lines.append(f"  {name} ({dtype}): largest difference {diff:.2g}{_located(located.get(name), diff, atol, rtol)}, "
+                         f"within the allowed {allowed}{rounded}")
         elif desc.get("exact", bool(desc.get("vocabularies"))):
             lines.append(f"  {name} ({dtype} category indices): identical" if diff == 0 else
                          f"  {name} ({dtype} category indices): equal except a few rows where two categories' "
