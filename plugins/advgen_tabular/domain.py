@@ -33,6 +33,7 @@ from advgen_tabular.transform import (
     frame_from_arrays,
 )
 from advgen_tabular.follows import check_follows, fit_follows, follows_module, write_follows
+from advgen_tabular.orders import order_chain
 from advgen_tabular.validators import build_validators, fit_rules
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,6 +57,9 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "joint_max": 1000,  # encode the categoricals jointly when they form at most this many combinations
     "snap_fractions": True,  # decode rates that are fractions of a count as such
     "derive": True,  # decode a column other columns compute (a mean, a rate, a copy) as computed (relations.py)
+    # decode rows so that the orderings the validators found hold (orders.py); off by default: it lifts
+    # validity but moves the upper columns' distributions (docs/tabular.md, "Sixth round")
+    "keep_order": False,
     "follow_label": True,  # a conditional run writes a feature that has one value per class from the class (follows.py)
     "point_masses": 16,  # quantile numerics: up to this many exact values per column picked as categories (0: off)
     "point_share": 0.05,  # ... those holding this share of the column's rows, or of one label's
@@ -99,7 +103,7 @@ def _options(cfg: TrainConfig) -> dict[str, Any]:
         0 < float(opts["point_share"]) <= 1
     ):
         raise AdvgenError(f"option point_share must be a number in (0, 1], got {opts['point_share']!r}")
-    for key in ("snap_fractions", "derive", "follow_label"):
+    for key in ("snap_fractions", "derive", "keep_order", "follow_label"):
         if not isinstance(opts[key], bool):
             raise AdvgenError(f"option {key} must be true or false, got {opts[key]!r}")
     if not (0 <= float(opts["dropout"]) < 1):
@@ -227,6 +231,9 @@ class TabularDomain(Domain):
         derived = [r for r in rules if r["type"] == "derived"]
         if opts["derive"]:
             transform.derived = [{k: v for k, v in r.items() if k != "real_pass"} for r in derived]
+        if opts["keep_order"]:
+            computed = [r["target"] for r in transform.derived] + [f["rate"] for f in transform.fractions]
+            transform.orders = order_chain(rules, exclude=computed)
         joint = [p for p in transform.plans if p["kind"] == "joint"]
         n_spiked = sum(1 for p in transform.plans if p.get("spikes"))
         n_spikes = sum(len(p.get("spikes") or []) for p in transform.plans)
@@ -236,6 +243,7 @@ class TabularDomain(Domain):
             + (f", {len(transform.fractions)} rates decoded as fractions of counts" if transform.fractions else "")
             + (f", {n_spikes} point masses in {n_spiked} columns" if n_spiked else "")
             + (f", {len(transform.derived)} columns computed from others" if transform.derived else "")
+            + (f", {len(transform.orders)} orderings kept" if transform.orders else "")
             + f"); fitted {len(rules)} validation rules"
         )
         coarse = _float32_coarse(transform.plans)

@@ -50,10 +50,10 @@ from advgen_tabular.rules import fraction_ok
 from advgen_tabular.spikes import SHARE, find_point_masses, mode_codes
 
 # version of the JSON layout of a fitted transform (bumped whenever decoding changes meaning); 3 added
-# point masses (a quantile plan's "spikes"), 4 columns computed from others ("derived"), so an older
-# transform still reads as one without them
-FORMAT = 4
-READABLE_FORMATS = (2, 3, 4)
+# point masses (a quantile plan's "spikes"), 4 columns computed from others ("derived"), 5 orderings
+# kept at decoding ("orders"), so an older transform still reads as one without them
+FORMAT = 5
+READABLE_FORMATS = (2, 3, 4, 5)
 NUMERIC_KINDS = ("continuous", "count", "rate")
 DISCRETE_KINDS = ("flag", "categorical")
 ENCODINGS = ("quantile", "log", "msn")
@@ -150,6 +150,8 @@ class TableTransform:
         # relations a = k * N / D (advgen_tabular.relations), inputs first; set after fitting, as the
         # validators find them
         self.derived: list[dict[str, Any]] = []
+        # orderings a <= b the decoder keeps ({"a", "b"}, in the order it applies them: see order_chain)
+        self.orders: list[dict[str, str]] = []
 
     # --- fitting -------------------------------------------------------------------------------
 
@@ -445,6 +447,7 @@ class TableTransform:
             "order": self.order,
             "fractions": self.fractions,
             "derived": self.derived,
+            "orders": self.orders,
         }
 
     @classmethod
@@ -463,6 +466,7 @@ class TableTransform:
         t.order = list(d["order"])
         t.fractions = [dict(f) for f in d.get("fractions", [])]
         t.derived = [dict(r) for r in d.get("derived", [])]
+        t.orders = [dict(r) for r in d.get("orders", [])]
         return t
 
 
@@ -729,6 +733,7 @@ class TableDecoder(nn.Module):
             take[numeric_names.index(f["rate"])] = len(numeric_names) + i
         self.register_buffer("frac_take", torch.tensor(take, dtype=torch.long))
         self._derived_buffers(transform.get("derived", []), numeric_names, scale, rounded, lo, hi)
+        self._order_buffers(transform.get("orders", []), numeric_names, scale, rounded, hi)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.to(torch.float32)
@@ -762,6 +767,7 @@ class TableDecoder(nn.Module):
             num = torch.where(self.rounded, torch.round(num * self.scale) / self.scale, num)
             if self.has_fractions:
                 num = self._snap_fractions(num)
+            num = self._keep_orders(num)
             num = self._derive(num)
         else:
             num = x.new_zeros((n, 0))
@@ -828,6 +834,41 @@ class TableDecoder(nn.Module):
         snapped = torch.where(count > 0, snapped, torch.zeros_like(snapped))
         return torch.cat([num, snapped], dim=1).index_select(1, self.frac_take)
 
+
+    def _order_buffers(
+        self, orders: list[dict[str, Any]], names: list[str], scale: list[float], rounded: list[bool], hi: list[float]
+    ) -> None:
+        """Per ordering ``a <= b`` (in the order they apply): the two positions, the permutation that
+        puts a new ``b`` in its place, and ``b``'s resolution and upper bound."""
+        self.orders: list[tuple[float, bool, float]] = []  # (b's scale, rounded, hi)
+        for i, r in enumerate(orders):
+            if not isinstance(r, dict) or not isinstance(r.get("a"), str) or not isinstance(r.get("b"), str) or r["a"] == r["b"]:
+                raise InvalidDataError(f"the transform's ordering {i} is malformed: {str(r)[:200]}")
+            missing = [c for c in (r["a"], r["b"]) if c not in names]
+            if missing:
+                raise InvalidDataError(f"the transform orders unknown column(s) {', '.join(missing)}")
+            b = names.index(r["b"])
+            self.register_buffer(f"order_a{i}", torch.tensor([names.index(r["a"])], dtype=torch.long))
+            self.register_buffer(f"order_b{i}", torch.tensor([b], dtype=torch.long))
+            take = list(range(len(names)))
+            take[b] = len(names)
+            self.register_buffer(f"order_take{i}", torch.tensor(take, dtype=torch.long))
+            self.orders.append((float(scale[b]), bool(rounded[b]), float(hi[b])))
+
+    def _keep_orders(self, num: torch.Tensor) -> torch.Tensor:
+        """Where a row breaks ``a <= b``, ``b`` becomes ``a`` (at ``b``'s resolution, never below ``a``
+        unless ``b``'s range ends first); lower bounds first, so a chain ``shortest <= avg <= longest``
+        holds as a whole. Nothing is lowered, so an ordering kept stays kept."""
+        for i, (scale, rounded, hi) in enumerate(self.orders):
+            a = num.index_select(1, getattr(self, f"order_a{i}"))
+            b = num.index_select(1, getattr(self, f"order_b{i}"))
+            raised = a
+            if rounded:
+                raised = torch.round(a * scale) / scale
+                raised = torch.where(raised < a, raised + 1.0 / scale, raised)
+            new = torch.where(a > b, torch.clamp(raised, max=hi), b)
+            num = torch.cat([num, new], dim=1).index_select(1, getattr(self, f"order_take{i}"))
+        return num
 
     def _derived_buffers(
         self,
