@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -225,6 +226,42 @@ def test_runtime_writes_rows_of_other_classes_unchanged_with_a_note(exported, mi
     for j, col in enumerate(names):
         assert (_bits(out[col])[take][~mask[:, j]] == _bits(rows[col])[take][~mask[:, j]]).all(), col
     assert json.loads(manifest_path(exported["model"]).read_text())["evasion"]["classes"] == mixed["trained"]
+
+
+def test_info_lists_the_mask_of_each_class_it_disguises_and_no_other(exported, capsys):
+    # info said 'rows of other classes are written unchanged' and then '(any other class): 73 of 81 columns
+    # modifiable'; that line was the threat model's default, the mask of the trained classes it does not name
+    from advgen_export.runtime import load
+
+    model = load(exported["model"])
+    info = model.info()
+    trained = [str(c) for c in info["trained_classes"]]
+    groups = info["disguised"]
+    assert sorted(c for g in groups for c in g["classes"]) == sorted(trained)  # every trained class, once
+    threat = json.loads(manifest_path(exported["model"]).read_text())["evasion"]["threat"]
+    for g in groups:  # the mask a row of each class gets when disguised
+        for cls in g["classes"]:
+            mask, _ = model.space.masks(np.array([cls]))
+            assert sorted(np.asarray(model.space.names)[mask[0]]) == g["modifiable"], cls
+        assert g["mask"] == ("own" if g["classes"][0] in threat["modifiable"] else "default")
+    assert runtime_cli.main(["info", str(exported["model"])]) == 0
+    out = capsys.readouterr().out
+    assert "rows of other classes are written unchanged" in out and "(any other class)" not in out
+    if "satan" in trained:
+        assert re.search(r"^  satan: \d+ of \d+ columns modifiable", out, re.M), out
+
+
+def test_info_of_a_one_class_model_does_not_contradict_itself():
+    # the phishing audit: trained on one class, a --frozen threat model (a default mask only)
+    info = {"model": "m.onnx", "opset": 17, "sha256": "0" * 64, "z_dim": 16, "created": None,
+            "plugin": {"name": "advgen.adversarial.gan", "version": "0"}, "columns": [f"c{i}" for i in range(81)],
+            "label": "status", "category_map": False, "trained_classes": ["phishing"], "rules": 144,
+            "threat": {"name": "frozen", "classes": {"(any other class)": {"modifiable": ["c0"] * 73, "increase_only": []}}},
+            "disguised": [{"classes": ["phishing"], "mask": "default", "modifiable": [f"c{i}" for i in range(73)],
+                           "increase_only": []}]}
+    text = runtime_cli._describe_evasion(info)
+    assert "trained   phishing: rows of other classes are written unchanged" in text
+    assert "  phishing: 73 of 81 columns modifiable" in text and "any other class" not in text
 
 
 def test_torch_path_follows_the_same_rule_as_the_runtime(exported, mixed, attack):

@@ -279,9 +279,24 @@ def _describe_evasion(info: dict[str, Any]) -> str:
                         if info.get("trained_classes") else "classes not recorded (an older export): every row is disguised"),
         f"threat    {info['threat']['name']}, {info['rules']} rules of real traffic",
     ]
-    for cls, what in info["threat"]["classes"].items():
-        up = f", {len(what['increase_only'])} may only grow" if what["increase_only"] else ""
-        lines.append(f"  {cls}: {len(what['modifiable'])} of {len(cols)} columns modifiable{up}")
+    disguised = info.get("disguised")
+    if disguised:
+        # the rows it disguises are those of the trained classes: each with its class's mask, or the threat
+        # model's default for a class it does not name (other classes' rows are written unchanged)
+        for group in disguised:
+            classes = group["classes"]
+            shown = ", ".join(classes[:6]) + (f", ... ({len(classes)} classes)" if len(classes) > 6 else "")
+            if group["mask"] is None:
+                lines.append(f"  {shown}: no mask (the threat model names no default), so their rows are refused")
+                continue
+            up = f", {len(group['increase_only'])} may only grow" if group["increase_only"] else ""
+            named = set(info["threat"]["classes"]) - {"(any other class)"}
+            whose = " (the threat model's default mask)" if group["mask"] == "default" and named else ""
+            lines.append(f"  {shown}: {len(group['modifiable'])} of {len(cols)} columns modifiable{up}{whose}")
+    else:
+        for cls, what in info["threat"]["classes"].items():
+            up = f", {len(what['increase_only'])} may only grow" if what["increase_only"] else ""
+            lines.append(f"  {cls}: {len(what['modifiable'])} of {len(cols)} columns modifiable{up}")
     lines.append(f"usage     {PROG} disguise {info['model']} --attacks ROWS.csv -o OUT.csv [--seed N]")
     return "\n".join(lines)
 

@@ -105,6 +105,8 @@ class EvasionModel:
             covered["(any other class)"] = {"modifiable": sorted(threat["default"]),
                                             "increase_only": sorted(threat["default_directions"])}
         return {
+            # what the model does to the rows it disguises: only rows of the trained classes are disguised
+            "disguised": self._disguised_masks(),
             "model": str(self.path),
             "sha256": m["model"]["sha256"],
             "opset": m["model"].get("opset"),
@@ -120,6 +122,33 @@ class EvasionModel:
             "rules": len(m["evasion"]["rules"]),
             "outputs": m["outputs"],
         }
+
+    def _disguised_masks(self) -> list[dict[str, Any]] | None:
+        """Per group of trained classes that share a mask: the classes, the columns they may change, those
+        that may only grow, and whether the mask is the class's own or the threat model's default (for
+        classes it does not name). None when the export did not record its classes (every row is
+        disguised, each with its class's mask)."""
+        trained = self.space.trained
+        if not trained:
+            return None
+        threat = self.manifest["evasion"]["threat"]
+        groups: list[dict[str, Any]] = []
+        default: list[str] = []
+        unknown: list[str] = []
+        for cls in map(str, trained):
+            if cls in threat["modifiable"]:
+                groups.append({"classes": [cls], "mask": "own", "modifiable": sorted(threat["modifiable"][cls]),
+                               "increase_only": sorted(threat["directions"].get(cls, threat["default_directions"]))})
+            elif threat["default"] is not None:
+                default.append(cls)
+            else:
+                unknown.append(cls)
+        if default:
+            groups.append({"classes": default, "mask": "default", "modifiable": sorted(threat["default"]),
+                           "increase_only": sorted(threat["default_directions"])})
+        if unknown:
+            groups.append({"classes": unknown, "mask": None, "modifiable": [], "increase_only": []})
+        return groups
 
     # --- disguising --------------------------------------------------------------------------------
 
