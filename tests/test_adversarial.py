@@ -254,7 +254,11 @@ def test_evade_reports_how_the_budget_was_spent(small_csvs):
     assert res.exit_code == 0, res.output
     import json
 
-    q = json.loads((small_csvs / "run" / "report.json").read_text())["queries"]
+    report = json.loads((small_csvs / "run" / "report.json").read_text())
+    q = report["queries"]
+    # the figure of the run: detection before/after and the GAN's training curve
+    assert report["plot"] == str(small_csvs / "run" / "evasion.png") and "evasion.png" in res.output
+    assert (small_csvs / "run" / "evasion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     split = q["split"]
     assert q["used"] == split["warmup"] + split["attack"] <= 1_000
     assert split["warmup"] == 500 and split["warmup_cap"] == 500 and split["training"] > 0
@@ -325,6 +329,8 @@ def test_harden_improves_detection_of_fresh_disguised_rows(tmp_path):
     assert last["dr_adversarial"] >= first["dr_adversarial"] + 0.3
     assert last["dr_clean"] >= first["dr_clean"] - 0.05
     assert (tmp_path / "run" / "hardening_rows.csv").is_file()
+    assert report["plot"] == str(tmp_path / "run" / "hardening.png")
+    assert (tmp_path / "run" / "hardening.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the FPR check runs on every harden report (round 0 is the reference)
     assert isinstance(report["warnings"], list) and first["fpr_rose"] is False
     assert all(w.startswith("FPR on normal rows rose") for w in report["warnings"])

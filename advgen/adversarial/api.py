@@ -235,7 +235,10 @@ def _say(progress: Callable[[str], None] | None) -> Callable[[str], None]:
 
 def _prepare_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """A fresh run may only go into an empty folder, or (``overwrite``) one holding only files advgen writes."""
-    ours = {CHECKPOINT_NAME, REPORT_NAME, "adversarial.csv", "adversarial.parquet", "hardened.onnx", "hardening_rows.csv"}
+    from advgen.adversarial.plots import EVASION_PLOT, HARDENING_PLOT
+
+    ours = {CHECKPOINT_NAME, REPORT_NAME, "adversarial.csv", "adversarial.parquet", "hardened.onnx", "hardening_rows.csv",
+            EVASION_PLOT, HARDENING_PLOT}
     if out.exists() and not out.is_dir():
         raise InvalidDataError(f"{out} exists and is not a folder")
     if resume or not out.exists():
@@ -515,6 +518,12 @@ def evade(
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             _write_rows(adversarial, out_dir / f"adversarial.{output_format}")
+            from advgen.adversarial.plots import EVASION_PLOT, plot_evasion, write_figure
+
+            curve = attack.history if generator is None else []
+            plot = write_figure(lambda p: plot_evasion(report, curve, p), out_dir / EVASION_PLOT, say)
+            if plot:
+                report["plot"] = plot
             write_json(report, out_dir / REPORT_NAME)
         return EvadeResult(adversarial, report, out_dir, attack, inputs.rows, base_rows)
 

@@ -194,7 +194,8 @@ def evade_cmd(data: str, attacks: str | None, label: str | None, schema_file: st
     ones are copied bit for bit) and learns from the detector's answers through
     a substitute; every row is repaired to the types, ranges and relations of
     real traffic. The run folder gets adversarial.csv (the disguised rows and
-    their source_row), report.json and the trained generator (attack.pt).
+    their source_row), report.json, evasion.png (detection before and after,
+    with matplotlib) and the trained generator (attack.pt).
 
     \b
     Examples:
@@ -220,8 +221,9 @@ def evade_cmd(data: str, attacks: str | None, label: str | None, schema_file: st
         progress=_say(quiet),
     )
     click.echo(format_evade(result.report))
+    plot = ", evasion.png" if result.report.get("plot") else ""
     click.echo(f"\nwrote {len(result.adversarial):,} disguised rows to {Path(out) / ('adversarial.' + output_format)}, "
-               f"report.json and attack.pt in {out} ({time.perf_counter() - t:.0f} s)")
+               f"report.json{plot} and attack.pt in {out} ({time.perf_counter() - t:.0f} s)")
 
 
 @click.command("harden")
@@ -241,7 +243,8 @@ def harden_cmd(data: str, attacks: str | None, label: str | None, schema_file: s
     detector, retrains it with them labelled as attacks, and judges it on the
     --attacks table: detection rate on fresh disguised rows (a new attack with
     the same budget), on clean attack rows, and false positives on its normal
-    rows. Writes hardened.onnx (with skl2onnx), hardening_rows.csv and report.json.
+    rows. Writes hardened.onnx (with skl2onnx), hardening_rows.csv, report.json
+    and hardening.png (the rates round by round, with matplotlib).
 
     \b
     Example:
@@ -265,5 +268,7 @@ def harden_cmd(data: str, attacks: str | None, label: str | None, schema_file: s
         click.echo(f"\nwrote {onnx['path']} (labels agree with scikit-learn on {onnx['label_agreement']:.2%} of {onnx['rows_checked']:,} rows)")
     elif onnx:
         click.echo(f"\nno ONNX file: {onnx.get('error')}")
+    if report.get("plot"):
+        click.echo(f"plot: {report['plot']}")
 
 

@@ -259,6 +259,11 @@ def harden(
             except AdvgenError as exc:
                 report["onnx"] = {"error": str(exc)}
                 say(f"no ONNX file: {exc}; the recipe in the report and {ROWS_NAME} retrain the same detector")
+            from advgen.adversarial.plots import HARDENING_PLOT, plot_hardening, write_figure
+
+            plot = write_figure(lambda p: plot_hardening(report, p), out_dir / HARDENING_PLOT, say)
+            if plot:
+                report["plot"] = plot
             write_json(report, out_dir / REPORT_NAME)
         return report
 
