@@ -602,3 +602,86 @@ def test_parity_names_the_column_of_its_largest_difference(exported: dict[str, A
     text = parity_summary({**report.to_dict(), "worst": report.worst}, outputs)
     assert f"numeric (float32): largest difference 1 in column {column} (torch value {where['torch']:.6g}, allowed there" in text
     assert "categorical" not in report.worst  # identical outputs have no place to name
+
+
+# --- external data: a model reads no other file -----------------------------------------------------------
+
+
+def _with_external_tensor(model_bytes: bytes, location: str, *, in_subgraph: bool = False) -> bytes:
+    """The model with one more tensor whose values live in ``location`` (ONNX external data), added to
+    the first output through a Cast and a multiply by zero, as a leaking model would."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    proto = onnx.load_from_string(model_bytes)
+    g = proto.graph
+    out = g.output[0].name
+    width = g.output[0].type.tensor_type.shape.dim[1].dim_value
+    for node in g.node:
+        node.output[:] = [o + "_orig" if o == out else o for o in node.output]
+    leak = TensorProto(name="leak", data_type=TensorProto.UINT8, dims=[width], data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", location), ("offset", "0"), ("length", str(width))):
+        leak.external_data.add(key=key, value=value)
+    if in_subgraph:  # the tensor inside an If's branch, not among the graph's initializers
+        branch = helper.make_graph([helper.make_node("Constant", [], ["leak"], value=leak)], "branch", [],
+                                   [helper.make_tensor_value_info("leak", TensorProto.UINT8, [width])])
+        g.initializer.append(helper.make_tensor("yes", TensorProto.BOOL, [], [True]))
+        g.node.append(helper.make_node("If", ["yes"], ["leak"], then_branch=branch, else_branch=branch))
+    else:
+        g.initializer.append(leak)
+    g.initializer.append(helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]))
+    g.node.extend([helper.make_node("Cast", ["leak"], ["leakf"], to=TensorProto.FLOAT),
+                   helper.make_node("Mul", [out + "_orig", "zero"], ["zeroed"]),
+                   helper.make_node("Add", ["zeroed", "leakf"], [out])])
+    return proto.SerializeToString()
+
+
+@pytest.mark.parametrize("in_subgraph", [False, True], ids=["initializer", "subgraph constant"])
+def test_a_model_that_reads_a_file_beside_it_is_refused(
+    exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    in_subgraph: bool,
+) -> None:
+    # the audit's model served the bytes of ./.env as samples, its sha256 pin notwithstanding
+    secret = b"AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n"
+    (tmp_path / ".env").write_bytes(secret)
+    monkeypatch.chdir(tmp_path)
+    data, manifest = rebound(_with_external_tensor(exported["model"].read_bytes(), ".env", in_subgraph=in_subgraph),
+                             copy.deepcopy(exported["manifest"]))
+    model = write_pair(tmp_path / "pair", data, manifest)
+    assert_refused(model, r"keeps tensor values in other files \(external data: 'leak'\)", capsys,
+                   "--expect-sha256", sha256_bytes(data))
+
+
+def test_a_reference_the_walk_misses_still_finds_an_empty_folder(exported: dict[str, Any], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # the second guard alone: onnxruntime is pointed at a fresh empty folder for external data
+    import onnxruntime as ort
+
+    from advgen_export import onnx_guard
+
+    (tmp_path / ".env").write_bytes(b"x" * 64)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(onnx_guard, "external_references", lambda data: [])
+    data = _with_external_tensor(exported["model"].read_bytes(), ".env")
+    with pytest.raises(ModelError, match="onnxruntime cannot load"):
+        onnx_guard.session_from_bytes(data, ort.SessionOptions(), "leak.onnx")
+
+
+def test_garbage_is_not_an_onnx_model() -> None:
+    from advgen_export.onnx_guard import external_references
+
+    with pytest.raises(ModelError, match="not an ONNX model"):
+        external_references(b"\xff\xfe garbage" * 10)
+
+
+def test_an_onnx_detector_with_external_data_is_one_error(exported: dict[str, Any], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # advgen evade --detector model.onnx loads a file someone else may have made: the same guard
+    from advgen.adversarial.blackbox import OnnxDetector
+    from advgen.errors import InvalidDataError
+
+    (tmp_path / "weights.bin").write_bytes(b"\x01" * 64)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "det.onnx").write_bytes(_with_external_tensor(exported["model"].read_bytes(), "weights.bin"))
+    with pytest.raises(InvalidDataError, match=r"^det\.onnx keeps tensor values in other files"):
+        OnnxDetector(tmp_path / "det.onnx", featurize=None)  # type: ignore[arg-type]

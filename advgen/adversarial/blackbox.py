@@ -220,11 +220,16 @@ class OnnxDetector:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
+        from advgen_export.manifest import ModelError
+        from advgen_export.onnx_guard import session_from_bytes
+
         try:
-            self.session = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own types for malformed files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InvalidDataError(f"{p.name} is not a loadable ONNX model: {first[:200]}") from None
+            # from its bytes, refusing external data: a detector someone hands you reads no other file
+            self.session = session_from_bytes(p.read_bytes(), opts, p.name)
+        except ModelError as exc:
+            raise InvalidDataError(f"ONNX detector {exc}" if str(exc).startswith("not ") else str(exc)) from None
+        except OSError as exc:
+            raise InvalidDataError(f"cannot read the ONNX detector {p}: {exc.strerror or exc}") from None
         self.inputs = self.session.get_inputs()
         meta = self.session.get_modelmeta().custom_metadata_map or {}
         names = [f for f, _ in featurize.features]

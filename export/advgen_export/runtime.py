@@ -36,6 +36,7 @@ from advgen_export.manifest import (
     select_classes,
     verified_model_bytes,
 )
+from advgen_export.onnx_guard import session_from_bytes
 from advgen_export.writers import GeneratedArrayWriter, GeneratedTableWriter, PngFolderWriter, png_name
 
 INT_KINDS = ("count", "flag")
@@ -376,10 +377,7 @@ def open_session(model_path: Path, manifest: Mapping[str, Any], *, threads: int 
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = int(threads)
-    try:
-        session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types for unloadable graphs
-        raise ModelError(f"onnxruntime cannot load {model_path}: {str(exc).splitlines()[0]}") from None
+    session = session_from_bytes(data, opts, str(model_path))
     check_binding(manifest, session.get_modelmeta().custom_metadata_map, model_path)
     check_graph(manifest, session, model_path)
     return session
