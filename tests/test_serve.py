@@ -302,3 +302,35 @@ def test_serve_command_refuses_absurd_limits(option: list[str], message: str,
         build_parser().parse_args(["serve", "model.onnx", *option])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and option[0] in err and message in err
+
+
+# --- a broken model -----------------------------------------------------------------------------------
+
+
+class NanCurveGenerator(TinyCurveGenerator):
+    """What a diverged run exports: every output is NaN."""
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(z) * float("nan")
+
+
+def test_a_model_that_outputs_nan_gets_one_error_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the audit: json.dumps(allow_nan=False) raised inside the handler, 500 "internal server error" and a
+    # traceback on the server; tables cast NaN counts to -9223372036854775808
+    from advgen_export.cli import main
+    from advgen_export.runtime import ModelOutputError
+
+    run = SimpleNamespace(domain=TinyCurves(), spec={"shape": [LENGTH], "conditions": None},
+                          generator=NanCurveGenerator().eval(),
+                          config=SimpleNamespace(z_dim=4, to_dict=lambda: {"z_dim": 4}), run_dir="")
+    export(run, tmp_path / "nan.onnx")
+    broken = load(tmp_path / "nan.onnx", threads=1)
+    with pytest.raises(ModelOutputError, match="NaN or infinite values in its output"):
+        broken.sample(3, seed=0)
+    assert main(["sample", str(tmp_path / "nan.onnx"), "-n", "3", "-o", str(tmp_path / "rows.npz")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "NaN or infinite" in err[0] and not (tmp_path / "rows.npz").exists()
+    with running(broken) as server:
+        answer = exchange(server, post(b'{"n": 2}'))
+    assert answer["status"] == 500 and "NaN or infinite values" in answer["json"]["error"]
+    assert "Traceback" not in capsys.readouterr().err

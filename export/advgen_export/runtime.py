@@ -168,6 +168,11 @@ class GeneratorModel:
             if cond is not None:
                 feeds["cond"] = np.ascontiguousarray(cond[start : start + self.chunk_rows], dtype=np.int64)
             for name, value in zip(self.output_names, self.session.run(self.output_names, feeds)):
+                if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+                    raise ModelOutputError(
+                        f"the model produced NaN or infinite values in its output {name!r}: it is broken (an export "
+                        "of a run whose training diverged, or an edited graph)"
+                    )
                 parts[name].append(value)
         return {name: np.concatenate(chunks) if len(chunks) > 1 else chunks[0] for name, chunks in parts.items()}
 
@@ -381,6 +386,11 @@ def open_session(model_path: Path, manifest: Mapping[str, Any], *, threads: int 
     check_binding(manifest, session.get_modelmeta().custom_metadata_map, model_path)
     check_graph(manifest, session, model_path)
     return session
+
+
+class ModelOutputError(ModelError):
+    """The model itself produced what no sample may hold (NaN, infinities): a fault of the model, not of
+    the request (``serve`` answers 500 with the message, not 400)."""
 
 
 @dataclass

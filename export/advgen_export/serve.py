@@ -60,7 +60,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from advgen_export.manifest import ModelError
-from advgen_export.runtime import MAX_SEED, GeneratorModel
+from advgen_export.runtime import MAX_SEED, GeneratorModel, ModelOutputError
 
 DEFAULT_MAX_N = 10_000
 DEFAULT_MAX_BODY = 64 * 1024
@@ -368,6 +368,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, handler())
         except RequestError as exc:
             self._send(exc.status, {"error": str(exc)})
+        except ModelOutputError as exc:  # the model's fault, not the request's
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(exc)})
         except ModelError as exc:
             self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
         except (DeadlineExceeded, ConnectionError):
