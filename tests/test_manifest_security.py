@@ -685,3 +685,16 @@ def test_an_onnx_detector_with_external_data_is_one_error(exported: dict[str, An
     (tmp_path / "det.onnx").write_bytes(_with_external_tensor(exported["model"].read_bytes(), "weights.bin"))
     with pytest.raises(InvalidDataError, match=r"^det\.onnx keeps tensor values in other files"):
         OnnxDetector(tmp_path / "det.onnx", featurize=None)  # type: ignore[arg-type]
+
+
+def test_info_escapes_control_characters_a_manifest_carries(exported: dict[str, Any]) -> None:
+    # the audit renamed a class to clear the screen, set the window title and print a fake verification line
+    from advgen_export.cli import _describe
+
+    info = load(exported["model"]).info()
+    label = next(iter(info["conditions"]["accepted"]))
+    info["conditions"]["accepted"][label][0] = "benign\x1b]0;pwned\x07\x1b[2J\x1b[31mFAKE: verified"
+    text = _describe(info)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "benign\\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mFAKE: verified" in text
+    assert all(line.isprintable() for line in text.splitlines())

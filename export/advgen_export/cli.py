@@ -244,6 +244,14 @@ class _Progress:
             sys.stderr.write("\n")
 
 
+def _printable(line: str) -> str:
+    """``line`` with each control or other non-printable character escaped (``\\x1b``): names a manifest
+    carries are printed, and a model someone hands you must not clear the screen or fake a message."""
+    if line.isprintable():
+        return line
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)
+
+
 def _describe(info: dict[str, Any]) -> str:
     plugin = info.get("plugin") or {}
     lines = [
@@ -263,7 +271,7 @@ def _describe(info: dict[str, Any]) -> str:
             lines.append(f"  --condition {key}=  {shown}")
     else:
         lines.append("condition none (unconditional model)")
-    return "\n".join(lines)
+    return "\n".join(_printable(line) for line in lines)
 
 
 def _describe_evasion(info: dict[str, Any]) -> str:
@@ -298,7 +306,7 @@ def _describe_evasion(info: dict[str, Any]) -> str:
             up = f", {len(what['increase_only'])} may only grow" if what["increase_only"] else ""
             lines.append(f"  {cls}: {len(what['modifiable'])} of {len(cols)} columns modifiable{up}")
     lines.append(f"usage     {PROG} disguise {info['model']} --attacks ROWS.csv -o OUT.csv [--seed N]")
-    return "\n".join(lines)
+    return "\n".join(_printable(line) for line in lines)
 
 
 if __name__ == "__main__":  # pragma: no cover
