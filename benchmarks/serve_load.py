@@ -7,10 +7,10 @@
 The server runs as a subprocess (``python -m advgen_export.cli serve``, the ``advgen-runtime serve``
 command) on 127.0.0.1. ``--clients`` connections open at once from one asyncio loop; each sends
 ``POST /sample {"n": N, "seed": i % 4}`` and reads the answer to the end. Reported: status counts
-(200 / 503 / other), connection errors (reset, refused, timed out, closed without an answer), latency
+(200 / 503 / 429 / other), connection errors (reset, refused, timed out, closed without an answer), latency
 percentiles from connect to last byte, wall time, and the server's peak resident memory (VmHWM from
 /proc). A 200 counts as correct only if its JSON equals the answer to the same request sent alone
-before the burst; a 503 only with a JSON error and a Retry-After header.
+before the burst; a 503 or 429 only with a JSON error and a Retry-After header.
 
 Exit status 1 on any connection error, wrong 200, bad 503 or other status. Bounded: at most 5,000
 clients, the burst is abandoned after ``--time-limit`` seconds, and the server is stopped at the end.
@@ -58,7 +58,7 @@ def export_model(plugin: str, steps: int, workdir: Path) -> Path:
 def start_server(model: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[str], str, int]:
     command = [sys.executable, "-m", "advgen_export.cli", "serve", str(model), "--port", "0", "--quiet",
                "--threads", str(args.threads), "--queue", str(args.queue),
-               "--request-timeout", str(args.request_timeout)]
+               "--request-timeout", str(args.request_timeout), "--max-per-client", str(args.max_per_client)]
     if args.workers:
         command += ["--workers", str(args.workers)]
     path = os.pathsep.join([str(REPO), str(REPO / "export"), os.environ.get("PYTHONPATH", "")])
@@ -127,7 +127,7 @@ async def client(host: str, port: int, i: int, n: int, expected: dict[int, Any],
     out["latency"].setdefault(status, []).append(elapsed)
     if status == 200 and body != expected[i % SEEDS]:
         out["wrong"] += 1
-    if status == 503 and ("retry-after" not in headers or "error" not in body):
+    if status in (429, 503) and ("retry-after" not in headers or "error" not in body):
         out["wrong"] += 1
 
 
@@ -181,6 +181,8 @@ def main() -> int:
     parser.add_argument("--queue", type=int, default=64, help="server --queue")
     parser.add_argument("--request-timeout", type=float, default=10.0, help="server --request-timeout")
     parser.add_argument("--threads", type=int, default=1, help="server onnxruntime threads")
+    parser.add_argument("--max-per-client", type=int, default=64,
+                        help="server --max-per-client (every client here comes from 127.0.0.1; 0: no limit)")
     parser.add_argument("--slow-clients", type=int, default=0, help="clients that drip a header byte a second")
     parser.add_argument("--time-limit", type=float, default=100.0, help="seconds before the burst is abandoned")
     args = parser.parse_args()
@@ -208,8 +210,10 @@ def main() -> int:
     lat = out["latency"]
     print(f"{args.clients} concurrent clients, n={args.n}, model {model.name}, wall {out['wall_s']:.1f} s"
           f"{'' if not args.slow_clients else f', plus {args.slow_clients} slow clients'}")
-    print(f"status: 200 {ok}, 503 {out['status'][503]}, other {sum(out['status'].values()) - ok - out['status'][503]}"
-          f" {dict((k, v) for k, v in out['status'].items() if k not in (200, 503))}")
+    refused = out["status"][429] + out["status"][503]
+    print(f"status: 200 {ok}, 503 {out['status'][503]}, 429 {out['status'][429]}, "
+          f"other {sum(out['status'].values()) - ok - refused}"
+          f" {dict((k, v) for k, v in out['status'].items() if k not in (200, 429, 503))}")
     print(f"connection errors: {sum(out['errors'].values())} {dict(out['errors'])}; unfinished: {out['unfinished']}; "
           f"wrong answers: {out['wrong']}")
     for status in sorted(lat):
@@ -221,9 +225,9 @@ def main() -> int:
         print(f"slow clients: {Counter(s for s, _ in out['slow'])}, the longest held {worst:.1f} s")
     print(f"server memory: {idle_kib / 1024:.0f} MiB before the burst, peak (VmHWM) {peak_kib / 1024:.0f} MiB; "
           f"exit status {code}")
-    other = sum(out["status"].values()) - ok - out["status"][503]
+    other = sum(out["status"].values()) - ok - out["status"][503] - out["status"][429]
     failed = sum(out["errors"].values()) or out["unfinished"] or out["wrong"] or other or code != 0
-    print("FAIL" if failed else "ok: every client got a correct answer or a 503 with Retry-After")
+    print("FAIL" if failed else "ok: every client got a correct answer or a 503/429 with Retry-After")
     return 1 if failed else 0
 
 

@@ -4,6 +4,7 @@
     advgen-runtime info model.onnx [--json]
     advgen-runtime disguise evade.onnx --attacks rows.csv -o disguised.csv --seed 0
     advgen-runtime serve model.onnx --port 8000 [--host 127.0.0.1] [--max-n 10000] [--workers 8] [--queue 64]
+                         [--max-per-client 64]
 
 Written with argparse rather than click so that the runtime installs with onnxruntime, numpy and
 pandas alone. Bad input prints one ``advgen-runtime: error: ...`` line and exits non-zero.
@@ -149,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="connections waiting for a worker; beyond it clients get 503 (default 64)")
     p.add_argument("--request-timeout", type=_seconds, default=10.0,
                    help="seconds a client has to send its whole request, and to read the answer (default 10)")
+    p.add_argument("--max-per-client", type=_non_negative, default=64,
+                   help="connections one address may have sending their request at once; beyond it 429 "
+                        "(default 64; 0: no limit, e.g. behind a proxy that limits clients itself)")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
     return parser
 
@@ -212,7 +216,7 @@ def _run(args: argparse.Namespace) -> int:
 
         serve(model, args.host, args.port, max_n=args.max_n, max_body=args.max_body,
               max_response_bytes=args.max_response_bytes, workers=args.workers, queue_size=args.queue,
-              request_timeout=args.request_timeout, quiet=args.quiet)
+              request_timeout=args.request_timeout, max_per_client=args.max_per_client, quiet=args.quiet)
     return 0
 
 

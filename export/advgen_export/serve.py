@@ -16,11 +16,13 @@ bytes, 414/431 request lines or headers over 64 KiB (or over 100 headers), 503 (
 when every worker is busy and the wait queue is full.
 
 How load is held: the kernel keeps up to ``LISTEN_BACKLOG`` connections waiting to be accepted; one
-accept thread hands each connection to a fixed pool of ``workers`` threads through a wait queue of
-``queue`` places, or, when the queue is full, writes the 503 itself (a few hundred bytes to a fresh
-socket never blocks). Reading the request line, headers and body must finish within
-``request_timeout`` seconds of the accept, a total deadline rather than a per-read timeout, so a client
-dripping bytes cannot hold a worker; writing the response is bounded by the same number of seconds.
+accept thread gives each to the intake (:mod:`advgen_export.intake`), which receives the whole request
+on one selector thread, at most ``MAX_RECEIVING`` connections at once and ``max_per_client`` from one
+address (429 beyond), within ``request_timeout`` seconds of the accept (408 after), so a client that
+sends nothing or drips bytes never holds a worker. A request received in full goes to a fixed pool of
+``workers`` threads through a wait queue of ``queue`` places, or, when the queue is full, is answered
+503 at once (a few hundred bytes to a fresh socket never blocks). Writing the response is bounded by
+the same number of seconds.
 Connections are closed gently: the server half-closes, reads what the client still sends and closes
 when the client does (at most ``LINGER_SECONDS`` later, on one background thread), because closing
 a socket with unread bytes makes the kernel send a reset that can destroy the response in flight.
@@ -30,8 +32,8 @@ pandas and nothing else", so a framework could only be an optional extra and thi
 be needed as the fallback: two servers to keep right instead of one. Nor would uvicorn meet the figures
 alone: ``--limit-concurrency`` answers a plain-text 503 without ``Retry-After``, and it has no deadline
 for receiving a request (``--timeout-keep-alive`` restarts on every byte; encode/uvicorn#157), so the
-slow-client defence would be code of ours on top of it anyway. Here the hardening is three small
-pieces (a worker pool, a deadline reader, a lingering close) on a server the runtime already needs.
+slow-client defence would be code of ours on top of it anyway. Here the hardening is four small
+pieces (an intake, a worker pool, a deadline reader, a lingering close) on a server the runtime already needs.
 Put a reverse proxy in front for TLS or authentication. Shutdown on SIGINT/SIGTERM stops accepting
 connections, answers those already accepted and returns.
 """
@@ -59,6 +61,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from advgen_export.intake import Intake
 from advgen_export.manifest import ModelError
 from advgen_export.runtime import MAX_SEED, GeneratorModel, ModelOutputError
 
@@ -67,6 +70,8 @@ DEFAULT_MAX_BODY = 64 * 1024
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 DEFAULT_QUEUE = 64
 DEFAULT_REQUEST_TIMEOUT = 10.0
+MAX_RECEIVING = 1024  # connections still sending their request, all clients together
+DEFAULT_MAX_PER_CLIENT = 64  # of those, from one address (0: no limit, e.g. behind a proxy that limits)
 LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn (4096 on current Linux)
 LINGER_SECONDS = 2.0
 MAX_LINGERING = 4096  # beyond this many half-closed sockets, close at once rather than hold descriptors
@@ -124,12 +129,14 @@ class SampleServer(HTTPServer):
         workers: int | None = None,
         queue_size: int = DEFAULT_QUEUE,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        max_per_client: int = DEFAULT_MAX_PER_CLIENT,
         quiet: bool = False,
     ) -> None:
         workers = default_workers() if workers is None else workers
-        if workers < 1 or queue_size < 0 or not request_timeout > 0 or max_n < 1 or max_body < 1:
-            raise ModelError("workers, max_n and max_body must be at least 1, queue_size at least 0 and "
-                             "request_timeout above 0")
+        if (workers < 1 or queue_size < 0 or not request_timeout > 0 or max_n < 1 or max_body < 1
+                or max_per_client < 0):
+            raise ModelError("workers, max_n and max_body must be at least 1, queue_size and max_per_client at "
+                             "least 0 and request_timeout above 0")
         self.model = model
         self.max_n = max_n
         self.max_body = max_body
@@ -137,6 +144,7 @@ class SampleServer(HTTPServer):
         self.workers = workers
         self.queue_size = queue_size
         self.request_timeout = float(request_timeout)
+        self.max_per_client = max_per_client
         self.quiet = quiet
         self.bytes_per_sample, self.response_overhead = response_size_bounds(model, max_body)
         self.max_n_by_size = (max_response_bytes - self.response_overhead) // self.bytes_per_sample
@@ -147,14 +155,17 @@ class SampleServer(HTTPServer):
             )
         # a slot is a worker or a place in the queue; the accept thread takes one or answers 503
         self._slots = threading.BoundedSemaphore(workers + queue_size)
-        self._pending: queue.SimpleQueue[tuple[socket.socket, Any, float] | None] = queue.SimpleQueue()
+        self._pending: queue.SimpleQueue[tuple[socket.socket, Any, float, bytes] | None] = queue.SimpleQueue()
         self._closer = _GentleCloser()
+        self._intake = Intake(max_body=max_body, timeout=self.request_timeout, limit=MAX_RECEIVING,
+                              per_client=max_per_client, hand_over=self._hand_over, refuse=self._refuse)
+        self._intake_thread = threading.Thread(target=self._intake.run, name="advgen-intake", daemon=True)
         self._workers = [threading.Thread(target=self._work, name=f"advgen-worker-{i}", daemon=True)
                          for i in range(workers)]
         self._closer_thread = threading.Thread(target=self._closer.run, name="advgen-closer", daemon=True)
         self._running = False
         super().__init__(address, _Handler)  # binds and listens; on failure it calls server_close
-        for thread in [self._closer_thread, *self._workers]:
+        for thread in [self._closer_thread, self._intake_thread, *self._workers]:
             thread.start()
         self._running = True
 
@@ -171,22 +182,45 @@ class SampleServer(HTTPServer):
             "workers": self.workers,
             "queue": self.queue_size,
             "request_timeout_s": self.request_timeout,
+            "max_per_client": self.max_per_client,
         }
 
     # --- accept thread ---------------------------------------------------------------------------
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:  # type: ignore[override]
+        status = self._intake.admit(request, client_address)
+        if status == 429:
+            self._refuse(request, 429, f"too many connections from your address are still sending their request "
+                                       f"(at most {self.max_per_client}); retry after {RETRY_AFTER_SECONDS} s")
+        elif status is not None:
+            self._refuse(request, 503, f"server overloaded: too many connections are sending their request; "
+                                       f"retry after {RETRY_AFTER_SECONDS} s")
+
+    def _hand_over(self, sock: socket.socket, client_address: Any, deadline: float, received: bytes) -> None:
+        """A request received in full goes to a worker, or to the queue; with both full, 503."""
         if self._slots.acquire(blocking=False):
-            self._pending.put((request, client_address, time.monotonic() + self.request_timeout))
+            self._pending.put((sock, client_address, deadline, received))
         else:
-            self._send_overloaded(request)
-            self._closer.close(request)
+            self._send_overloaded(sock)
+            self._closer.close(sock)
+
+    def _refuse(self, sock: socket.socket, status: int, message: str) -> None:
+        """Answer a connection no worker reads (``status``: 408, 429 or 503) and close it gently."""
+        extra = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status in (429, 503) else None
+        self._send_small(sock, HTTPStatus(status), message, extra)
+        if not self.quiet:
+            sys.stderr.write(f"{_peer(sock)} - {status} {message}\n")
+        self._closer.close(sock)
 
     def _send_overloaded(self, sock: socket.socket) -> None:
         message = (f"server overloaded: all {self.workers} workers are busy and the queue of {self.queue_size} "
                    f"is full; retry after {RETRY_AFTER_SECONDS} s")
+        self._send_small(sock, HTTPStatus.SERVICE_UNAVAILABLE, message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    @staticmethod
+    def _send_small(sock: socket.socket, status: HTTPStatus, message: str, extra: dict[str, str] | None) -> None:
         data = json.dumps({"error": message}).encode()
-        head = _response_head(HTTPStatus.SERVICE_UNAVAILABLE, len(data), {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        head = _response_head(status, len(data), extra)
         try:
             sock.setblocking(False)  # a few hundred bytes fit any fresh socket's buffer; never wait
             sock.send(head + data)
@@ -197,10 +231,10 @@ class SampleServer(HTTPServer):
 
     def _work(self) -> None:
         while (item := self._pending.get()) is not None:
-            sock, client_address, deadline = item
+            sock, client_address, deadline, received = item
             try:
                 if time.monotonic() < deadline:
-                    _Handler(sock, client_address, self, deadline)
+                    _Handler(sock, client_address, self, deadline, received)
                 else:  # it waited its whole deadline in the queue: shed it
                     self._send_overloaded(sock)
             except Exception:
@@ -215,6 +249,8 @@ class SampleServer(HTTPServer):
         if not self._running:
             return
         self._running = False
+        self._intake.stop()  # those still sending are answered 503; those received in full reach a worker
+        self._intake_thread.join()
         for _ in self._workers:
             self._pending.put(None)  # after the connections already queued
         for thread in self._workers:
@@ -224,16 +260,23 @@ class SampleServer(HTTPServer):
 
 
 class _DeadlineReader(io.RawIOBase):
-    """Socket reads that all share one deadline, so the total time to receive a request is bounded."""
+    """Socket reads that all share one deadline, so the total time to receive a request is bounded; what
+    the intake already received (``received``) is read first."""
 
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
+    def __init__(self, sock: socket.socket, deadline: float, received: bytes = b"") -> None:
         self._sock = sock
         self._deadline = deadline
+        self._received = memoryview(received)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
+        if self._received:
+            n = min(len(buffer), len(self._received))
+            buffer[:n] = self._received[:n]
+            self._received = self._received[n:]
+            return n
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
             raise DeadlineExceeded
@@ -314,14 +357,16 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = SERVER_VERSION
     protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive connections to hold
 
-    def __init__(self, request: socket.socket, client_address: Any, server: SampleServer, deadline: float) -> None:
+    def __init__(self, request: socket.socket, client_address: Any, server: SampleServer, deadline: float,
+                 received: bytes = b"") -> None:
         self.deadline = deadline
+        self.received = received
         super().__init__(request, client_address, server)
 
     def setup(self) -> None:
         super().setup()
         self.rfile.close()  # the socket only really closes once every file made from it is closed
-        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self.deadline))
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self.deadline, self.received))
         # what logging and the 408 answer need when the request line never arrived
         self.request_version, self.requestline, self.command = "HTTP/1.0", "", ""
 
@@ -537,6 +582,13 @@ def response_size_bounds(model: GeneratorModel, max_body: int) -> tuple[int, int
     return per_sample, overhead + 6 * max_body + 512
 
 
+def _peer(sock: socket.socket) -> str:
+    try:
+        return str(sock.getpeername()[0])
+    except (OSError, IndexError, TypeError):
+        return "-"
+
+
 def _json_len(value: Any) -> int:
     return len(json.dumps(value))
 
@@ -553,7 +605,7 @@ def make_server(model: GeneratorModel, host: str = "127.0.0.1", port: int = 8000
     """A bound server (``port=0`` picks a free port; see ``server.url``); call ``serve_forever`` to run it.
 
     ``limits``: ``max_n``, ``max_body``, ``max_response_bytes``, ``workers``, ``queue_size``,
-    ``request_timeout`` (seconds) and ``quiet``, as the ``advgen-runtime serve`` options.
+    ``request_timeout`` (seconds), ``max_per_client`` and ``quiet``, as the ``advgen-runtime serve`` options.
     """
     try:
         return SampleServer((host, port), model, **limits)
