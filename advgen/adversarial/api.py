@@ -436,8 +436,8 @@ def evade(
                                unsafe_pickle=unsafe_pickle, manager=manager)
         bb = BlackBox(target, budget=query_budget, allow_proba=allow_proba)
         say("fitting the encoding and the rules on real traffic ...")
-        space = AttackSpace.fit(pd.concat([inputs.train.df, inputs.pool.df], ignore_index=True),
-                                inputs.train.features, inputs.train.label, seed=seed)
+        real = pd.concat([inputs.train.df, inputs.pool.df], ignore_index=True)
+        space = AttackSpace.fit(real, inputs.train.features, inputs.train.label, seed=seed)
         normal_rows = inputs.normal_train(normal)
         if generator is not None:
             attack = load_generator(generator, row_classes=classes_of, normal_rows=normal_rows, progress=say)
@@ -489,7 +489,7 @@ def evade(
                 inputs.rows, rows, target=target, mask=mask, names=space.names, check=space.validity,
                 encode=space.encode, judges=judges, queries=gan_queries if name == "gan" else base_info[name]["queries"],
                 featurize=featurize if realism else None, normal=inputs.normal_pool(normal) if realism else None,
-                seed=seed, progress=say,
+                seed=seed, progress=say, reference=real,
             )
             if name in base_info:
                 report_attacks[name]["k"] = base_info[name]["k"]

@@ -74,14 +74,17 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def format_evade(report: dict[str, Any]) -> str:
     """The terminal table: one row per attack, then the transfer matrix."""
     attacks = report["attacks"]
-    header = ["attack", "DR before", "DR after", "EIR", "functional changes", "valid", "L0", "L2", "queries", "realism AUC"]
+    header = ["attack", "DR before", "DR after", "EIR", "functional changes", "valid", "atypical", "L0", "L2", "queries",
+              "realism AUC"]
     rows = []
     for name, m in attacks.items():
         shown = f"{name} (best of {m['k']})" if "k" in m else name
         real = (m.get("realism_auc") or {}).get("vs_attacks")
+        odd = (m.get("atypical") or {}).get("share")
         rows.append([
             shown, _fmt(m["detection_rate"]["before"]), _fmt(m["detection_rate"]["after"]), _fmt(m["eir"]),
-            _fmt(m["functional_changes"]["cells"]), f"{m['validity']['adversarial']:.1%}", _fmt(m["l0_mean"], 1),
+            _fmt(m["functional_changes"]["cells"]), f"{m['validity']['adversarial']:.1%}",
+            f"{odd:.1%}" if odd is not None else "-", _fmt(m["l0_mean"], 1),
             _fmt(m["l2_mean"], 2), _fmt(m["queries"]), _fmt(real["mean"]) if real else "-",
         ])
     out = [f"{report['inputs']['rows']:,} attack rows, detector {report['detector']['name']} "
@@ -97,7 +100,28 @@ def format_evade(report: dict[str, Any]) -> str:
     stopped = report.get("generator", {}).get("stopped")
     if stopped:
         out.append(f"\nnote: {stopped}")
+    tails = atypical_note(attacks)
+    if tails:
+        out.append(f"\nnote: {tails}")
     return "\n".join(out)
+
+
+ATYPICAL_NOTE = 0.2  # a disguise with more of its changed cells in the tails of real traffic gets a note
+
+
+def atypical_note(attacks: dict[str, Any]) -> str | None:
+    """A note when an attack put at least ``ATYPICAL_NOTE`` of its changed cells in the tails of real
+    traffic (metric ``atypical``), naming the columns; None otherwise."""
+    heavy = [(name, m["atypical"]) for name, m in attacks.items()
+             if (m.get("atypical") or {}).get("share") is not None and m["atypical"]["share"] >= ATYPICAL_NOTE]
+    if not heavy:
+        return None
+    name, odd = heavy[0]
+    cols = ", ".join(list(odd["columns"])[:3])
+    others = f" (also {', '.join(n for n, _ in heavy[1:])})" if len(heavy) > 1 else ""
+    return (f"{odd['share']:.0%} of the cells {name}{others} changed now hold values beyond the 0.5th or 99.5th "
+            f"percentile of real traffic in their column (most in {cols}): such rows may evade by being unusual "
+            "rather than by looking normal; freeze or bound those columns (--frozen, --mask) or add --realism-weight")
 
 
 def format_query_split(split: dict[str, Any]) -> str:

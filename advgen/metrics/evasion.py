@@ -12,6 +12,9 @@ table, docs/adversarial.md and docs/metrics.md. :func:`attack_metrics` gathers t
 - L0 / L2: cells changed per row, and the Euclidean size of the change in the attack's encoded space
   (numerics as standard-normal quantiles, so a column's scale does not matter; a changed category counts
   sqrt(2));
+- atypical cells: changed cells whose value lies outside the middle 99% of real traffic's values in
+  their column (or, for categories, is one real traffic never takes): rows that evade by being unlike
+  any traffic the detector saw rather than by looking normal;
 - transfer: DR and EIR of the same rows under other detectors trained on the same data;
 - realism AUC: can a classifier tell disguised rows from the real attack rows (or from real normal
   traffic)? 0.5: no; 1.0: always.
@@ -53,6 +56,12 @@ METRICS: dict[str, MetricInfo] = {
         "(numerics as standard-normal quantiles of real traffic, categories one-hot).",
     ),
     "queries": MetricInfo("Queries", "lower", "0", "Rows the attack asked the black box about, in all."),
+    "atypical": MetricInfo(
+        "Atypical changed cells", "lower", "0",
+        "Share of the changed cells whose new value lies outside the middle 99% (0.5th to 99.5th percentile) "
+        "of real traffic's values in that column, or is a category real traffic never takes. Validity accepts "
+        "anything within the real minimum and maximum; this says how much of the disguise sits in the tails.",
+    ),
     "transfer": MetricInfo(
         "Transfer", "higher EIR", "1.0",
         "DR and EIR of the disguised rows under other detectors trained on the same data (the attack never "
@@ -118,6 +127,42 @@ def validity(check: Callable[[pd.DataFrame], np.ndarray], orig: pd.DataFrame, ad
     return {"adversarial": float(np.mean(check(adv))), "original": float(np.mean(check(orig)))}
 
 
+ATYPICAL_TAIL = 0.005  # each side: values beyond the 0.5th and 99.5th percentiles of real traffic
+
+
+def atypical(reference: pd.DataFrame, orig: pd.DataFrame, adv: pd.DataFrame, names: Sequence[str],
+             tail: float = ATYPICAL_TAIL) -> dict[str, Any]:
+    """Changed cells whose new value real traffic (``reference``) rarely or never takes: numerics outside
+    its ``[tail, 1 - tail]`` quantiles, other values absent from it. ``share`` of the changed cells (None
+    when nothing changed), counts, and the columns with most such cells."""
+    changed_cells = atypical_cells = 0
+    per_column: dict[str, int] = {}
+    for col in names:
+        a, b = orig[col].to_numpy(), adv[col].to_numpy()
+        moved = _differs(a, b)
+        if not moved.any():
+            continue
+        new = b[moved]
+        ref = reference[col]
+        if pd.api.types.is_numeric_dtype(ref) and not pd.api.types.is_bool_dtype(ref):
+            values = pd.to_numeric(ref, errors="coerce").to_numpy(dtype=np.float64)
+            values = values[np.isfinite(values)]
+            if values.size == 0:
+                continue
+            lo, hi = np.quantile(values, [tail, 1.0 - tail])
+            x = pd.to_numeric(pd.Series(new), errors="coerce").to_numpy(dtype=np.float64)
+            odd = ~((x >= lo) & (x <= hi))
+        else:
+            odd = ~pd.Series(new).astype(str).isin(set(ref.dropna().astype(str))).to_numpy()
+        changed_cells += int(moved.sum())
+        if odd.any():
+            per_column[col] = int(odd.sum())
+            atypical_cells += int(odd.sum())
+    top = dict(sorted(per_column.items(), key=lambda kv: -kv[1])[:5])
+    return {"share": atypical_cells / changed_cells if changed_cells else None, "cells": atypical_cells,
+            "changed_cells": changed_cells, "columns": top}
+
+
 def perturbation_size(encode: Callable[[pd.DataFrame], np.ndarray], orig: pd.DataFrame, adv: pd.DataFrame,
                       names: Sequence[str]) -> dict[str, float]:
     changed = np.zeros(len(orig))
@@ -155,9 +200,10 @@ def attack_metrics(
     check: Callable[[pd.DataFrame], np.ndarray], encode: Callable[[pd.DataFrame], np.ndarray],
     judges: Mapping[str, Any] | None = None, queries: int | None = None, featurize: Callable | None = None,
     normal: pd.DataFrame | None = None, realism_rows: int = 5000, seed: int = 0,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, reference: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Every metric of one attack's disguised rows ``adv`` (row i disguises ``orig`` row i)."""
+    """Every metric of one attack's disguised rows ``adv`` (row i disguises ``orig`` row i); ``reference``:
+    real traffic, for the atypical cells."""
     say = progress or (lambda _m: None)
     before = detection_rate(target.predict, orig)
     after = detection_rate(target.predict, adv)
@@ -170,6 +216,8 @@ def attack_metrics(
         **perturbation_size(encode, orig, adv, names),
         "queries": queries,
     }
+    if reference is not None:
+        out["atypical"] = atypical(reference, orig, adv, names)
     if judges:
         say("transfer ...")
         out["transfer"] = transfer(judges, orig, adv)
