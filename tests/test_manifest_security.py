@@ -698,3 +698,60 @@ def test_info_escapes_control_characters_a_manifest_carries(exported: dict[str, 
     assert "\x1b" not in text and "\x07" not in text
     assert "benign\\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mFAKE: verified" in text
     assert all(line.isprintable() for line in text.splitlines())
+
+
+def _with_endless_loop(model_bytes: bytes) -> bytes:
+    """The model with a Loop of 10**12 steps whose result, times zero, is added to the first output: the
+    manifest still matches the graph's inputs, outputs and shapes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    proto = onnx.load_from_string(model_bytes)
+    g = proto.graph
+    out = g.output[0].name
+    for node in g.node:
+        node.output[:] = [o + "_orig" if o == out else o for o in node.output]
+    body = helper.make_graph(
+        [helper.make_node("Add", ["x_in", "one"], ["x_out"]), helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("x_in", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), helper.make_tensor_value_info("x_out", TensorProto.FLOAT, [])],
+        initializer=[helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])])
+    g.initializer.extend([helper.make_tensor("trip", TensorProto.INT64, [], [10**12]),
+                          helper.make_tensor("yes", TensorProto.BOOL, [], [True]),
+                          helper.make_tensor("x0", TensorProto.FLOAT, [], [0.0]),
+                          helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])])
+    g.node.extend([helper.make_node("Loop", ["trip", "yes", "x0"], ["xfinal"], body=body),
+                   helper.make_node("Mul", ["xfinal", "zero"], ["xz"]),
+                   helper.make_node("Add", [out + "_orig", "xz"], [out])])
+    return proto.SerializeToString()
+
+
+def test_a_graph_that_never_ends_is_stopped_at_the_deadline(
+    exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the audit: advgen-runtime info spun at 100% CPU for ever on the load check's two rows
+    import time
+
+    from advgen_export import onnx_guard
+
+    monkeypatch.setattr(onnx_guard, "CHECK_SECONDS", 1.0)
+    data, manifest = rebound(_with_endless_loop(exported["model"].read_bytes()), copy.deepcopy(exported["manifest"]))
+    began = time.monotonic()
+    assert_refused(write_pair(tmp_path, data, manifest), r"run on two rows to check it, did not finish within 1 s", capsys)
+    assert time.monotonic() - began < 20
+
+
+def test_every_run_of_a_model_is_bounded(exported: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # past the load check (a graph slow only on many rows), sampling stops at its own deadline
+    from advgen_export import onnx_guard, runtime
+
+    data, manifest = rebound(_with_endless_loop(exported["model"].read_bytes()), copy.deepcopy(exported["manifest"]))
+    model_path = write_pair(tmp_path, data, manifest)
+    monkeypatch.setattr(onnx_guard, "CHECK_SECONDS", 0.5)
+    monkeypatch.setattr(runtime, "RUN_SECONDS", 0.5)
+    monkeypatch.setattr(runtime, "check_graph", lambda *a, **k: None)  # as if the check had passed
+    model = load(model_path)
+    with pytest.raises(ModelError, match=r"on 5 rows did not finish within 0\.5 s"):
+        model.sample(5, seed=0)

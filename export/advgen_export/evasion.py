@@ -33,6 +33,7 @@ from advgen.sampling import chunk_seed, chunk_spans, random_seed
 from advgen.writers import TableWriter, check_output_size
 from advgen_export.evasion_space import EvasionSpace
 from advgen_export.manifest import ModelError
+from advgen_export.onnx_guard import RUN_SECONDS, run_bounded
 
 SOURCE_COLUMN = "source_row"  # as in advgen evade's adversarial.csv
 MAX_SEED = 2**63 - 1
@@ -168,7 +169,9 @@ class EvasionModel:
         for start in range(0, n, self.chunk_rows):
             end = start + self.chunk_rows
             feeds = {"rows": rows[start:end], "mask": mask[start:end], "z": z[start:end]}
-            for name, value in zip(self.output_names, self.session.run(self.output_names, feeds)):
+            produced = run_bounded(self.session, self.output_names, feeds, RUN_SECONDS,
+                                   f"{Path(self.path).name} on {len(feeds['rows']):,} rows")
+            for name, value in zip(self.output_names, produced):
                 parts[name].append(value)
         return {name: np.concatenate(chunks) if len(chunks) > 1 else chunks[0] for name, chunks in parts.items()}
 

@@ -713,8 +713,13 @@ def check_graph(manifest: Mapping[str, Any], session: Any, model: str | Path) ->
                     f"{dtype} {['batch', *shape]}" + (f" (latent.size {z_dim})" if name == "z" else "")
                 )
     feeds = {i["name"]: np.zeros((2, *i["shape"][1:]), dtype=i["dtype"]) for i in manifest["inputs"]}
+    from advgen_export.onnx_guard import CHECK_SECONDS, run_bounded
+
     try:
-        produced = session.run([w[0] for w in want_outputs], feeds)
+        produced = run_bounded(session, [w[0] for w in want_outputs], feeds, CHECK_SECONDS,
+                               f"{model}, run on two rows to check it,")
+    except ModelError:
+        raise
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ModelError(f"{model} cannot run on its declared inputs: {_first_line(exc)}") from None
     for (name, _, shape), value in zip(want_outputs, produced):

@@ -8,17 +8,26 @@ the ``.onnx`` file but not the file it reads. advgen never exports external data
 references any is refused before onnxruntime sees it (:func:`external_references`), and the session is
 built with its external-data folder set to a fresh empty one, so that a reference this walk missed
 finds nothing either.
+
+A graph may also loop for ever (a ``Loop`` node with 10**12 steps hung ``advgen-runtime info`` in an
+audit): :func:`run_bounded` runs it with onnxruntime's terminate flag set by a timer, so every run of a
+model, the load check included, ends within its deadline.
 """
 
 from __future__ import annotations
 
 import tempfile
-from typing import Any, Iterator
+import threading
+from typing import Any, Iterator, Mapping, Sequence
 
 from advgen_export.manifest import ModelError
 
 # onnxruntime's session option naming the folder external initializers are read from
 EXTERNAL_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
+# the longest one run of a model may take: the load check runs two rows, a chunk of rows takes well under
+# a second on any model advgen exports; a crafted graph (a Loop of 10**12 steps) is stopped here
+CHECK_SECONDS = 10.0
+RUN_SECONDS = 120.0
 
 
 def _graph_tensors(graph: Any) -> Iterator[tuple[str, Any]]:
@@ -93,3 +102,22 @@ def session_from_bytes(data: bytes, options: Any, what: str) -> Any:
         except Exception as exc:  # onnxruntime raises its own exception types for unloadable graphs
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"onnxruntime cannot load {what}: {first[:300]}") from None
+
+
+def run_bounded(session: Any, names: Sequence[str], feeds: Mapping[str, Any], seconds: float, what: str) -> list[Any]:
+    """``session.run(names, feeds)``, stopped after ``seconds`` (:class:`ModelError`, naming ``what``)."""
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.log_severity_level = 4  # the stop is reported here, not as an onnxruntime error log line
+    timer = threading.Timer(seconds, lambda: setattr(options, "terminate", True))
+    timer.daemon = True
+    timer.start()
+    try:
+        return session.run(list(names), dict(feeds), options)
+    except Exception:
+        if options.terminate:
+            raise ModelError(f"{what} did not finish within {seconds:g} s; the model is broken or hostile") from None
+        raise
+    finally:
+        timer.cancel()

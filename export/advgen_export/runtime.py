@@ -36,7 +36,7 @@ from advgen_export.manifest import (
     select_classes,
     verified_model_bytes,
 )
-from advgen_export.onnx_guard import session_from_bytes
+from advgen_export.onnx_guard import RUN_SECONDS, run_bounded, session_from_bytes
 from advgen_export.writers import GeneratedArrayWriter, GeneratedTableWriter, PngFolderWriter, png_name
 
 INT_KINDS = ("count", "flag")
@@ -167,7 +167,9 @@ class GeneratorModel:
             feeds = {"z": z[start : start + self.chunk_rows]}
             if cond is not None:
                 feeds["cond"] = np.ascontiguousarray(cond[start : start + self.chunk_rows], dtype=np.int64)
-            for name, value in zip(self.output_names, self.session.run(self.output_names, feeds)):
+            produced = run_bounded(self.session, self.output_names, feeds, RUN_SECONDS,
+                                   f"{self.path.name} on {len(feeds['z']):,} rows")
+            for name, value in zip(self.output_names, produced):
                 if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
                     raise ModelOutputError(
                         f"the model produced NaN or infinite values in its output {name!r}: it is broken (an export "
