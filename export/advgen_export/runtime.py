@@ -167,8 +167,11 @@ class GeneratorModel:
             feeds = {"z": z[start : start + self.chunk_rows]}
             if cond is not None:
                 feeds["cond"] = np.ascontiguousarray(cond[start : start + self.chunk_rows], dtype=np.int64)
-            produced = run_bounded(self.session, self.output_names, feeds, RUN_SECONDS,
-                                   f"{self.path.name} on {len(feeds['z']):,} rows")
+            try:
+                produced = run_bounded(self.session, self.output_names, feeds, RUN_SECONDS,
+                                       f"{self.path.name} on {len(feeds['z']):,} rows")
+            except ModelError as exc:  # stopped at its deadline: the model's fault, not the request's
+                raise ModelOutputError(str(exc)) from None
             for name, value in zip(self.output_names, produced):
                 if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
                     raise ModelOutputError(
