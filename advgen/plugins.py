@@ -88,7 +88,8 @@ class PluginManager:
     def load_local(self, spec: str) -> str:
         """Load a plugin from a ``.py`` file or an importable module name; return its plugin name."""
         path = Path(spec)
-        if spec.endswith(".py") or path.exists():
+        looks_like_path = "/" in spec or "\\" in spec or spec.startswith(".")
+        if spec.endswith(".py") or path.exists() or looks_like_path:
             if not path.is_file():
                 raise PluginError(f"plugin file not found: {spec}")
             name = f"advgen_local_{path.stem}"
@@ -111,7 +112,7 @@ class PluginManager:
                 return name
             try:
                 module = importlib.import_module(spec)
-            except ImportError as exc:
+            except (ImportError, TypeError, ValueError) as exc:  # TypeError: a relative name such as ".x"
                 raise PluginError(f"cannot import plugin module {spec!r}: {exc}") from None
             source = f"module {spec}"
         self._register(module, name, str(getattr(module, "__version__", "local")), source)

@@ -117,6 +117,13 @@ def test_plugin_that_is_not_a_string_is_one_line(tmp_path):
     assert "plugin" in line
 
 
+@pytest.mark.parametrize("spec", ["./nope", ".x", "plugins/missing", "..", "a/b.py"])
+def test_a_plugin_path_that_is_not_there_is_one_line(tmp_path, spec):
+    # the audit: "./nope" and ".x" fell through to importlib, whose TypeError was a traceback
+    line = error_line(invoke("train", "--plugin", spec, "--steps", "1", "--out", str(tmp_path / "r")))
+    assert "plugin" in line and spec in line
+
+
 def test_threads_are_bounded_by_the_cores(tmp_path):
     line = error_line(invoke("train", "--plugin", "curves", "--threads", "100000", "--out", str(tmp_path / "r")))
     assert f"threads must be in 0..{available_cores()}" in line
