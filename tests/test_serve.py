@@ -151,6 +151,34 @@ def test_busy_server_answers_503_with_retry_after_then_recovers(
         assert exchange(server, post(b'{"n": 2, "seed": 0}'))["status"] == 200
 
 
+def test_responses_in_flight_are_bounded_in_bytes(model: GeneratorModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the audit: each request may build about five times its response in memory, and nothing bounded the
+    # sum over workers (32 x 64 MiB x 5 is 10 GiB)
+    release, started = threading.Event(), threading.Semaphore(0)
+    real = model.generate
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        started.release()
+        release.wait(20)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", slow)
+    with running(model, workers=4, request_timeout=20) as server:
+        size = server.response_overhead + 50 * server.bytes_per_sample
+        server.max_inflight_bytes = size + size // 2  # room for one response of 50 samples, not two
+        first = socket.create_connection(server.server_address[:2], timeout=20)
+        first.sendall(post(b'{"n": 50, "seed": 0}'))
+        assert started.acquire(timeout=10)
+        busy = exchange(server, post(b'{"n": 50, "seed": 1}'))
+        assert busy["status"] == 503 and busy["headers"]["retry-after"] == "1"
+        assert "responses in flight" in busy["json"]["error"]
+        release.set()
+        assert read_response(first)["status"] == 200
+        first.close()
+        assert exchange(server, post(b'{"n": 50, "seed": 1}'))["status"] == 200  # released after the answer
+        assert server._inflight == 0
+
+
 def test_connections_still_sending_hold_no_worker(model: GeneratorModel) -> None:
     # the audit: 72 connections that sent nothing (or half a request) kept every worker and queue place
     # busy, and every other client got 503 for as long as they were re-opened
@@ -313,7 +341,8 @@ def test_response_limit_too_small_for_one_sample_is_refused_at_start(model: Gene
 def test_serve_command_options_reach_the_server(model_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "advgen_export.cli", "serve", str(model_path), "--port", "0", "--quiet",
-         "--workers", "2", "--queue", "3", "--request-timeout", "1.5", "--max-response-bytes", "500000"],
+         "--workers", "2", "--queue", "3", "--request-timeout", "1.5", "--max-response-bytes", "500000",
+         "--max-per-client", "5", "--max-inflight-bytes", "2000000"],
         env={**os.environ, "PYTHONPATH": PYTHONPATH}, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -324,6 +353,7 @@ def test_serve_command_options_reach_the_server(model_path: Path) -> None:
         limits = info["json"]["limits"]
         assert (limits["workers"], limits["queue"], limits["request_timeout_s"]) == (2, 3, 1.5)
         assert limits["max_response_bytes"] == 500_000
+        assert (limits["max_per_client"], limits["max_inflight_bytes"]) == (5, 2_000_000)
     finally:
         proc.terminate()
         proc.wait(10)

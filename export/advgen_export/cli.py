@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-per-client", type=_non_negative, default=64,
                    help="connections one address may have sending their request at once; beyond it 429 "
                         "(default 64; 0: no limit, e.g. behind a proxy that limits clients itself)")
+    p.add_argument("--max-inflight-bytes", type=_positive, default=None,
+                   help="size bound of all responses being built or sent at once; beyond it 503 (default 256 MiB, "
+                        "at least --max-response-bytes; building one takes about 5x its size in memory)")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
     return parser
 
@@ -216,7 +219,8 @@ def _run(args: argparse.Namespace) -> int:
 
         serve(model, args.host, args.port, max_n=args.max_n, max_body=args.max_body,
               max_response_bytes=args.max_response_bytes, workers=args.workers, queue_size=args.queue,
-              request_timeout=args.request_timeout, max_per_client=args.max_per_client, quiet=args.quiet)
+              request_timeout=args.request_timeout, max_per_client=args.max_per_client,
+              max_inflight_bytes=args.max_inflight_bytes, quiet=args.quiet)
     return 0
 
 

@@ -68,6 +68,9 @@ from advgen_export.runtime import MAX_SEED, GeneratorModel, ModelOutputError
 DEFAULT_MAX_N = 10_000
 DEFAULT_MAX_BODY = 64 * 1024
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+# responses being built or sent at once, by their size bound: building one takes about five times its
+# size (arrays, Python lists, the JSON text, its bytes), so the default keeps that near 1.3 GiB
+DEFAULT_MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
 DEFAULT_QUEUE = 64
 DEFAULT_REQUEST_TIMEOUT = 10.0
 MAX_RECEIVING = 1024  # connections still sending their request, all clients together
@@ -130,6 +133,7 @@ class SampleServer(HTTPServer):
         queue_size: int = DEFAULT_QUEUE,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         max_per_client: int = DEFAULT_MAX_PER_CLIENT,
+        max_inflight_bytes: int | None = None,
         quiet: bool = False,
     ) -> None:
         workers = default_workers() if workers is None else workers
@@ -145,6 +149,13 @@ class SampleServer(HTTPServer):
         self.queue_size = queue_size
         self.request_timeout = float(request_timeout)
         self.max_per_client = max_per_client
+        self.max_inflight_bytes = max(DEFAULT_MAX_INFLIGHT_BYTES, max_response_bytes) if max_inflight_bytes is None \
+            else max_inflight_bytes
+        if self.max_inflight_bytes < max_response_bytes:
+            raise ModelError(f"the bytes of responses in flight ({self.max_inflight_bytes}) must be at least the "
+                             f"response size limit ({max_response_bytes})")
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
         self.quiet = quiet
         self.bytes_per_sample, self.response_overhead = response_size_bounds(model, max_body)
         self.max_n_by_size = (max_response_bytes - self.response_overhead) // self.bytes_per_sample
@@ -183,7 +194,20 @@ class SampleServer(HTTPServer):
             "queue": self.queue_size,
             "request_timeout_s": self.request_timeout,
             "max_per_client": self.max_per_client,
+            "max_inflight_bytes": self.max_inflight_bytes,
         }
+
+    def reserve(self, size: int) -> bool:
+        """Count ``size`` bytes of response in flight, or say no when they would pass the limit."""
+        with self._inflight_lock:
+            if self._inflight + size > self.max_inflight_bytes:
+                return False
+            self._inflight += size
+            return True
+
+    def release(self, size: int) -> None:
+        with self._inflight_lock:
+            self._inflight -= size
 
     # --- accept thread ---------------------------------------------------------------------------
 
@@ -361,6 +385,7 @@ class _Handler(BaseHTTPRequestHandler):
                  received: bytes = b"") -> None:
         self.deadline = deadline
         self.received = received
+        self.reserved = 0  # bytes of response in flight this request holds (SampleServer.reserve)
         super().__init__(request, client_address, server)
 
     def setup(self) -> None:
@@ -410,7 +435,12 @@ class _Handler(BaseHTTPRequestHandler):
             if handler is None:
                 allowed = ", ".join(routes[path])
                 raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, f"{path} accepts {allowed}, not {method}")
-            self._send(HTTPStatus.OK, handler())
+            try:
+                self._send(HTTPStatus.OK, handler())
+            finally:
+                if self.reserved:
+                    self.server.release(self.reserved)
+                    self.reserved = 0
         except RequestError as exc:
             self._send(exc.status, {"error": str(exc)})
         except ModelOutputError as exc:  # the model's fault, not the request's
@@ -454,6 +484,14 @@ class _Handler(BaseHTTPRequestHandler):
         condition = request.get("condition")
         if condition is not None and not isinstance(condition, (str, dict)):
             raise RequestError(HTTPStatus.BAD_REQUEST, "condition must be null, \"key=value\" or an object")
+        size = server.response_overhead + n * server.bytes_per_sample
+        if not server.reserve(size):
+            raise RequestError(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"server busy: responses in flight would pass {server.max_inflight_bytes} bytes; retry after "
+                f"{RETRY_AFTER_SECONDS} s or ask for fewer samples",
+            )
+        self.reserved = size
         model = server.model
         generated = model.generate(n, condition, seed)
         body: dict[str, Any] = {"kind": model.kind, "n": n, "seed": seed, "condition": condition}
@@ -508,7 +546,8 @@ class _Handler(BaseHTTPRequestHandler):
             # sendall's timeout bounds the whole write, so a client that stops reading frees the worker
             self.connection.settimeout(self.server.request_timeout)
             self.log_request(status.value, len(data))
-            self.wfile.write(_response_head(status, len(data)) + data)
+            extra = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == HTTPStatus.SERVICE_UNAVAILABLE else None
+            self.wfile.write(_response_head(status, len(data), extra) + data)
         except OSError:
             pass  # the client went away or stopped reading; nothing to tell it
 
@@ -605,7 +644,8 @@ def make_server(model: GeneratorModel, host: str = "127.0.0.1", port: int = 8000
     """A bound server (``port=0`` picks a free port; see ``server.url``); call ``serve_forever`` to run it.
 
     ``limits``: ``max_n``, ``max_body``, ``max_response_bytes``, ``workers``, ``queue_size``,
-    ``request_timeout`` (seconds), ``max_per_client`` and ``quiet``, as the ``advgen-runtime serve`` options.
+    ``request_timeout`` (seconds), ``max_per_client``, ``max_inflight_bytes`` and ``quiet``, as the
+    ``advgen-runtime serve`` options.
     """
     try:
         return SampleServer((host, port), model, **limits)
