@@ -167,6 +167,13 @@ def _train(
             "the processes read different training data (another file, or another version of it): "
             "every process must see the same --data or dataset"
         )
+    if main and cfg.n_samples > 0:
+        # the samples written after training are held in memory: too many is refused now, not after the run
+        _check_sampling_memory(
+            domain, data.spec, cfg.n_samples,
+            "lower --n-samples (the samples written at the end of training), and write more after training "
+            "with advgen sample -o FILE, which streams",
+        )
     version = manager.domain_plugin_version(domain.name)
     trainer = Trainer(cfg, domain, data, manager, run_dir, plugin_version=version, world=world)
     if payload is not None:
@@ -452,10 +459,8 @@ class Run:
         return self.domain.decode(torch.cat(xs), np.concatenate(conds) if conds[0] is not None else None, self.spec)
 
     def _check_in_memory(self, n: int) -> None:
-        # the encoded tensor, its float32 copy and the decoded samples: about three encoded tensors
-        per_sample = 3 * 4 * int(np.prod(self.spec["shape"]))
-        check_memory(
-            n * per_sample, f"sampling {n:,} {self.domain.name} samples in memory",
+        _check_sampling_memory(
+            self.domain, self.spec, n,
             "write them to a file instead (advgen sample -o FILE, or Run.write_samples), which streams",
         )
 
@@ -646,6 +651,13 @@ def _parse_condition(condition: str | dict[str, Any]) -> dict[str, str]:
         key, value = part.split("=", 1)
         items[key.strip()] = value.strip()
     return items
+
+
+def _check_sampling_memory(domain: Domain, spec: dict[str, Any], n: int, hint: str) -> None:
+    """Refuse ``n`` samples in memory that would not fit: the encoded tensor, its float32 copy and the
+    decoded samples, about three encoded tensors."""
+    per_sample = 3 * 4 * int(np.prod(spec["shape"]))
+    check_memory(n * per_sample, f"sampling {n:,} {domain.name} samples in memory", hint)
 
 
 def _check_count(n: Any) -> None:

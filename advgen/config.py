@@ -20,6 +20,8 @@ from advgen.threads import available_cores
 
 MAX_Z_DIM = 16384
 MAX_BATCH_VALUES = 1 << 28  # latent values drawn per step: 1 GiB of float32
+# samples written at the end of training (held in memory; the run also checks they fit before it trains)
+MAX_N_SAMPLES = 10**12
 
 
 @dataclass
@@ -64,8 +66,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise AdvgenError(f"{name} must be a positive integer, got {value!r}")
-        if self.n_samples < 0:
-            raise AdvgenError(f"n_samples must be >= 0, got {self.n_samples}")
+        if not isinstance(self.n_samples, int) or isinstance(self.n_samples, bool) or self.n_samples < 0:
+            raise AdvgenError(f"n_samples must be an integer >= 0, got {self.n_samples!r}")
+        if self.n_samples > MAX_N_SAMPLES:
+            raise AdvgenError(f"n_samples must be at most {MAX_N_SAMPLES:,}, got {self.n_samples:,}")
         for name in ["lr_g", "lr_d"]:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value < 1):

@@ -23,10 +23,10 @@ from advgen.domain import Domain, RealData, Validator
 from advgen.errors import AdvgenError, InvalidDataError
 from advgen.io import read_table, save_figure
 from advgen.writers import TableWriter
-from advgen_tabular.nets import CATEGORICAL_MODES, TabularDiscriminator, TabularGenerator
+from advgen_tabular.nets import TabularDiscriminator, TabularGenerator
+from advgen_tabular.options import DEFAULT_OPTIONS, check_options
 from advgen_tabular.transform import (
     DISCRETE_KINDS,
-    ENCODINGS,
     NUMERIC_KINDS,
     TableDecoder,
     TableTransform,
@@ -46,71 +46,9 @@ FEW_ROWS = 5
 MAX_CLASSES = 1000
 SUFFIXES = (".csv", ".parquet")
 
-DEFAULT_OPTIONS: dict[str, Any] = {
-    # data
-    "schema": None,  # TOML file overriding column kinds and roles (see advgen datasets docs)
-    "storage": "auto",  # auto | memory | disk: disk streams the table and encodes it once into the run folder
-    "memory_budget": None,  # e.g. "2GB": what the disk path may hold, and auto's threshold; None: half the RAM
-    # transform
-    "encoding": "quantile",  # numeric encoding: quantile | log | msn
-    "n_quantiles": 2049,  # knots of each quantile function
-    "joint_max": 1000,  # encode the categoricals jointly when they form at most this many combinations
-    "snap_fractions": True,  # decode rates that are fractions of a count as such
-    "derive": True,  # decode a column other columns compute (a mean, a rate, a copy) as computed (relations.py)
-    # decode rows so that the orderings the validators found hold (orders.py); off by default: it lifts
-    # validity but moves the upper columns' distributions (docs/tabular.md, "Sixth round")
-    "keep_order": False,
-    "follow_label": True,  # a conditional run writes a feature that has one value per class from the class (follows.py)
-    "point_masses": 16,  # quantile numerics: up to this many exact values per column picked as categories (0: off)
-    "point_share": 0.05,  # ... those holding this share of the column's rows, or of one label's
-    # nets
-    "hidden": 256,
-    "depth": 2,
-    "embed_dim": 32,
-    "categorical": "sample",  # sample | straight-through | gumbel
-    "tau": 1.0,
-    "d_hidden": 256,
-    "d_depth": 2,
-    "dropout": 0.0,  # 0.1 scored the same (boosting AUC 0.991 vs 0.990 at 16k steps) and costs 40% more time
-    "spectral_norm": True,
-    "pac": 1,
-    "projection": False,  # class enters the discriminator by projection too (worse on NSL-KDD, see docs)
-}
-
-
 def _options(cfg: TrainConfig) -> dict[str, Any]:
-    unknown = sorted(set(cfg.options or {}) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise AdvgenError(
-            f"unknown tabular option(s) {', '.join(unknown)}; known: {', '.join(sorted(DEFAULT_OPTIONS))}"
-        )
-    opts = dict(DEFAULT_OPTIONS)
-    opts.update(cfg.options or {})
-    if opts["encoding"] not in ENCODINGS:
-        raise AdvgenError(f"option encoding must be one of {', '.join(ENCODINGS)}, got {opts['encoding']!r}")
-    if opts["categorical"] not in CATEGORICAL_MODES:
-        raise AdvgenError(
-            f"option categorical must be one of {', '.join(CATEGORICAL_MODES)}, got {opts['categorical']!r}"
-        )
-    for key in ("hidden", "depth", "embed_dim", "d_hidden", "d_depth", "pac", "n_quantiles"):
-        value = opts[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise AdvgenError(f"option {key} must be a positive integer, got {value!r}")
-    value = opts["point_masses"]
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 256:
-        raise AdvgenError(f"option point_masses must be an integer in [0, 256], got {value!r}")
-    if isinstance(opts["point_share"], bool) or not isinstance(opts["point_share"], (int, float)) or not (
-        0 < float(opts["point_share"]) <= 1
-    ):
-        raise AdvgenError(f"option point_share must be a number in (0, 1], got {opts['point_share']!r}")
-    for key in ("snap_fractions", "derive", "keep_order", "follow_label"):
-        if not isinstance(opts[key], bool):
-            raise AdvgenError(f"option {key} must be true or false, got {opts[key]!r}")
-    if not (0 <= float(opts["dropout"]) < 1):
-        raise AdvgenError(f"option dropout must be in [0, 1), got {opts['dropout']!r}")
-    if not (float(opts["tau"]) > 0):
-        raise AdvgenError(f"option tau must be positive, got {opts['tau']!r}")
-    return opts
+    """The run's options, every one checked (:mod:`advgen_tabular.options`): a bad one is one error line."""
+    return check_options(cfg.options)
 
 
 def _json_value(v: Any) -> Any:

@@ -26,6 +26,7 @@ import contextlib
 import gc
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -81,6 +82,8 @@ def parse_budget(value: Any) -> int:
         if m is None or m.group(2).lower() not in _UNITS:
             raise AdvgenError(f"option memory_budget must be a size such as 2GB or 1.5GiB, got {value!r}")
         number, unit = float(m.group(1)), m.group(2).lower()
+    if not math.isfinite(number * _UNITS[unit]):
+        raise AdvgenError(f"option memory_budget must be a size such as 2GB or 1.5GiB, got {value!r}")
     budget = int(number * _UNITS[unit])
     if budget < MIN_BUDGET:
         raise AdvgenError(
