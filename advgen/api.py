@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -136,6 +137,9 @@ def _train(
             raise AdvgenError(
                 f"run {resume} is already at step {payload['step']}; pass --steps above it to continue"
             )
+        # the data comes from the run's own config: say which, as a run folder from elsewhere names any file
+        source = cfg.data or (f"{cfg.dataset}:{cfg.split}" if cfg.dataset else "the domain's default data")
+        say(f"resuming {resume} at step {payload['step']}, reading {source}")
     else:
         payload = None
         if isinstance(config, TrainConfig):
@@ -175,9 +179,12 @@ def _train(
             "with advgen sample -o FILE, which streams",
         )
     version = manager.domain_plugin_version(domain.name)
-    trainer = Trainer(cfg, domain, data, manager, run_dir, plugin_version=version, world=world)
-    if payload is not None:
-        trainer.load_state(payload)
+    if payload is None:
+        trainer = Trainer(cfg, domain, data, manager, run_dir, plugin_version=version, world=world)
+    else:
+        with _checkpoint_nets(resolve_checkpoint(resume), domain):
+            trainer = Trainer(cfg, domain, data, manager, run_dir, plugin_version=version, world=world)
+            trainer.load_state(payload)
     if main:
         # the previous run goes only now that the new one has its data and nets: a bad flag loses nothing
         # (nor the files the new run's data was just read from or written to: encoded rows on disk)
@@ -736,6 +743,22 @@ def checkpoint_domain(payload: dict[str, Any], manager: PluginManager, where: Pa
     )
 
 
+@contextlib.contextmanager
+def _checkpoint_nets(ckpt: Path, domain: Any) -> Iterator[None]:
+    """Nets built from a checkpoint's spec and config and given its weights: what a forged or damaged
+    spec makes the domain raise (a missing key, a wrong type, a size mismatch) is one error line."""
+    try:
+        yield
+    except AdvgenError:
+        raise
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {ckpt} does not match the {domain.name} domain's nets (a damaged or edited spec, config "
+            f"or weights): {type(exc).__name__}: {text[:200]}"
+        ) from None
+
+
 def load_run(
     path: str | Path, device: str = "cpu", manager: PluginManager | None = None, ema: bool = True
 ) -> Run:
@@ -750,11 +773,9 @@ def load_run(
     domain = checkpoint_domain(payload, manager, ckpt)
     spec = payload["spec"]
     dev = resolve_device(device)
-    generator = domain.build_generator(spec, cfg)
-    state = payload.get("generator_ema") if ema and payload.get("generator_ema") else payload["generator"]
-    try:
+    with _checkpoint_nets(ckpt, domain):
+        generator = domain.build_generator(spec, cfg)
+        state = payload.get("generator_ema") if ema and payload.get("generator_ema") else payload["generator"]
         generator.load_state_dict(state)
-    except (RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"checkpoint {ckpt} does not match the {domain.name} generator: {str(exc)[:200]}") from None
     run = Run(ckpt.parent, domain, spec, cfg, generator.to(dev), dev, manager, step=int(payload["step"]))
     return run

@@ -171,4 +171,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         payload["spec"] = json.loads(payload["spec"])
     except (TypeError, json.JSONDecodeError):
         raise CheckpointError(f"checkpoint {p} holds an unreadable config or spec") from None
+    if not isinstance(payload["config"], dict) or not isinstance(payload["spec"], dict):
+        raise CheckpointError(f"checkpoint {p} holds a config or spec that is not a JSON object")
+    step = payload["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"checkpoint {p} holds an invalid step {str(step)[:40]!r}; expected a whole number >= 0")
     return payload

@@ -317,7 +317,8 @@ class Trainer:
             self.opt_g.load_state_dict(payload["opt_g"])
             self.opt_d.load_state_dict(payload["opt_d"])
         except (RuntimeError, KeyError, ValueError) as exc:
-            raise AdvgenError(f"checkpoint does not match this run's nets: {str(exc).splitlines()[0]}") from None
+            text = " ".join(str(exc).split())  # torch's state-dict errors span lines; the useful part is the second
+            raise AdvgenError(f"checkpoint does not match this run's nets: {text[:300]}") from None
         self.step = int(payload["step"])
         self.seconds = float(payload.get("seconds", 0.0))
         if payload.get("rng_cpu") is not None:

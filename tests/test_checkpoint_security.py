@@ -132,3 +132,66 @@ def test_a_code_running_pickle_is_one_plain_error_that_never_advises_weights_onl
             assert "unsafe" in line and "system" in line, line
         assert result.output.strip() == line, result.output  # no warning lines around it
         assert not marker.exists()
+
+
+# --- a forged config, spec or step: one line, never a traceback --------------------------------------------
+
+
+def _forge(run: Path, edit) -> None:
+    """Edit the checkpoint's config/spec JSON (and step) with a matching digest, as anyone who can write it."""
+    import json
+
+    from advgen.checkpoint import DIGEST_KEY, payload_digest
+
+    ckpt = run / "checkpoint.pt"
+    payload = torch.load(ckpt, weights_only=True)
+    cfg, spec = json.loads(payload["config"]), json.loads(payload["spec"])
+    cfg, spec = edit(payload, cfg, spec)
+    payload["config"], payload["spec"] = json.dumps(cfg), json.dumps(spec)
+    payload.pop(DIGEST_KEY, None)
+    payload[DIGEST_KEY] = payload_digest(payload)
+    torch.save(payload, ckpt)
+
+
+def _set_step(value):
+    def edit(p, cfg, spec):
+        p["step"] = value
+        return cfg, spec
+    return edit
+
+
+FORGERIES = {
+    "step text": (_set_step("x"), "invalid step"),
+    "step negative": (_set_step(-5), "invalid step"),
+    "config a list": (lambda p, cfg, spec: ([1], spec), "not a JSON object"),
+    "spec emptied": (lambda p, cfg, spec: (cfg, {}), "does not match the curves domain's nets"),
+    "spec shape text": (lambda p, cfg, spec: (cfg, {**spec, "shape": "abc"}), "does not match the curves domain's nets"),
+    "latent size": (lambda p, cfg, spec: ({**cfg, "z_dim": 7}, spec), "does not match the curves domain's nets"),
+}
+
+
+@pytest.mark.parametrize("name", list(FORGERIES))
+def test_a_forged_checkpoint_is_one_line_for_sample_and_resume(curves_run, tmp_path, name):
+    # the audit: ValueError, AttributeError, KeyError and TypeError tracebacks, a two-line state-dict error,
+    # and a resume "from step -5"
+    import shutil
+
+    edit, message = FORGERIES[name]
+    run = tmp_path / "forged"
+    shutil.copytree(curves_run, run)
+    _forge(run, edit)
+    line = _one_clean_line(invoke("sample", str(run), "-n", "3", "-o", str(tmp_path / "s.csv")))
+    assert message in line, line
+    assert not (tmp_path / "s.csv").exists()
+    line = _one_clean_line(invoke("train", "--resume", str(run), "--steps", "999", "--threads", "1"))
+    assert message in line or "invalid config" in line or "does not match this run's nets: Error(s) in loading" in line, line
+
+
+def test_resume_says_which_data_it_reads(curves_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "again"
+    shutil.copytree(curves_run, run)
+    result = invoke("train", "--resume", str(run), "--steps", "40", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    assert f"resuming {run} at step" in result.output and "reading" in result.output
