@@ -45,7 +45,7 @@ from advgen.metrics.fidelity import (
 from advgen.metrics.html_report import write_html
 from advgen.metrics.info import METRICS, MetricInfo
 from advgen.metrics.plots import write_plots
-from advgen.metrics.privacy import memorisation
+from advgen.metrics.privacy import memorisation, memorisation_notes
 from advgen.metrics.realism import correlation_difference, realism_auc
 from advgen.metrics.report import format_report, jsonable, write_json
 from advgen.metrics.utility import label_fidelity, utility
@@ -436,11 +436,8 @@ def evaluate(
             hold_X = subject.featurize(holdout) if holdout is not None else test_X
             report["memorisation"] = memorisation(real_X, syn_X, hold_X, max_rows=max_rows, seed=seed)
         report["memorisation"]["holdout"]["source"] = "holdout" if holdout is not None else "test set"
-        if np.isnan(report["memorisation"]["median_ratio"]):
-            report["notes"].append(
-                "DCR median ratio undefined: half or more of the held-out rows repeat a training row exactly "
-                "(distance 0); read exact copies and the distances instead"
-            )
+        # held-out rows that repeat training rows (duplicate-heavy data) change how the figures read
+        report["notes"].extend(memorisation_notes(report["memorisation"]))
 
     timings["total"] = time.perf_counter() - started
     report["seconds"] = timings

@@ -131,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
 
     features = [c for c in spec["columns"] if c["role"] == "feature"]
     fid = table_fidelity(real, synth, features)
-    report["ks_complement"] = fid["ks_complement"]["mean"]
-    report["tv_complement"] = fid["tv_complement"]["mean"]
+    # null, not NaN, for a table with no numeric (categorical) feature: nothing was measured
+    for key in ("ks_complement", "tv_complement"):
+        mean = fid[key]["mean"]
+        report[key] = None if mean != mean else mean
     report["correlation_difference"] = fid["correlation_difference"]
     report["worst_columns"] = sorted(
         {**fid["ks_complement"]["per_column"], **fid["tv_complement"]["per_column"]}.items(), key=lambda kv: kv[1]
@@ -215,8 +217,11 @@ def _print(r: dict[str, Any]) -> None:
             print(f"validity {group:13s} synthetic {s:.4f}  real {q:.4f}{mark(name, s)}")
     if v["rules_below_99_percent"]:
         print("  rules under 99%:", ", ".join(f"{k} {x:.3f}" for k, x in v["rules_below_99_percent"].items()))
-    print(f"KS complement (numeric):     {r['ks_complement']:.4f}{mark('ks_complement', r['ks_complement'])}")
-    print(f"TV complement (categorical): {r['tv_complement']:.4f}{mark('tv_complement', r['tv_complement'])}")
+    for key, title, kind in (("ks_complement", "KS complement (numeric):    ", "numeric"),
+                             ("tv_complement", "TV complement (categorical):", "categorical")):
+        value = r.get(key)
+        shown = f"n/a (no {kind} features)" if value is None else f"{value:.4f}{mark(key, value)}"
+        print(f"{title} {shown}")
     print(f"correlation difference:      {r['correlation_difference']:.4f}")
     print("worst columns:", ", ".join(f"{k} {x:.3f}" for k, x in r["worst_columns"]))
     print(f"realism AUC logistic:        {r['auc_logistic']:.4f}{mark('auc_logistic', r['auc_logistic'], False)}")

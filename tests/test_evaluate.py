@@ -560,24 +560,36 @@ def test_the_normal_class_is_found_as_the_labels_spell_it_or_its_absence_is_a_no
         assert any(repr(found) in n for n in report["notes"]), report["notes"]
 
 
-def test_dcr_ratio_is_undefined_not_huge_when_held_out_rows_repeat_training_rows():
+def test_dcr_ratio_is_not_huge_when_held_out_rows_repeat_training_rows():
     # UNSW-NB15 repeats many rows: the held-out median distance is float noise (~1e-7), and the ratio
-    # was printed as 2,644,954
+    # was printed as 2,644,954; it was then left undefined. Now the ratio compares the rows that are not
+    # exact copies (docs/metrics.md, duplicate-heavy data): fresh rows read about 1
     rng = np.random.default_rng(0)
     train = rng.normal(size=(400, 5)) * 1e3
     holdout = np.vstack([train[:300] + 1e-4, rng.normal(size=(100, 5)) * 1e3])  # 75% repeats, up to noise
     synth = rng.normal(size=(400, 5)) * 1e3
     mem = ev.memorisation(train, synth, holdout, max_rows=1000)
     assert 0 < mem["holdout"]["median"] < 1e-5
-    assert np.isnan(mem["median_ratio"])
+    assert mem["holdout"]["exact_copies"] == 0.75 and mem["reference"] == "rows that are not exact copies"
+    assert 0.7 < mem["median_ratio"] < 1.4, mem
+    # every held-out row a repeat: nothing left to compare, undefined rather than a division by noise
+    mem = ev.memorisation(train, synth, train[:300] + 1e-4, max_rows=1000)
+    assert np.isnan(mem["median_ratio"]) and np.isnan(mem["closer_than_holdout_p05"])
     real, test = _flows(300, 0), _flows(200, 2)
-    test = pd.concat([real.iloc[:150], test.iloc[:50]], ignore_index=True)
     subject = ev.Subject.for_table(FLOW_COLUMNS, real)
-    report = ev.evaluate(_flows(300, 1), real, test, subject=subject, sections=("memorisation",), realism_detectors=())
+    report = ev.evaluate(_flows(300, 1), real, real.iloc[:150], subject=subject, sections=("memorisation",),
+                         realism_detectors=())
     assert report["memorisation"]["median_ratio"] is None  # NaN in strict JSON
     row = next(line for line in ev.format_report(report).splitlines() if line.startswith("DCR median ratio"))
-    assert row.split()[4] == "-", row
-    assert any("DCR median ratio undefined" in n for n in report["notes"]), report["notes"]
+    assert row.split()[5] == "-", row  # "DCR median ratio synth/held-out (non-copies) -"
+    assert any("DCR median ratio undefined: every held-out row repeats a training row exactly" in n
+               for n in report["notes"]), report["notes"]
+    # 75% of the test rows repeat training rows: a ratio, with a note saying over which rows
+    report = ev.evaluate(_flows(300, 1), real, pd.concat([real.iloc[:150], test.iloc[:50]], ignore_index=True),
+                         subject=subject, sections=("memorisation",), realism_detectors=())
+    assert report["memorisation"]["median_ratio"] is not None
+    assert any(n.startswith("memorisation: 75.0% of the held-out rows repeat a training row exactly")
+               for n in report["notes"]), report["notes"]
 
 
 # --- test classes training never saw, notes on the test table --------------------------------------

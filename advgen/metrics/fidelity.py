@@ -4,7 +4,11 @@
 - :func:`tv_complement`: per categorical column, 1 - total-variation distance of category frequencies;
   higher is better, 1.0 ideal;
 - :func:`table_fidelity`: both, and the correlation difference of the numeric columns (lower is better,
-  0 ideal).
+  0 ideal), over the feature columns only; the label's class balance (1 - TV of the class frequencies)
+  is reported on its own, since a class-conditional generator matches it by construction.
+
+A table with no categorical feature has no TV complement (mean NaN, null in JSON, "n/a" in the report),
+and one with no numeric feature no KS complement: never a perfect score for something not measured.
 
 Tables are pandas DataFrames plus the ``[{"name", "kind", "role"}]`` column list a tabular spec carries;
 :func:`check_columns` turns a missing column into one clear error.
@@ -26,10 +30,10 @@ CATEGORICAL_KINDS = frozenset({"categorical"})
 
 
 def _split_columns(columns: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
-    numeric = [c["name"] for c in columns if c.get("kind") in NUMERIC_KINDS and c.get("role", "feature") != "ignored"]
-    categorical = [
-        c["name"] for c in columns if c.get("kind") in CATEGORICAL_KINDS and c.get("role", "feature") != "ignored"
-    ]
+    """The numeric and categorical feature columns: the label (and ignored columns) are not features."""
+    features = [c for c in columns if c.get("role", "feature") == "feature"]
+    numeric = [c["name"] for c in features if c.get("kind") in NUMERIC_KINDS]
+    categorical = [c["name"] for c in features if c.get("kind") in CATEGORICAL_KINDS]
     return numeric, categorical
 
 
@@ -77,13 +81,21 @@ def tv_complement(real: pd.DataFrame, synth: pd.DataFrame, categorical: Sequence
 
 
 def table_fidelity(real: pd.DataFrame, synth: pd.DataFrame, columns: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """KS complement over numeric columns, TV complement over categoricals, correlation difference of numerics."""
+    """KS complement over numeric features, TV complement over categorical features, correlation difference
+    of the numeric features; and ``class_balance``, the TV complement of the label's class frequencies
+    (``{"column", "tv_complement"}``, absent without a label column), kept apart from the features' figures.
+
+    With no categorical feature the TV complement's mean is NaN and ``per_column`` empty (likewise the KS
+    complement with no numeric feature); fewer than two numeric features leave the correlation NaN."""
     check_columns(real, synth, columns)
     numeric, categorical = _split_columns(columns)
     out: dict[str, Any] = {
         "ks_complement": ks_complement(real, synth, numeric),
         "tv_complement": tv_complement(real, synth, categorical),
     }
+    label = next((c["name"] for c in columns if c.get("role") == "label"), None)
+    if label is not None:
+        out["class_balance"] = {"column": label, "tv_complement": tv_complement(real, synth, [label])["mean"]}
     if len(numeric) >= 2:
         r = real[numeric].apply(pd.to_numeric, errors="coerce").fillna(0.0).to_numpy(np.float64)
         s = synth[numeric].apply(pd.to_numeric, errors="coerce").fillna(0.0).to_numpy(np.float64)

@@ -48,14 +48,16 @@ METRICS: dict[str, MetricInfo] = {
         "KS complement",
         "higher",
         "1.0",
-        "Per numeric column 1 - Kolmogorov-Smirnov statistic between real and synthetic values; mean over columns.",
+        "Per numeric feature column 1 - Kolmogorov-Smirnov statistic between real and synthetic values; mean "
+        "over columns. n/a (null) for a table with no numeric feature.",
     ),
     "tv_complement": MetricInfo(
         "TV complement",
         "higher",
         "1.0",
-        "Per categorical column 1 - total-variation distance between real and synthetic category "
-        "frequencies; mean over columns.",
+        "Per categorical feature column 1 - total-variation distance between real and synthetic category "
+        "frequencies; mean over columns. The label is not a feature (its class balance is reported apart, "
+        "fidelity.class_balance); n/a (null) for a table with no categorical feature.",
     ),
     "table_correlation_difference": MetricInfo(
         "Correlation difference (raw numeric columns)",
@@ -88,10 +90,13 @@ METRICS: dict[str, MetricInfo] = {
     "memorisation": MetricInfo(
         "Distance to closest record",
         "closer to the ideal",
-        "synthetic/held-out median ratio 1.0; share closer than the held-out 5th percentile 0.05; no exact copies",
+        "synthetic/held-out median ratio 1.0; share closer than the held-out 5th percentile 0.05; no more "
+        "exact copies than held-out rows hold (0 without duplicate rows)",
         "Euclidean distance (standardised featurized rows) from each synthetic row to its nearest real "
         "training row, against the same distance for held-out real rows. Much smaller: copying; much larger: "
-        "samples off the data.",
+        "samples off the data. When 5% or more of the held-out rows repeat a training row exactly "
+        "(duplicate-heavy data), the ratio and the share compare the rows that are not exact copies, and "
+        "exact copies are read against the held-out share.",
     ),
     "validity": MetricInfo(
         "Validator pass rate",

@@ -20,6 +20,7 @@ import numpy as np
 from advgen.io import atomic_write_text
 from advgen.metrics.augmentation import augmentation_flags
 from advgen.metrics.info import METRICS
+from advgen.metrics.privacy import NOT_COPIES
 
 
 def jsonable(obj: Any) -> Any:
@@ -55,6 +56,19 @@ def format_value(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def complement_text(figure: Mapping[str, Any], kind: str) -> str:
+    """A KS or TV complement's mean as table text; ``n/a (no <kind> features)`` when the table has no column
+    of that kind (mean null, ``per_column`` empty), never a score for something not measured."""
+    mean = figure.get("mean")
+    if _missing(mean) and "per_column" in figure and not figure["per_column"]:
+        return f"n/a (no {kind} features)"
+    return format_value(mean)
+
+
 # the two correlation differences, named by what they compare: the detectors' features (numeric columns
 # through log1p, categoricals one-hot, the label left out) or the raw values of the numeric columns
 FEATURE_CORR = "correlation difference (detector features)"
@@ -75,9 +89,17 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             rows.append(("cross-column validity", format_value(ccv["synthetic"]), "higher", f"real {format_value(ccv['real'])}"))
     fid = report.get("fidelity")
     if fid:
-        rows.append(("KS complement (numeric)", format_value(fid["ks_complement"]["mean"]), "higher", "1.0"))
-        rows.append(("TV complement (categorical)", format_value(fid["tv_complement"]["mean"]), "higher", "1.0"))
-        rows.append((COLUMN_CORR, format_value(fid["correlation_difference"]), "lower", "0"))
+        ks, tv = fid.get("ks_complement") or {}, fid.get("tv_complement") or {}
+        rows.append(("KS complement (numeric)", complement_text(ks, "numeric"), "higher", "1.0"))
+        rows.append(("TV complement (categorical)", complement_text(tv, "categorical"), "higher", "1.0"))
+        corr = fid.get("correlation_difference")
+        few = "per_column" in ks and len(ks["per_column"]) < 2
+        corr_text = "n/a (fewer than 2 numeric features)" if _missing(corr) and few else format_value(corr)
+        rows.append((COLUMN_CORR, corr_text, "lower", "0"))
+        balance = fid.get("class_balance")
+        if balance:
+            rows.append((f"class balance ({balance['column']}, TV complement)", format_value(balance["tv_complement"]),
+                         "higher", "1.0"))
     lf = report.get("label_fidelity")
     if lf:
         ref = lf.get("real_test_recall_mean")
@@ -96,9 +118,15 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             rows.append(("augmented FPR on normal", value, "lower", f"base {format_value(au['base']['fpr_normal'])}"))
     mem = report.get("memorisation")
     if mem:
-        rows.append(("DCR median ratio synth/held-out", format_value(mem["median_ratio"]), "closer to 1", "1.0"))
-        rows.append(("share closer than held-out p5", format_value(mem["closer_than_holdout_p05"]), "closer to 0.05", "0.05"))
-        rows.append(("exact copies of training rows", format_value(mem["exact_copies"]), "lower", "0"))
+        # duplicate-heavy data: the distance figures compare the rows that are not exact copies (a note says why)
+        scope = " (non-copies)" if mem.get("reference") == NOT_COPIES else ""
+        rows.append((f"DCR median ratio synth/held-out{scope}", format_value(mem["median_ratio"]), "closer to 1", "1.0"))
+        rows.append((f"share closer than held-out p5{scope}", format_value(mem["closer_than_holdout_p05"]), "closer to 0.05", "0.05"))
+        held = (mem.get("holdout") or {}).get("exact_copies")
+        if held:  # unseen real rows repeat training rows this often: the fair reference
+            rows.append(("exact copies of training rows", format_value(mem["exact_copies"]), "at most held-out", f"held-out {held:.3f}"))
+        else:
+            rows.append(("exact copies of training rows", format_value(mem["exact_copies"]), "lower", "0"))
     val = report.get("validity")
     if val:
         rows.append(("validity (all rules)", format_value(val["synthetic"]["pass_rate"]), "higher", f"real {format_value(val['real']['pass_rate'])}"))
