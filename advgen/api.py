@@ -643,6 +643,9 @@ class Run:
                 plotted = self.domain.plot(real, samples, self.run_dir / "samples.png", self.spec)
             except ImportError:
                 plotted = False
+            except Exception as exc:  # a figure is not worth a finished run: the samples and summary stand
+                plotted = False
+                out["plot_skipped"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
             if plotted:
                 out["plot"] = str(self.run_dir / "samples.png")
         return out

@@ -266,6 +266,8 @@ def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:
         click.echo(f"samples: {summary['samples_file']}")
     if "plot" in summary:
         click.echo(f"plot: {summary['plot']}")
+    if "plot_skipped" in summary:
+        click.echo(f"note: no samples.png ({summary['plot_skipped']}); the samples and summary are written")
 
 
 # below this many samples the bar would only flash by

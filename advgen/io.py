@@ -271,6 +271,19 @@ def write_table(df: Any, path: str | Path) -> Path:
     return target
 
 
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend with mathtext off. Column names and values from the data go
+    into titles, ticks and legends, and matplotlib reads text between two ``$`` as TeX: a label such as
+    ``$\\frac{$`` crashed the plot at the end of training in an audit. Raises ImportError without matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_figure(fig: Any, path: str | Path, dpi: int = 90) -> Path:
     """Write a matplotlib figure as PNG atomically and close it (plots are written next to results
     people keep, so a crash must not leave half a file)."""

@@ -26,12 +26,9 @@ ATTACK_LABELS = {"gan": "GAN attack", "mimicry": "mimicry baseline", "random": "
 
 
 def _pyplot() -> Any:
-    import matplotlib
+    from advgen.io import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def detection_table(report: Mapping[str, Any]) -> tuple[list[str], list[float], dict[str, list[float]]]:

@@ -24,11 +24,10 @@ if TYPE_CHECKING:
 
 
 def _pyplot() -> Any:
-    try:
-        import matplotlib
+    from advgen.io import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    try:
+        plt = pyplot()
     except ImportError:
         raise AdvgenError("plots need matplotlib: pip install 'advgen[plot]'") from None
     return plt

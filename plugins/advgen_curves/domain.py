@@ -210,11 +210,9 @@ class CurvesDomain(Domain):
         return arr
 
     def plot(self, real: Any, fake: Any, path: Path, spec: dict[str, Any]) -> bool:
-        import matplotlib
+        from advgen.io import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         real, fake = np.asarray(real), np.asarray(fake)
         x = np.linspace(-1, 1, real.shape[1])
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))

@@ -261,11 +261,10 @@ class ImagesDomain(Domain):
     def plot(self, real: ImageSamples, fake: ImageSamples, path: Path, spec: dict[str, Any]) -> bool:
         """Real images beside generated ones, one row per class, labelled (``real`` / ``generated``
         columns, class rows, a title naming the data); without matplotlib, the bare grid."""
-        try:
-            import matplotlib
+        from advgen.io import pyplot
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+        try:
+            plt = pyplot()
         except ImportError:
             write_png(sample_grid(real, fake, spec), path)
             return True

@@ -384,11 +384,10 @@ class TabularDomain(Domain):
     def plot(self, real: Any, fake: Any, path: Path, spec: dict[str, Any]) -> bool:
         """Real and generated distributions of a dozen columns (every categorical, then the numerics
         that vary most), one panel each, under a title naming the data and one shared legend."""
-        try:
-            import matplotlib
+        from advgen.io import pyplot
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+        try:
+            plt = pyplot()
         except ImportError:
             return False
         columns = _plot_columns(real, spec)
