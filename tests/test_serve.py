@@ -362,7 +362,9 @@ def test_serve_command_options_reach_the_server(model_path: Path) -> None:
 @pytest.mark.parametrize(
     ("option", "message"),
     [(["--queue", "-1"], "non-negative integer"), (["--workers", "0"], "positive integer"),
-     (["--request-timeout", "nan"], "seconds in (0, 3600]"), (["--max-response-bytes", "1e9"], "positive integer")],
+     (["--request-timeout", "nan"], "seconds in (0, 3600]"), (["--max-response-bytes", "1e9"], "positive integer"),
+     (["--workers", "100000"], "at most 1,024"), (["--max-body", "1000000000000"], "at most 16,777,216"),
+     (["--max-response-bytes", "99999999999999999999"], "at most 1,073,741,824"), (["--queue", "10000000"], "at most 65,536")],
 )
 def test_serve_command_refuses_absurd_limits(option: list[str], message: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:
@@ -404,3 +406,23 @@ def test_a_model_that_outputs_nan_gets_one_error_not_a_traceback(tmp_path: Path,
         answer = exchange(server, post(b'{"n": 2}'))
     assert answer["status"] == 500 and "NaN or infinite values" in answer["json"]["error"]
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_threads_the_machine_will_not_start_are_one_error(model: GeneratorModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the audit: --workers 100000 under a memory limit ended in "RuntimeError: can't start new thread" (traceback)
+    from advgen_export.manifest import ModelError
+
+    real_start, count = threading.Thread.start, [0]
+
+    def start(self: threading.Thread) -> None:
+        count[0] += 1
+        if count[0] > 4:
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(ModelError, match="cannot start 8 worker threads"):
+        make_server(model, port=0, quiet=True, workers=8)
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    assert all(not t.name.startswith(("advgen-worker", "advgen-intake")) or not t.is_alive()
+               for t in threading.enumerate())

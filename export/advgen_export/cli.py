@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from advgen.errors import AdvgenError
 from advgen.writers import distinct_outputs, output_to_replace, say_replaced
@@ -43,6 +43,18 @@ def _non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
     return value
+
+
+def _at_most(limit: int, what: str, minimum: int = 1) -> Callable[[str], int]:
+    """An argparse type: an integer in ``minimum..limit`` (``what`` names the limit in the message)."""
+
+    def parse(text: str) -> int:
+        value = (_positive if minimum >= 1 else _non_negative)(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"expected at most {limit:,} ({what}), got {value:,}")
+        return value
+
+    return parse
 
 
 def _seconds(text: str) -> float:
@@ -140,20 +152,22 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(p)
     p.add_argument("--port", type=_port, default=8000, help="TCP port (0 picks a free one; default 8000)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--max-n", type=_positive, default=10_000, help="largest n one request may ask for")
-    p.add_argument("--max-body", type=_positive, default=64 * 1024, help="largest request body in bytes")
-    p.add_argument("--max-response-bytes", type=_positive, default=64 * 1024 * 1024,
+    p.add_argument("--max-n", type=_at_most(10**8, "samples a request"), default=10_000,
+                   help="largest n one request may ask for")
+    p.add_argument("--max-body", type=_at_most(16 * 2**20, "16 MiB: a request is a few dozen bytes"), default=64 * 1024,
+                   help="largest request body in bytes")
+    p.add_argument("--max-response-bytes", type=_at_most(2**30, "1 GiB a response"), default=64 * 1024 * 1024,
                    help="largest response; a larger n is refused before sampling (default 64 MiB)")
-    p.add_argument("--workers", type=_positive, default=None,
+    p.add_argument("--workers", type=_at_most(1024, "threads"), default=None,
                    help="requests answered at once (default min(32, 4 x CPUs))")
-    p.add_argument("--queue", type=_non_negative, default=64,
+    p.add_argument("--queue", type=_at_most(65_536, "places", minimum=0), default=64,
                    help="connections waiting for a worker; beyond it clients get 503 (default 64)")
     p.add_argument("--request-timeout", type=_seconds, default=10.0,
                    help="seconds a client has to send its whole request, and to read the answer (default 10)")
-    p.add_argument("--max-per-client", type=_non_negative, default=64,
+    p.add_argument("--max-per-client", type=_at_most(65_536, "connections", minimum=0), default=64,
                    help="connections one address may have sending their request at once; beyond it 429 "
                         "(default 64; 0: no limit, e.g. behind a proxy that limits clients itself)")
-    p.add_argument("--max-inflight-bytes", type=_positive, default=None,
+    p.add_argument("--max-inflight-bytes", type=_at_most(2**40, "1 TiB"), default=None,
                    help="size bound of all responses being built or sent at once; beyond it 503 (default 256 MiB, "
                         "at least --max-response-bytes; building one takes about 5x its size in memory)")
     p.add_argument("--quiet", action="store_true", help="do not log each request")

@@ -176,8 +176,15 @@ class SampleServer(HTTPServer):
         self._closer_thread = threading.Thread(target=self._closer.run, name="advgen-closer", daemon=True)
         self._running = False
         super().__init__(address, _Handler)  # binds and listens; on failure it calls server_close
-        for thread in [self._closer_thread, self._intake_thread, *self._workers]:
-            thread.start()
+        started = []
+        try:
+            for thread in [self._closer_thread, self._intake_thread, *self._workers]:
+                thread.start()
+                started.append(thread)
+        except RuntimeError as exc:  # "can't start new thread": a limit of the machine or the process
+            self._stop_threads(started)
+            super().server_close()
+            raise ModelError(f"cannot start {workers} worker threads ({exc}); ask for fewer with --workers") from None
         self._running = True
 
     @property
@@ -272,15 +279,21 @@ class SampleServer(HTTPServer):
         super().server_close()
         if not self._running:
             return
+        self._stop_threads([self._closer_thread, self._intake_thread, *self._workers])
+
+    def _stop_threads(self, started: list[threading.Thread]) -> None:
         self._running = False
-        self._intake.stop()  # those still sending are answered 503; those received in full reach a worker
-        self._intake_thread.join()
-        for _ in self._workers:
+        if self._intake_thread in started:
+            self._intake.stop()  # those still sending are answered 503; those received in full reach a worker
+            self._intake_thread.join()
+        workers = [t for t in self._workers if t in started]
+        for _ in workers:
             self._pending.put(None)  # after the connections already queued
-        for thread in self._workers:
+        for thread in workers:
             thread.join()
-        self._closer.stop()
-        self._closer_thread.join()
+        if self._closer_thread in started:
+            self._closer.stop()
+            self._closer_thread.join()
 
 
 class _DeadlineReader(io.RawIOBase):
