@@ -659,7 +659,14 @@ def _parse_condition(condition: str | dict[str, Any]) -> dict[str, str]:
         if "=" not in part:
             raise AdvgenError(f"condition {part!r} must look like KEY=VALUE (e.g. category=r2l)")
         key, value = part.split("=", 1)
-        items[key.strip()] = value.strip()
+        key, value = key.strip(), value.strip()
+        if key in items and items[key] != value:
+            # one class per condition: "category=dos,category=r2l" silently sampled r2l only (audit)
+            raise AdvgenError(
+                f"condition names {key} twice ({items[key]!r} and {value!r}); a sample is drawn for one value: "
+                "sample once per class"
+            )
+        items[key] = value
     return items
 
 

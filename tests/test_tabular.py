@@ -367,6 +367,9 @@ def test_unknown_condition_is_a_clear_error(short_run):
         short_run.sample(5, condition="label=mscan")  # a KDDTest+-only attack
     with pytest.raises(AdvgenError, match="unknown condition 'service'"):
         short_run.sample(5, condition="service=http")
+    # a key given twice silently kept its last value (audit); the runtime refuses it as no class matches both
+    with pytest.raises(AdvgenError, match=r"condition names category twice \('dos' and 'r2l'\)"):
+        short_run.sample(5, condition="category=dos,category=r2l")
 
 
 def test_samples_files_round_trip_and_featurize_consistently(tmp_path, short_run):
