@@ -60,8 +60,8 @@ def bytes_to_images(src: str | Path, out: str | Path, width: int = 64, size: int
 
     The folder is built beside ``out`` and renamed into place at the end, so an interrupted run
     leaves no half-written data set. An existing ``out`` is replaced only when it is empty or was
-    written by this command and ``overwrite`` is set. Empty and unreadable files are skipped and
-    reported.
+    written by this command and ``overwrite`` is set. Empty and unreadable files, and symbolic links
+    (or files reached through one), are skipped and reported.
     """
     src, out = Path(src), Path(out)
     if width < 1 or not 4 <= size <= 256 or max_bytes < 1:
@@ -75,11 +75,17 @@ def bytes_to_images(src: str | Path, out: str | Path, width: int = 64, size: int
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     report = ByteplotReport(out=out)
+    root = src.resolve()
     try:
         for d in class_dirs:
             used: set[str] = set()
             count = 0
             for f in sorted(p for p in d.rglob("*") if not p.name.startswith(".")):
+                if f.is_symlink() or not f.resolve().is_relative_to(root):
+                    # a corpus comes from elsewhere: a link in it would make any file readable here (/etc/shadow)
+                    # a training image
+                    report.skipped.append(f"{f} (a symbolic link: only files inside {src} are read)")
+                    continue
                 if not f.is_file():
                     continue
                 try:
