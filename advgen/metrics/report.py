@@ -49,8 +49,10 @@ def format_value(value: Any, digits: int = 3) -> str:
     if value is None:
         return "-"
     if isinstance(value, dict) and "mean" in value:
+        if _missing(value["mean"]):  # e.g. macro-F1 when the test set shares no class with training
+            return "-"
         std = value.get("std")
-        return f"{value['mean']:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{value['mean']:.{digits}f}"
+        return f"{value['mean']:.{digits}f} ± {std:.{digits}f}" if not _missing(std) else f"{value['mean']:.{digits}f}"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
