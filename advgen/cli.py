@@ -252,8 +252,12 @@ def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:
         f"{summary['effective_batch_size']} in all)" if processes > 1 else ""
     )
     mode = summary.get("step_mode")
+    resumed = summary.get("steps_this_session") is not None and summary["steps_this_session"] < summary["steps"]
+    # a resumed run: the time of every session, beside this session's own (which the rows/s figure is of)
+    session = (f" ({summary['steps_this_session']:,} steps in {summary['seconds_this_session']:.1f}s this session)"
+               if resumed and summary.get("seconds_this_session") is not None else "")
     click.echo(
-        f"steps: {summary['steps']}  time: {summary['seconds']:.1f}s  "
+        f"steps: {summary['steps']}  time: {summary['seconds']:.1f}s{session}  "
         f"rows/s: {summary.get('rows_per_s') or 0:,.0f}  device: {summary['device']}{where}"
         + (f"  step: {mode}" if mode and mode != "eager" else "")
     )

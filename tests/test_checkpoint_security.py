@@ -195,3 +195,5 @@ def test_resume_says_which_data_it_reads(curves_run, tmp_path):
     result = invoke("train", "--resume", str(run), "--steps", "40", "--threads", "1")
     assert result.exit_code == 0, result.output
     assert f"resuming {run} at step" in result.output and "reading" in result.output
+    # the time is the whole run's; this session's steps and time stand beside it (rows/s is of this session)
+    assert "(35 steps in " in result.output and "s this session)" in result.output
