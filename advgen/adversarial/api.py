@@ -431,7 +431,9 @@ def evade(
         attack_classes = classes_of(inputs.rows)
         threat.check(attack_classes)
         featurize = Featurizer(inputs.train.df, inputs.train.features, inputs.train.label)
-        say(f"training the detector under attack ({detector if unsafe_pickle is None else unsafe_pickle}) ...")
+        loaded = unsafe_pickle is not None or str(detector).lower().endswith(".onnx")
+        say(f"{'loading' if loaded else 'training'} the detector under attack "
+            f"({detector if unsafe_pickle is None else unsafe_pickle}) ...")
         target = make_detector(detector, inputs.train, featurize, normal, seed=detector_seed, threads=threads,
                                unsafe_pickle=unsafe_pickle, manager=manager)
         bb = BlackBox(target, budget=query_budget, allow_proba=allow_proba)
