@@ -6,14 +6,28 @@ conversion happen afterwards, in one place (:func:`conform`), so that each loade
 its format faithfully. Bad input raises :class:`~advgen.errors.InvalidDataError` with one line;
 unreadable images inside a folder are skipped and counted instead, because one corrupt JPEG in a
 scraped folder should not stop a run.
+
+Hostile files are bounded before they are read: an IDX header or an ``.npz`` array header that
+declares more than :data:`MAX_DATA_BYTES` is refused before any data is read or inflated (a
+gzip or zip bomb inflates only as far as its header promised, one byte more), and a folder image
+larger than :data:`MAX_IMAGE_PIXELS` by its header is skipped without being decoded. Devices and pipes
+are refused (``/dev/zero`` would be read for ever, a FIFO would hang).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import math
+import os
 import re
+import stat
+import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import torch
@@ -24,6 +38,39 @@ from advgen.errors import InvalidDataError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 PILLOW_HINT = "reading image folders needs Pillow: pip install pillow (or pip install 'advgen[plot]')"
 MIN_SIDE, MAX_SIDE = 4, 256
+# The most bytes one IDX file or one .npz array may hold (after decompression): 1 GiB, twice
+# EMNIST-byclass (547 MB), the largest MNIST-style set in common use. Headers that declare more are
+# refused before anything is read, so a 4 MB .gz that inflates to 4 GB costs nothing.
+MAX_DATA_BYTES = 1 << 30
+# The largest image of a class folder, in pixels by its header (4096 x 4096, 48 MiB decoded as RGB);
+# larger images are skipped without being decoded. A JPEG above it is decoded at a reduced DCT scale
+# (1/2 to 1/8) when that brings it under the limit, so camera photos load.
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def _open_regular(path: Path, what: str) -> BinaryIO:
+    """``path`` opened for reading, refused with one line unless it is a regular file (after symlinks).
+
+    Opened non-blocking, so a FIFO swapped in after a check cannot hang the open; the type is checked
+    on the open descriptor.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise InvalidDataError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise InvalidDataError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError as exc:  # pragma: no cover - fstat of an open descriptor
+        os.close(fd)
+        raise InvalidDataError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device or a pipe"
+        raise InvalidDataError(f"{path} is not a regular file ({kind}); {what} must be a file")
+    os.set_blocking(fd, True)  # O_NONBLOCK was for the open only
+    return os.fdopen(fd, "rb")
 
 
 @dataclass
@@ -76,30 +123,54 @@ def read_idx(path: str | Path) -> np.ndarray:
     """Read one IDX file (raw or gzip): the format of MNIST and Fashion-MNIST.
 
     Header: two zero bytes, a type code, the number of dimensions, then each dimension as a
-    big-endian uint32; the data follows in C order.
+    big-endian uint32; the data follows in C order. The header is read first and sizes the read: the
+    data must be exactly the bytes it declares (at most :data:`MAX_DATA_BYTES`); a gzip file is
+    inflated no further than one byte past that.
     """
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InvalidDataError(f"cannot read IDX file {p}: {exc}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        raise InvalidDataError(f"{p} is not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
-        raise InvalidDataError(f"IDX file {p} is truncated in its header")
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    dtype = np.dtype(_IDX_TYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
-    found = len(raw) - header
+    with _open_regular(p, "IDX file") as fh:
+        try:
+            gz = fh.read(2) == b"\x1f\x8b"
+            fh.seek(0)
+            stream: BinaryIO = gzip.GzipFile(fileobj=fh, mode="rb") if gz else fh  # type: ignore[assignment]
+            magic = stream.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_TYPES:
+                raise InvalidDataError(f"{p} is not an IDX file (bad magic number {magic.hex() or 'empty'})")
+            ndim = magic[3]
+            raw_dims = stream.read(4 * ndim)
+            if ndim == 0 or len(raw_dims) < 4 * ndim:
+                raise InvalidDataError(f"IDX file {p} is truncated in its header")
+            dims = [int.from_bytes(raw_dims[4 * i : 4 + 4 * i], "big") for i in range(ndim)]
+            dtype = np.dtype(_IDX_TYPES[magic[2]])
+            count = math.prod(dims)  # Python ints: no wrap-around however large the header claims
+            expected = count * dtype.itemsize
+            if expected > MAX_DATA_BYTES:
+                raise InvalidDataError(
+                    f"IDX file {p} declares shape {tuple(dims)}: {expected:,} data bytes, more than the "
+                    f"{MAX_DATA_BYTES:,} advgen reads from one IDX file"
+                )
+            if not gz:  # the size on disk says it all before any data is read
+                found = os.fstat(fh.fileno()).st_size - 4 - 4 * ndim
+                if found != expected:
+                    raise _idx_size_error(p, dims, expected, found, exact=True)
+            data = stream.read(expected + 1)  # one byte past the declared size tells "more" from "exact"
+            if len(data) != expected:
+                raise _idx_size_error(p, dims, expected, len(data), exact=not gz)
+        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            raise InvalidDataError(f"cannot read IDX file {p}: {exc}") from None
+    return np.frombuffer(data, dtype=dtype, count=count).reshape(dims)
+
+
+def _idx_size_error(p: Path, dims: list[int], expected: int, found: int, exact: bool) -> InvalidDataError:
     if found < expected:
-        raise InvalidDataError(
+        return InvalidDataError(
             f"IDX file {p} is truncated: shape {tuple(dims)} needs {expected} data bytes, found {found}"
         )
-    return np.frombuffer(raw, dtype=dtype, count=int(np.prod(dims)), offset=header).reshape(dims)
+    more = f"{found}" if exact else f"more than {expected}"
+    return InvalidDataError(
+        f"IDX file {p} holds {more} data bytes but its shape {tuple(dims)} needs {expected}: "
+        "a damaged header, or not an IDX file"
+    )
 
 
 def _idx_labels_path(images_path: Path) -> Path | None:
@@ -162,22 +233,63 @@ def load_idx(images_path: str | Path, labels_path: str | Path | None = None) -> 
 def load_npz(path: str | Path, x_key: str = "x", y_key: str = "y") -> ImageSet:
     """Arrays ``x`` (``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]``) and optional labels ``y``."""
     p = Path(path)
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            if x_key not in data:
-                raise InvalidDataError(f"{p} has no array {x_key!r} (arrays: {', '.join(data.files) or 'none'})")
-            x = data[x_key]
-            y = data[y_key] if y_key in data else None
-    except InvalidDataError:
-        raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise InvalidDataError(f"cannot read {p} as .npz: {exc}") from None
+    arrays = read_npz_arrays(p, [x_key, y_key], required=x_key)
+    x, y = arrays[x_key], arrays.get(y_key)
     if y is not None and (y.ndim != 1 or y.shape[0] != x.shape[0]):
         raise InvalidDataError(f"{p}: x holds {x.shape[0]} images but y has shape {y.shape}; they must match")
     images = _to_unit(to_channels_first(x, str(p)), str(p))
     labels, classes = _index_labels(y) if y is not None else (None, [])
     notes = [] if y is not None else [f"{p.name} has no {y_key!r} array; training unconditionally"]
     return ImageSet(images, labels, classes, str(p), "npz", notes)
+
+
+def read_npz_arrays(path: str | Path, keys: list[str], required: str | None = None) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of an ``.npz`` file (those present), each read only after its ``.npy``
+    header has been checked: at most :data:`MAX_DATA_BYTES`, no Python objects. A compressed member
+    that inflates past its header's size is therefore never inflated beyond it (no zip bombs)."""
+    p = Path(path)
+    out: dict[str, np.ndarray] = {}
+    with _open_regular(p, ".npz file") as fh:
+        try:
+            with zipfile.ZipFile(fh) as zf:
+                names = zf.namelist()
+                members = {}
+                for key in keys:
+                    member = next((n for n in (f"{key}.npy", key) if n in names), None)
+                    if member is not None:
+                        members[key] = member
+                if required is not None and required not in members:
+                    present = ", ".join(n.removesuffix(".npy") for n in names) or "none"
+                    raise InvalidDataError(f"{p} has no array {required!r} (arrays: {present})")
+                for key, member in members.items():
+                    _check_npy_header(zf, member, p, key)
+                    with zf.open(member) as mfh:
+                        out[key] = np.lib.format.read_array(mfh, allow_pickle=False)
+        except InvalidDataError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error,
+                NotImplementedError, RuntimeError) as exc:  # RuntimeError: an encrypted member
+            raise InvalidDataError(f"cannot read {p} as .npz: {exc}") from None
+    return out
+
+
+def _check_npy_header(zf: zipfile.ZipFile, member: str, p: Path, key: str) -> None:
+    with zf.open(member) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version in ((2, 0), (3, 0)):  # 3.0 differs only in a UTF-8 header: sizes read the same
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise InvalidDataError(f"{p}: array {key!r} has an unsupported .npy format version {version}")
+    if dtype.hasobject:
+        raise InvalidDataError(f"{p}: array {key!r} holds Python objects, which advgen does not load")
+    size = math.prod(shape) * max(dtype.itemsize, 1)
+    if size > MAX_DATA_BYTES:
+        raise InvalidDataError(
+            f"{p}: array {key!r} declares shape {tuple(shape)} of {dtype}, {size:,} bytes, more than the "
+            f"{MAX_DATA_BYTES:,} advgen reads"
+        )
 
 
 def to_channels_first(x: np.ndarray, source: str) -> np.ndarray:
@@ -206,62 +318,141 @@ def _pillow():
     return Image
 
 
+@dataclass
+class _Entry:
+    """One image file of a class folder, as its header describes it."""
+
+    klass: int  # index into the class folders
+    path: Path
+    hw: tuple[int, int]  # height, width by the header
+
+
 def load_folder(root: str | Path, size: int | None = None, max_per_class: int | None = None) -> ImageSet:
     """``root/<class>/<image>``: every sub-folder is a class, every readable image in it a sample.
 
     Images are read as RGB and resized to ``size`` x ``size`` (default: the most common size when it
     is square and between 4 and 256 pixels, else 32); a set whose channels are all equal is kept as
-    grayscale. Files that are not images or cannot be decoded are skipped and counted.
+    grayscale. Files that are not images or cannot be decoded are skipped and counted, and so are
+    images larger than :data:`MAX_IMAGE_PIXELS` by their header, which are never decoded.
+
+    Headers are read first (they give the default size); each image is then decoded and resized at
+    once, so that memory holds one full-size image at a time and ``N x size x size`` pixels in all.
     """
     Image = _pillow()
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not MIN_SIDE <= size <= MAX_SIDE):
+        # checked before N x size x size pixels are allocated
+        raise InvalidDataError(f"size must be an integer between {MIN_SIDE} and {MAX_SIDE}, got {size!r}")
     root = Path(root)
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         raise InvalidDataError(f"{root} has no class sub-folders (expected {root}/<class>/<image>.png)")
-    loaded: list[tuple[int, np.ndarray]] = []
+    entries: list[_Entry] = []
     skipped: list[str] = []
-    classes: list[str] = []
-    for d in class_dirs:
+    too_large: list[str] = []
+    for k, d in enumerate(class_dirs):
         files = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
         if max_per_class:
             files = files[:max_per_class]
-        k = len(classes)
-        got = 0
         for f in files:
+            rel = str(f.relative_to(root))
             try:
-                with Image.open(f) as im:
-                    im.load()
-                    rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
-            except Exception:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError, ...)
-                skipped.append(str(f.relative_to(root)))
+                with _quiet_bombs(Image), Image.open(f) as im:  # the header only: nothing decoded yet
+                    w, h = im.size
+                    jpeg = im.format == "JPEG"
+            except Image.DecompressionBombError:  # past Pillow's own limit (2 x 89 Mpx)
+                too_large.append(rel)
                 continue
-            loaded.append((k, rgb))
-            got += 1
-        if got:
-            classes.append(d.name)
-    if not loaded:
-        raise InvalidDataError(f"{root}: no readable images in {len(class_dirs)} class folders")
-    sizes = [im.shape[:2] for _, im in loaded]
-    if size is None:
-        common = max(sorted(set(sizes)), key=sizes.count)  # ties: the smallest size, deterministically
-        size = common[0] if common[0] == common[1] and MIN_SIDE <= common[0] <= MAX_SIDE else 32
-    out = np.empty((len(loaded), 3, size, size), dtype=np.float32)
-    for i, (_, rgb) in enumerate(loaded):
-        if rgb.shape[:2] != (size, size):
-            resample = Image.Resampling.LANCZOS if max(rgb.shape[:2]) > size else Image.Resampling.BICUBIC
-            rgb = np.asarray(Image.fromarray(rgb).resize((size, size), resample), dtype=np.uint8)
-        out[i] = rgb.transpose(2, 0, 1) / 255.0
+            except Exception:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError, ...)
+                skipped.append(rel)
+                continue
+            # a JPEG can be decoded at 1/8 scale: it is refused only when even that is too large
+            if w * h > MAX_IMAGE_PIXELS and not (jpeg and -(-w // 8) * -(-h // 8) <= MAX_IMAGE_PIXELS):
+                too_large.append(f"{rel} ({w}x{h})")
+                continue
+            entries.append(_Entry(k, f, (h, w)))
+    target = size if size is not None else _common_size([e.hw for e in entries])
+    while True:
+        pixels, ok = _decode_resized(Image, entries, target, root, skipped, too_large)
+        if size is not None or not ok:
+            break
+        # the default size counts the images that decoded; redo in the rare case that failures change it
+        settled = _common_size([entries[i].hw for i in ok])
+        if settled == target:
+            break
+        entries, target = [entries[i] for i in ok], settled
+    if not ok:
+        why = f"; {len(too_large)} images larger than {_pixel_limit()} were skipped" if too_large else ""
+        raise InvalidDataError(f"{root}: no readable images in {len(class_dirs)} class folders{why}")
+    out = np.empty((len(ok), 3, target, target), dtype=np.float32)
+    for i in range(len(ok)):
+        out[i] = pixels[i].transpose(2, 0, 1) / 255.0
+    del pixels
     if np.array_equal(out[:, 0], out[:, 1]) and np.array_equal(out[:, 0], out[:, 2]):
-        out = out[:, :1]
-    labels = np.array([k for k, _ in loaded], dtype=np.int64)
+        out = np.ascontiguousarray(out[:, :1])
+    used = sorted({entries[i].klass for i in ok})
+    index = {klass: j for j, klass in enumerate(used)}
+    classes = [class_dirs[klass].name for klass in used]
+    labels = np.array([index[entries[i].klass] for i in ok], dtype=np.int64)
     notes = []
     if skipped:
         shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
         notes.append(f"skipped {len(skipped)} unreadable or non-image files in {root}: {shown}")
+    if too_large:
+        shown = ", ".join(too_large[:5]) + (" ..." if len(too_large) > 5 else "")
+        notes.append(f"skipped {len(too_large)} images larger than {_pixel_limit()} in {root}: {shown}")
     empty = [d.name for d in class_dirs if d.name not in classes]
     if empty:
         notes.append(f"ignored {len(empty)} class folders without readable images: {', '.join(empty[:10])}")
-    return ImageSet(out, labels, classes, str(root), "folder", notes, skipped=len(skipped))
+    return ImageSet(out, labels, classes, str(root), "folder", notes, skipped=len(skipped) + len(too_large))
+
+
+def _pixel_limit() -> str:
+    side = math.isqrt(MAX_IMAGE_PIXELS)
+    return f"{side}x{side} pixels" if side * side == MAX_IMAGE_PIXELS else f"{MAX_IMAGE_PIXELS:,} pixels"
+
+
+def _common_size(sizes: list[tuple[int, int]]) -> int:
+    """The most common size when it is square and between 4 and 256 pixels, else 32."""
+    if not sizes:
+        return 32
+    common = max(sorted(set(sizes)), key=sizes.count)  # ties: the smallest size, deterministically
+    return common[0] if common[0] == common[1] and MIN_SIDE <= common[0] <= MAX_SIDE else 32
+
+
+@contextlib.contextmanager
+def _quiet_bombs(Image) -> Iterator[None]:
+    """Pillow warns about images above its own limit when it opens them; advgen judges them itself."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+def _decode_resized(Image, entries: list[_Entry], size: int, root: Path, skipped: list[str],
+                    too_large: list[str]) -> tuple[np.ndarray, list[int]]:
+    """Each entry decoded and resized to ``size`` x ``size`` RGB uint8 at once; the indices that decoded."""
+    pixels = np.empty((len(entries), size, size, 3), dtype=np.uint8)
+    ok: list[int] = []
+    for i, e in enumerate(entries):
+        try:
+            with _quiet_bombs(Image), Image.open(e.path) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS and im.format == "JPEG":
+                    im.draft("RGB", (size, size))  # decode at 1/2 .. 1/8 scale
+                    w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    too_large.append(f"{e.path.relative_to(root)} ({e.hw[1]}x{e.hw[0]})")
+                    continue
+                im.load()
+                rgb = im.convert("RGB")
+                if rgb.size != (size, size):
+                    resample = Image.Resampling.LANCZOS if max(rgb.size) > size else Image.Resampling.BICUBIC
+                    rgb = rgb.resize((size, size), resample)
+                pixels[len(ok)] = np.asarray(rgb, dtype=np.uint8)
+        except Exception:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError, ...)
+            skipped.append(str(e.path.relative_to(root)))
+            continue
+        ok.append(i)
+    return pixels, ok
 
 
 # --- dispatch and conforming ---------------------------------------------------------------------
@@ -280,7 +471,8 @@ def load_source(path: str | Path, split: str | None = None, labels: str | None =
         return load_folder(p, size=size)
     if p.suffix.lower() == ".npz":
         return load_npz(p, y_key=label_key or "y")
-    head = p.open("rb").read(4)
+    with _open_regular(p, "image data") as fh:  # a device or a pipe is refused, not read
+        head = fh.read(4)
     if head[:2] == b"\x1f\x8b" or (len(head) == 4 and head[:2] == b"\0\0"):
         return load_idx(p, labels)
     raise InvalidDataError(

@@ -19,7 +19,7 @@ from torch import nn
 from advgen.domain import Domain, RealData, Validator
 from advgen.errors import AdvgenError, InvalidDataError
 from advgen_images import classifier
-from advgen_images.data import ImageSet, conform, load_digits, load_folder, load_source
+from advgen_images.data import ImageSet, conform, load_digits, load_folder, load_source, read_npz_arrays
 from advgen_images.nets import ImageDiscriminator, ImageGenerator
 from advgen_images.png import grid, write_png
 from advgen_images.writers import SAMPLES_MARKER, ImageArrayWriter, ImageFolderWriter, ImageGridWriter  # noqa: F401 (SAMPLES_MARKER re-exported)
@@ -241,13 +241,8 @@ class ImagesDomain(Domain):
             raise InvalidDataError(f"cannot read image samples from {path}: use a .npz file or a folder of class folders")
         if not path.is_file():
             raise InvalidDataError(f"samples file not found: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                if "x" not in data:
-                    raise InvalidDataError(f"{path} has no array named 'x'")
-                x, y = data["x"], (data["y"] if "y" in data else None)
-        except (OSError, ValueError, EOFError) as exc:
-            raise InvalidDataError(f"cannot read {path} as .npz: {exc}") from None
+        arrays = read_npz_arrays(path, ["x", "y"], required="x")  # headers checked first: no zip bombs
+        x, y = arrays["x"], arrays.get("y")
         if x.ndim == 3 and c == 1:
             x = x[..., None]
         if x.ndim == 4 and tuple(x.shape[1:]) == (c, h, w) and tuple(x.shape[1:]) != (h, w, c):
