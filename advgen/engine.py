@@ -16,8 +16,10 @@ import json
 import math
 import os
 import random
+import stat
 import sys
 import time
+from array import array
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,7 +31,7 @@ from advgen.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from advgen.config import TrainConfig
 from advgen.distributed import World
 from advgen.domain import Domain, RealData
-from advgen.errors import AdvgenError
+from advgen.errors import AdvgenError, CheckpointError
 from advgen.io import atomic_path, atomic_write_text, write_error
 from advgen.losses import gradient_penalty
 from advgen.plugins import PluginManager
@@ -523,16 +525,26 @@ class MetricsLog:
 
     Opening it for a run at step ``step`` first cuts the file back to that step, so that after a
     kill and ``--resume`` the log holds every step once, as an uninterrupted run would have written it.
+    The log must be a regular file of the run folder: a symbolic link (appends would land in its
+    target), a device or a pipe is refused with one line (see :func:`truncate_metrics`).
     """
 
     def __init__(self, path: Path, step: int):
         self.path = Path(path)
         truncate_metrics(self.path, step)
         try:
-            # unbuffered: a failed write leaves nothing pending that close() would retry and fail on
-            self._file = open(self.path, "ab", buffering=0)
+            # unbuffered: a failed write leaves nothing pending that close() would retry and fail on;
+            # O_NOFOLLOW: never append through a link swapped in after the check above
+            self._file = open(self.path, "ab", buffering=0, opener=_no_follow_opener)
         except OSError as exc:
+            _refuse_special(self.path, exc)
             raise write_error(exc, self.path) from None
+        try:
+            _check_metrics_file(self.path, os.fstat(self._file.fileno()))
+            os.set_blocking(self._file.fileno(), True)  # O_NONBLOCK was for the open only
+        except BaseException:
+            self._file.close()
+            raise
 
     def write(self, record: dict[str, Any]) -> None:
         data = (json.dumps(record) + "\n").encode()
@@ -552,37 +564,138 @@ class MetricsLog:
         self.close()
 
 
+# A metrics log holds a line of some 100 bytes per logging step: 1 GiB is ten million of them. A larger
+# file (a 50 GB sparse file, say) is not a log advgen wrote, and is refused before it is read.
+MAX_METRICS_BYTES = 1 << 30
+# a longer line is not a record: it is skipped (and dropped) without being held in memory
+MAX_METRICS_LINE = 1 << 20
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _no_follow_opener(path: str, flags: int) -> int:
+    """``open``'s opener: no symbolic link as the last component, and no wait on a pipe."""
+    return os.open(path, flags | _NOFOLLOW | _NONBLOCK, 0o666)
+
+
 def truncate_metrics(path: Path, step: int) -> bool:
     """Cut ``metrics.jsonl`` back to the records of steps up to ``step``, atomically; True if it changed.
 
     Records logged after the last checkpoint by a run that was then killed are dropped, and so are
     half-written lines. Logs written by older versions, where a resumed session appended after such
     records, are repaired too: a record whose step is not above the one before it starts a new
-    session, which replaces the records of the abandoned one from that step on.
+    session, which replaces the records of the abandoned one from that step on. (So a record is kept
+    when its step is below that of every later record.)
+
+    The file is read twice as a stream, never whole: once for the steps (8 bytes a record in memory),
+    once to copy the records kept. A symbolic link, a device, a pipe or a folder in its place, or a
+    file over :data:`MAX_METRICS_BYTES`, is refused with one line before anything is read.
     """
+    path = Path(path)
     try:
-        lines = path.read_bytes().splitlines(keepends=True)
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return False
     except OSError as exc:
+        _refuse_special(path, exc)
         raise AdvgenError(f"cannot read {path}: {exc.strerror or exc}") from None
-    kept: list[tuple[int, bytes]] = []
-    for line in lines:
+    try:
+        st = os.fstat(fd)
+        _check_metrics_file(path, st)  # before fdopen, which refuses a folder with a bare errno
+        if st.st_size > MAX_METRICS_BYTES:
+            raise CheckpointError(
+                f"{path} holds {st.st_size:,} bytes, more than the {MAX_METRICS_BYTES:,} of a metrics log; "
+                "it is not one advgen wrote (move it out of the run folder to resume)"
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as fh:
         try:
-            record_step = json.loads(line)["step"]
-        except (ValueError, TypeError, KeyError):
-            continue  # a line cut short by a kill
-        if not isinstance(record_step, int) or not line.endswith(b"\n"):
-            continue
-        while kept and kept[-1][0] >= record_step:
-            kept.pop()
-        kept.append((record_step, line))
-    kept = [(s, line) for s, line in kept if s <= step]
-    if len(kept) == len(lines):
-        return False
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(b"".join(line for _, line in kept))
+            steps = array("q")
+            total = 0
+            for line in _metrics_lines(fh, st.st_size):
+                total += 1
+                record_step = _record_step(line)
+                if record_step is not None:
+                    steps.append(record_step)
+            keep = bytearray(len(steps))
+            later = _INT64[1] + 1
+            for i in range(len(steps) - 1, -1, -1):
+                s = steps[i]
+                keep[i] = s < later and s <= step
+                later = min(later, s)
+            # a hard link would carry appends into another file: a rewrite makes the log its own
+            if sum(keep) == total and st.st_nlink <= 1:
+                return False
+            fh.seek(0)
+            with atomic_path(path) as tmp, open(tmp, "wb") as out:
+                i = 0
+                for line in _metrics_lines(fh, st.st_size):
+                    if _record_step(line) is None:
+                        continue
+                    if i < len(keep) and keep[i]:
+                        out.write(line)  # type: ignore[arg-type]
+                    i += 1
+        except OSError as exc:  # atomic_path names a full disk or read-only folder; anything else here too
+            err = write_error(exc, path)
+            raise (err if err is not exc else AdvgenError(f"cannot rewrite {path}: {exc.strerror or exc}")) from None
     return True
+
+
+def _metrics_lines(fh: Any, size: int) -> Any:
+    """The lines of the first ``size`` bytes of ``fh``; None for a line over :data:`MAX_METRICS_LINE`."""
+    left = size
+    while left > 0:
+        line = fh.readline(min(MAX_METRICS_LINE, left))
+        if not line:
+            return
+        left -= len(line)
+        if len(line) == MAX_METRICS_LINE and not line.endswith(b"\n"):
+            while left > 0:  # the rest of an overlong line, read and dropped
+                more = fh.readline(min(MAX_METRICS_LINE, left))
+                left -= len(more)
+                if not more or more.endswith(b"\n"):
+                    break
+            yield None
+            continue
+        yield line
+
+
+def _record_step(line: bytes | None) -> int | None:
+    """The step of a whole metrics record, or None for a line cut short by a kill or not a record."""
+    if line is None or not line.endswith(b"\n"):
+        return None
+    try:
+        record_step = json.loads(line)["step"]
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return None
+    if not isinstance(record_step, int):
+        return None
+    return min(max(int(record_step), _INT64[0]), _INT64[1])
+
+
+def _check_metrics_file(path: Path, st: os.stat_result) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a device, a pipe or a socket"
+        raise CheckpointError(
+            f"{path} is not a regular file ({kind}); a run's metrics log must be one (move it out of the run folder)"
+        )
+
+
+def _refuse_special(path: Path, exc: OSError) -> None:
+    """One line for a metrics log that could not be opened because it is a symbolic link or special."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise CheckpointError(
+            f"{path} is a symbolic link; a run's metrics log must be a regular file in the run folder, "
+            "so advgen neither reads nor appends through it (replace the link by the file)"
+        ) from None
+    _check_metrics_file(path, st)
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
