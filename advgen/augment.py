@@ -16,6 +16,7 @@ import pandas as pd
 
 from advgen.errors import AdvgenError, InvalidDataError
 from advgen.io import TABLE_SUFFIXES, read_table, write_table  # noqa: F401 (re-exported)
+from advgen.writers import integers_restored
 
 SYNTHETIC_COLUMN = "synthetic"
 
@@ -76,10 +77,11 @@ def augment(
     map to 5 categories), the category column is added to every row so the result can train a
     category detector directly (``category_map`` maps labels to categories where the run's spec does not).
 
-    The columns are those ``run.sample`` returns (what ``advgen sample`` writes), in the same order,
-    then any column only the real data has, then ``synthetic``. Constant columns a dataset loader
-    dropped from the real rows are written back with ``constants`` (the real table's, e.g.
-    ``Table.constants``), else the run's own.
+    The columns are those ``run.sample`` returns (what ``advgen sample`` writes), in the same order
+    (the training file's), then any column only the real data has, then ``synthetic``; a categorical
+    whose values were integers in the training file (a 0/1 label) holds integers, real rows too.
+    Constant columns a dataset loader dropped from the real rows are written back with ``constants``
+    (the real table's, e.g. ``Table.constants``), else the run's own.
     """
     if (per_class is None) == (not balance):
         raise AdvgenError("choose exactly one of per_class=N and balance=True")
@@ -133,6 +135,9 @@ def augment(
     synth = pd.concat(parts, ignore_index=True) if parts else real.iloc[:0].drop(columns=[SYNTHETIC_COLUMN])
     synth[SYNTHETIC_COLUMN] = np.ones(len(synth), dtype=np.int8)
     out = pd.concat([real, synth], ignore_index=True) if len(synth) else real.reset_index(drop=True)
+    # a categorical whose values were integers in the training file (a 0/1 label) is integers again,
+    # as `advgen sample` writes it: Parquet would otherwise store the real rows' labels as text too
+    out = integers_restored(out, run.spec.get("integer_columns") or ())
     out.attrs["added"] = {c: int(n) for c, n in wanted.items()}
     out.attrs["condition_key"] = key
     return out

@@ -19,6 +19,7 @@ import contextlib
 import csv
 import io
 import os
+import re
 import shutil
 import stat
 import sys
@@ -26,7 +27,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -273,14 +274,17 @@ class TableWriter(FileWriter):
     :attr:`ROW_GROUP_ROWS` rows).
 
     The CSV is byte for byte what ``DataFrame.to_csv(index=False)`` writes for the whole table; the
-    Parquet schema is the first chunk's, and later chunks are cast to it.
+    Parquet schema is the first chunk's, and later chunks are cast to it. ``integer_columns`` names
+    text columns whose values are integers in the data they came from (a 0/1 label): they are written
+    as int64 (:func:`integers_restored`), so Parquet keeps the type a CSV reader would see.
     """
 
     SUFFIXES = TABLE_SUFFIXES
     #: Parquet rows are gathered into row groups of this many (chunks may be smaller)
     ROW_GROUP_ROWS = 65_536
 
-    def __init__(self, path: str | Path, n: int):
+    def __init__(self, path: str | Path, n: int, integer_columns: Sequence[str] = ()):
+        self.integer_columns = tuple(integer_columns or ())
         suffix = Path(path).suffix.lower()
         if suffix not in self.SUFFIXES:
             raise AdvgenError(f"cannot write a table as {suffix or 'a file without suffix'}; use .csv or .parquet")
@@ -301,6 +305,8 @@ class TableWriter(FileWriter):
         import pandas as pd
 
         df = chunk if isinstance(chunk, pd.DataFrame) else pd.DataFrame(chunk)
+        if self.integer_columns:
+            df = integers_restored(df, self.integer_columns)
         if not self.parquet:
             first = self._fh is None
             if first:
@@ -339,6 +345,42 @@ class TableWriter(FileWriter):
 
     def _handles(self) -> list[Any]:
         return [h for h in (self._fh, self._pq) if h is not None]
+
+
+_INTEGER_TEXT = re.compile(r"-?(0|[1-9][0-9]{0,18})")
+
+
+def integer_text(value: Any) -> bool:
+    """Whether ``value`` is an integer written as Python writes it ("7", "-3"; not "07", "7.0", "+7")
+    that fits int64: text that turns into an integer and back unchanged."""
+    return isinstance(value, str) and _INTEGER_TEXT.fullmatch(value) is not None and -(2**63) <= int(value) < 2**63
+
+
+def integers_restored(df: Any, columns: Sequence[str]) -> Any:
+    """``df`` with each of ``columns`` it holds as text (category names such as a label's "0"/"1")
+    turned into int64, where every value is an integer written plainly ("7", "-3"; not "07" or "7.0")
+    that fits int64; any other column, or one holding another value, is left as it is. The frame is
+    copied only when a column changes."""
+    import pandas as pd
+
+    out = df
+    for name in columns:
+        if name not in df.columns:
+            continue
+        s = df[name]
+        if not (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)) or s.isna().any():
+            continue
+        codes, uniques = pd.factorize(s)
+        values = []
+        for u in uniques:
+            if not integer_text(u):
+                break
+            values.append(int(u))
+        else:
+            if out is df:
+                out = df.copy(deep=False)  # the caller's frame keeps its text
+            out[name] = np.asarray(values, dtype=np.int64)[codes] if len(values) else np.zeros(len(s), np.int64)
+    return out
 
 
 class ArrayWriter(FileWriter):

@@ -28,6 +28,7 @@ import pandas as pd
 
 from advgen.errors import InvalidDataError
 from advgen.io import check_text_file, line_terminator, require_data_file
+from advgen.writers import integer_text
 from advgen_datasets.manifest import (
     KINDS,
     NUMERIC_KINDS,
@@ -89,6 +90,11 @@ class Table:
     notes: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     split: str | None = None
+    #: the file's column order of the columns the table carries (features, constants, label)
+    source_order: list[str] = field(default_factory=list)
+    #: categorical columns (the label too) whose every value in the file was an integer: the table
+    #: holds them as text, files of samples write them back as integers
+    integer_columns: list[str] = field(default_factory=list)
 
     @property
     def features(self) -> list[ColumnSchema]:
@@ -297,7 +303,10 @@ def _read_file(
     notes: list[str],
     *,
     sniff: bool,
+    text_columns: set[str] | None = None,
 ) -> pd.DataFrame:
+    """Read one file. ``text_columns`` gathers the columns a Parquet file types as text, so that text
+    that spells integers there is not taken for integers (a CSV has no types: its text is what it is)."""
     suffix = path.suffix.lower()
     if fmt.type == "parquet" or (sniff and suffix in (".parquet", ".pq")):
         require_data_file(path)
@@ -315,6 +324,10 @@ def _read_file(
         names, name_notes = _unique_names([str(c) for c in df.columns])
         notes.extend(name_notes)
         df.columns = names
+        if text_columns is not None:
+            text_columns.update(
+                n for n in names if pd.api.types.is_object_dtype(df[n]) or pd.api.types.is_string_dtype(df[n])
+            )
         for n in force_str & set(names):
             df[n] = df[n].astype(str).where(df[n].notna())
         return df
@@ -438,6 +451,11 @@ def _id_reason(name: str, s: pd.Series, n: int) -> str | None:
     return None
 
 
+def _all_integers(values: Any) -> bool:
+    """Whether there is a value and each is an integer as text ("7", "-3"; not "07" or "7.0")."""
+    return len(values) > 0 and all(integer_text(v) for v in values)
+
+
 def _fmt_count(n: int) -> str:
     return f"{n:,}"
 
@@ -455,6 +473,16 @@ class _Plan:
 
 
 def _clean(df: pd.DataFrame, plan: _Plan, source: str, notes: list[str]) -> tuple[pd.DataFrame, list[ColumnSchema], dict[str, Any]]:
+    clean, schema, constants, _, _ = _clean_table(df, plan, source, notes)
+    return clean, schema, constants
+
+
+def _clean_table(
+    df: pd.DataFrame, plan: _Plan, source: str, notes: list[str], text_columns: set[str] | None = None
+) -> tuple[pd.DataFrame, list[ColumnSchema], dict[str, Any], list[str], list[str]]:
+    """The cleaned frame, its columns, the constant columns dropped, the file's order of the columns
+    kept (constants and label included) and the categorical columns whose values were all integers
+    (``text_columns``: columns a typed file holds as text, never taken for integers)."""
     if df.shape[1] == 0 or df.shape[0] == 0:
         raise InvalidDataError(f"{source} has no data rows")
     label = plan.label
@@ -471,6 +499,7 @@ def _clean(df: pd.DataFrame, plan: _Plan, source: str, notes: list[str]) -> tupl
     df = _drop_repeated_headers(df, notes)
     if df.empty:
         raise InvalidDataError(f"{source} has no data rows")
+    file_order = [str(c) for c in df.columns]
 
     if label is not None:
         layout = plan.layout
@@ -644,13 +673,20 @@ def _clean(df: pd.DataFrame, plan: _Plan, source: str, notes: list[str]) -> tupl
     if label is not None:
         out[label] = df[label].astype(str)
         schema.append(ColumnSchema(label, "categorical", "label"))
+    text = text_columns or set()
+    integers = [
+        c.name for c in schema
+        if c.kind == "categorical" and c.name not in text and _all_integers(out[c.name].unique())
+    ]
+    carried = {c.name for c in schema} | set(constants)
+    source_order = [c for c in file_order if c in carried]
     if not plan.infer_rest:
         # a training schema fixes the column order too, whatever order the file has
         order = {name: i for i, name in enumerate(plan.declared)}
         schema.sort(key=lambda c: order[c.name])
         out = {c.name: out[c.name] for c in schema}
     clean = pd.DataFrame(out, index=pd.RangeIndex(n))
-    return clean, schema, constants
+    return clean, schema, constants, source_order, integers
 
 
 # --- schema files ----------------------------------------------------------------------------------
@@ -721,7 +757,8 @@ def load_table(
     frames = []
     for f in request.files:
         frame = _read_file(
-            f, request.fmt, request.read_declared, request.force_str, request.notes, sniff=request.sniff
+            f, request.fmt, request.read_declared, request.force_str, request.notes, sniff=request.sniff,
+            text_columns=request.text_columns,
         )
         frames.append(frame)
     if len(frames) > 1:
@@ -754,6 +791,8 @@ class TableRequest:
     read_declared: list[ColumnSpec] | None
     force_str: set[str]
     notes: list[str]
+    #: columns a typed (Parquet) file holds as text, filled in as the files are read
+    text_columns: set[str] = field(default_factory=set)
 
     @property
     def sniff(self) -> bool:
@@ -881,7 +920,7 @@ def finish_table(request: TableRequest, df: pd.DataFrame) -> Table:
                 f"{source} lacks {len(missing)} columns its manifest declares: {shown}"
             )
 
-    clean, columns, constants = _clean(df, plan, source, notes)
+    clean, columns, constants, source_order, integers = _clean_table(df, plan, source, notes, request.text_columns)
     kept = {c.name for c in columns}
     if plan.label is None:
         categories = {}
@@ -905,6 +944,8 @@ def finish_table(request: TableRequest, df: pd.DataFrame) -> Table:
         notes=notes,
         sources=[str(f) for f in request.files],
         split=request.split,
+        source_order=source_order,
+        integer_columns=integers,
     )
 
 

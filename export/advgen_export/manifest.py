@@ -395,7 +395,9 @@ def _check_sample(value: Any, outputs: Mapping[str, Mapping[str, Any]], conditio
         if "range" in s:
             _value_range(s["range"], "sample.range")
         return
-    s = _object(value, "sample", ("kind", "columns"), ("condition_column", "derived_columns", "constants"))
+    s = _object(
+        value, "sample", ("kind", "columns"), ("condition_column", "derived_columns", "constants", "integer_columns")
+    )
     produced = [c for o in outputs.values() for c in o.get("columns") or []]
     if not produced:
         raise ModelError("sample.kind is 'table', but no output lists columns")
@@ -440,6 +442,36 @@ def _check_sample(value: Any, outputs: Mapping[str, Mapping[str, Any]], conditio
         if c not in available:
             raise ModelError(f"sample.columns[{j}] {_show(c)} comes from no output, condition, derived column or constant")
     _unique(columns, "sample.columns")
+    if "integer_columns" in s:  # optional: manifests before it write every category as text
+        _check_integer_columns(s["integer_columns"], columns, outputs, condition_column, conditions)
+
+
+def _check_integer_columns(
+    value: Any, columns: Sequence[str], outputs: Mapping[str, Mapping[str, Any]], condition_column: Any, conditions: Any
+) -> None:
+    """``sample.integer_columns``: categoricals of ``sample.columns`` (a vocabulary's or the condition's)
+    that files write as integers, so every value each can take must be an integer as text."""
+    from advgen.writers import integer_text
+
+    values: dict[str, list[Any]] = {}
+    for o in outputs.values():
+        for c, vocab in zip(o.get("columns") or [], o.get("vocabularies") or []):
+            if vocab is not None:
+                values[c] = vocab
+    if condition_column is not None:
+        values[condition_column] = conditions["classes"]
+    names = _array(value, "sample.integer_columns", 0, MAX_COLUMNS)
+    for j, c in enumerate(names):
+        where = f"sample.integer_columns[{j}]"
+        _text(c, where, max_len=MAX_NAME, name=True)
+        if c not in columns:
+            raise ModelError(f"{where} {_show(c)} is none of sample.columns")
+        if c not in values:
+            raise ModelError(f"{where} {_show(c)} is not a categorical column (a vocabulary's or the condition's)")
+        bad = next((v for v in values[c] if not integer_text(v)), None)
+        if bad is not None:
+            raise ModelError(f"{where} {_show(c)} can take the value {_show(bad)}, which is not an integer")
+    _unique(names, "sample.integer_columns")
 
 
 def _check_parity_section(value: Any, outputs: Mapping[str, Any]) -> None:

@@ -282,7 +282,8 @@ class GeneratorModel:
         out = Path(path)
         try:
             if self.kind == "table":
-                return GeneratedTableWriter(out, n, self.to_table)
+                integers = self.manifest["sample"].get("integer_columns") or ()
+                return GeneratedTableWriter(out, n, self.to_table, integer_columns=integers)
             primary = self.manifest["sample"]["output"]
             if out.suffix == "" or out.is_dir():
                 if self.kind != "image":

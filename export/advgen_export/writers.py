@@ -25,10 +25,11 @@ from advgen_export.manifest import ModelError
 
 
 class GeneratedTableWriter(TableWriter):
-    """Tables: each chunk assembled into a DataFrame by ``to_table``, then appended to CSV or Parquet."""
+    """Tables: each chunk assembled into a DataFrame by ``to_table``, then appended to CSV or Parquet
+    (``integer_columns``, text in the DataFrame, as integers: see :class:`~advgen.writers.TableWriter`)."""
 
-    def __init__(self, path: Path, n: int, to_table: Callable[[Any], Any]):
-        super().__init__(path, n)
+    def __init__(self, path: Path, n: int, to_table: Callable[[Any], Any], integer_columns: Sequence[str] = ()):
+        super().__init__(path, n, integer_columns=integer_columns)
         self.to_table = to_table
 
     def _write(self, chunk: Any) -> int:

@@ -218,6 +218,11 @@ class TabularDomain(Domain):
             "target": (table.category_column if category_map else label),
             "constants": {k: _json_value(v) for k, v in (table.constants or {}).items()},
             "feature_groups": dict(getattr(table, "feature_groups", {}) or {}),
+            # the data file's column order, and the categoricals whose values were integers there
+            # (a 0/1 label): sample files keep both (runs before these keys: features, constants,
+            # label, as text)
+            "column_order": list(getattr(table, "source_order", None) or []),
+            "integer_columns": _integer_columns(table, conditions),
             "transform": transform.to_dict(),
             "rules": rules,
             "follows_label": follows,
@@ -335,30 +340,27 @@ class TabularDomain(Domain):
         return self._finish_frame(frame, spec)
 
     def _finish_frame(self, frame: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
-        """Constants written back, columns in the table's order, then the label and its category."""
+        """Constants written back, columns in the data file's order (:func:`sample_columns`), then the
+        label's category."""
         for name, value in spec.get("constants", {}).items():
             frame[name] = value
         label = spec.get("label")
-        features = [c["name"] for c in spec["columns"] if c["role"] == "feature"]
-        order = features + [c for c in spec.get("constants", {}) if c not in features]
-        if label is not None:
-            order.append(label)
-            if spec.get("category_map") and spec.get("category_column"):
-                if spec["category_column"] not in frame:
-                    # one dictionary lookup per distinct label, not per row
-                    cmap = spec["category_map"]
-                    codes, uniques = pd.factorize(frame[label].astype(str))
-                    categories = np.asarray([str(cmap.get(u, u)) for u in uniques], dtype=object)
-                    frame[spec["category_column"]] = categories[codes]
-                order.append(spec["category_column"])
-        return frame[order].reset_index(drop=True)
+        if label is not None and spec.get("category_map") and spec.get("category_column"):
+            if spec["category_column"] not in frame:
+                # one dictionary lookup per distinct label, not per row
+                cmap = spec["category_map"]
+                codes, uniques = pd.factorize(frame[label].astype(str))
+                categories = np.asarray([str(cmap.get(u, u)) for u in uniques], dtype=object)
+                frame[spec["category_column"]] = categories[codes]
+        return frame[sample_columns(spec)].reset_index(drop=True)
 
     def sample_suffixes(self) -> tuple[str, ...]:
         return SUFFIXES
 
     def open_writer(self, path: Path, spec: dict[str, Any], n: int) -> TableWriter:
-        """CSV (header once, rows appended chunk by chunk) or Parquet (row groups of 65,536 rows)."""
-        return TableWriter(path, n)
+        """CSV (header once, rows appended chunk by chunk) or Parquet (row groups of 65,536 rows); a
+        categorical whose values were integers in the data file (a 0/1 label) is written as integers."""
+        return TableWriter(path, n, integer_columns=spec.get("integer_columns") or ())
 
     def bytes_per_sample(self, spec: dict[str, Any], suffix: str) -> int:
         # every column of a row: features, constants, label and category; a number or a category
@@ -514,20 +516,16 @@ class TabularDomain(Domain):
         ]
 
     def export_manifest(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """How the runtime assembles rows: column order, the condition, the category, constants."""
-        features = [c["name"] for c in spec["columns"] if c["role"] == "feature"]
+        """How the runtime assembles rows: column order, the condition, the category, constants, and the
+        columns its files write as integers."""
         constants = dict(spec.get("constants", {}))
-        columns = features + [c for c in constants if c not in features]
         section: dict[str, Any] = {"kind": "table", "constants": constants}
         label = spec.get("label")
-        if label is not None:
-            columns.append(label)
-            if spec.get("category_map") and spec.get("category_column"):
-                section["derived_columns"] = {
-                    spec["category_column"]: {"from": label, "map": dict(spec["category_map"])}
-                }
-                columns.append(spec["category_column"])
-        section["columns"] = columns
+        if label is not None and spec.get("category_map") and spec.get("category_column"):
+            section["derived_columns"] = {spec["category_column"]: {"from": label, "map": dict(spec["category_map"])}}
+        section["columns"] = sample_columns(spec)
+        if spec.get("integer_columns"):
+            section["integer_columns"] = list(spec["integer_columns"])
         return section
 
 
@@ -546,6 +544,38 @@ class TabularExport(nn.Module):
         if self.follows is not None and cond is not None:
             num, cat = self.follows(num, cat, cond)
         return num, cat
+
+
+def sample_columns(spec: dict[str, Any]) -> list[str]:
+    """The columns of a sample row: features, constants and label in the data file's order (the
+    spec's ``column_order``; a run from before it: features, constants, label), then the label's
+    category, which the file lacks."""
+    features = [c["name"] for c in spec["columns"] if c["role"] == "feature"]
+    order = features + [c for c in spec.get("constants", {}) if c not in features]
+    label = spec.get("label")
+    if label is not None:
+        order.append(label)
+    source = spec.get("column_order")
+    if source:
+        carried = set(order)
+        first = [c for c in source if c in carried]
+        order = first + [c for c in order if c not in set(first)]
+    if label is not None and spec.get("category_map") and spec.get("category_column"):
+        order.append(spec["category_column"])
+    return order
+
+
+def _integer_columns(table: Any, conditions: dict[str, Any] | None) -> list[str]:
+    """The table's categoricals (label included) whose values were integers in its file; the label of
+    a conditional run only when every class it knows is one."""
+    from advgen.writers import integer_text
+
+    categorical = {c.name for c in table.columns if c.kind == "categorical"}
+    names = [c for c in getattr(table, "integer_columns", None) or [] if c in categorical]
+    if conditions is not None and conditions["name"] in names:
+        if not all(integer_text(str(c)) for c in conditions["classes"]):
+            names.remove(conditions["name"])
+    return names
 
 
 def _plot_title(spec: dict[str, Any], n_real: int, n_fake: int, n_columns: int) -> str:

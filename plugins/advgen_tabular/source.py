@@ -102,6 +102,15 @@ class BatchReader:
         read = [n for n in dataset.schema.names if n not in index]  # rows are positions, as in memory
         names, name_notes = _unique_names(read)
         self.request.notes.extend(n for n in name_notes if n not in self.request.notes)
+        text = getattr(self.request, "text_columns", None)
+        if text is not None:  # text that spells integers here is text, as the in-memory reader says
+            import pyarrow as pa
+
+            types = dict(zip(dataset.schema.names, dataset.schema.types))
+            text.update(
+                name for name, raw in zip(names, read)
+                if pa.types.is_string(types[raw]) or pa.types.is_large_string(types[raw])
+            )
         return path, dataset, names, read
 
     def _open_csv(self, path: Path) -> tuple[Path, Any, list[str], list[str]]:
