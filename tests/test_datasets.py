@@ -690,3 +690,20 @@ def test_cli_fetch_reports_verified_files(data_dir):
     result = _invoke("fetch", "nsl-kdd", "--split", "train20")
     assert result.exit_code == 0, result.output
     assert "present:" in result.output and "sha256 ok" in result.output
+
+
+def test_whole_number_labels_written_as_floats_are_one_class_spelled_as_integers(tmp_path):
+    # the audit: a label column with two blank rows was written "0.0"/"1.0", so --condition class=1 was refused
+    # and a test file spelled "0"/"1" shared no class with training
+    from advgen_datasets.table import load_table
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 100).astype(float)
+    y[[3, 7]] = np.nan
+    pd.DataFrame({"a": rng.normal(size=100), "class": y}).to_csv(tmp_path / "gaps.csv", index=False)
+    assert set(load_table(path=str(tmp_path / "gaps.csv"), label="class").df["class"]) == {"0", "1"}
+    # labels that are not all whole numbers keep their spelling
+    pd.DataFrame({"a": range(6), "y": ["1.5", "2.0", "1.5", "2.0", "1.5", "2.0"]}).to_csv(tmp_path / "f.csv", index=False)
+    assert set(load_table(path=str(tmp_path / "f.csv"), label="y").df["y"]) == {"1.5", "2.0"}
+    pd.DataFrame({"a": range(6), "y": ["normal", "1.0"] * 3}).to_csv(tmp_path / "m.csv", index=False)
+    assert set(load_table(path=str(tmp_path / "m.csv"), label="y").df["y"]) == {"normal", "1.0"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -410,6 +411,22 @@ def _widen_kind(declared: str, values: np.ndarray) -> str:
     return declared
 
 
+def _whole_number_labels(spelling: dict[str, str]) -> dict[str, str]:
+    """Labels that are all whole numbers, some written as floats ("1.0", as pandas writes an integer column
+    with gaps), spelled as integers ("1"): one class however the file wrote it, and the spelling a test
+    file without gaps uses. Labels that are not all numbers are left as they are."""
+    out: dict[str, str] = {}
+    for raw, text in spelling.items():
+        try:
+            value = float(text)
+        except ValueError:
+            return spelling
+        if not math.isfinite(value) or value != int(value) or abs(value) >= 2**53:
+            return spelling
+        out[raw] = str(int(value)) if "." in text or "e" in text.lower() else text
+    return out
+
+
 def _id_reason(name: str, s: pd.Series, n: int) -> str | None:
     """Why a column is an identifier or timestamp rather than a feature, or None."""
     norm = _norm_name(name)
@@ -508,6 +525,7 @@ def _clean_table(
         # clean each distinct spelling once, not each row: stray and doubled spaces are typing
         # accidents, not classes of their own
         spelling = {u: " ".join(u.split()) for u in raw.dropna().unique()}
+        spelling = _whole_number_labels(spelling)
         spelling = {u: aliases.get(c, c) for u, c in spelling.items()}
         changed = {u: c for u, c in spelling.items() if u != c}
         lab = raw.replace(changed) if changed else raw
