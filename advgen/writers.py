@@ -300,6 +300,7 @@ class TableWriter(FileWriter):
         self._schema: Any = None
         self._pending: list[Any] = []
         self._pending_rows = 0
+        self.formula_cells: dict[str, int] = {}  # CSV cells a spreadsheet would read as formulas, per column
 
     def _write(self, chunk: Any) -> int:
         import pandas as pd
@@ -311,6 +312,10 @@ class TableWriter(FileWriter):
             first = self._fh is None
             if first:
                 self._fh = open(self.tmp, "w", newline="", encoding="utf-8")
+                for name in df.columns:
+                    if formula_like(str(name)):
+                        self.formula_cells[f"{name} (the header)"] = 1
+            count_formula_cells(df, self.formula_cells)
             df.to_csv(self._fh, index=False, header=first)
             return len(df)
         import pyarrow as pa
@@ -342,9 +347,49 @@ class TableWriter(FileWriter):
         if self.parquet and self._schema is not None:
             self._flush()
         super()._finish()
+        if self.formula_cells:
+            print(f"note: {formula_note(self.path, self.formula_cells)}", file=sys.stderr)
 
     def _handles(self) -> list[Any]:
         return [h for h in (self._fh, self._pq) if h is not None]
+
+
+# a spreadsheet reads a cell that starts with one of these as a formula (CSV injection): "=1+1",
+# "@SUM(...)", '=HYPERLINK("http://...")'; numbers such as "-5" or "+3" are numbers
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_like(text: str) -> bool:
+    """Whether a CSV cell ``text`` would be read as a formula by a spreadsheet (and is not a number)."""
+    if len(text) < 2 or not text.startswith(_FORMULA_START):
+        return False  # a lone "-" (UNSW-NB15's empty service) is text to a spreadsheet
+    try:
+        float(text)
+    except ValueError:
+        return True
+    return False
+
+
+def count_formula_cells(df: Any, counts: dict[str, int]) -> None:
+    """Add to ``counts`` the text cells of ``df``, per column, that :func:`formula_like` flags."""
+    import pandas as pd
+
+    for name in df.columns:
+        col = df[name]
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            continue
+        text = col.dropna().astype(str)
+        starts = text[text.str[:1].isin(_FORMULA_START)]
+        hits = sum(1 for v in starts if formula_like(v))
+        if hits:
+            counts[str(name)] = counts.get(str(name), 0) + hits
+
+
+def formula_note(path: Path, counts: Mapping[str, int]) -> str:
+    """One line: which columns of the CSV ``path`` hold cells a spreadsheet would run as formulas."""
+    shown = ", ".join(f"{k} ({v:,})" for k, v in list(counts.items())[:4]) + (" ..." if len(counts) > 4 else "")
+    return (f"{path}: cells that begin with =, +, -, @ or a tab and are not numbers, in {shown}: a spreadsheet "
+            "opening this CSV may run them as formulas (CSV injection); import it as text, or write Parquet")
 
 
 _INTEGER_TEXT = re.compile(r"-?(0|[1-9][0-9]{0,18})")
