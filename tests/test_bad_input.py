@@ -367,3 +367,38 @@ def test_parquet_with_a_stored_index_of_repeated_labels_loads(tmp_path):
     df.to_parquet(f)
     table = load_table(path=f, label="y")
     assert table.df["a"].tolist() == [1, 2, 3]
+
+
+def test_a_header_with_a_quoted_newline_is_read_whole(tmp_path):
+    # the audit: a pandas-written header with "c\nd" as a column name was refused ("rows have more fields")
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"a": rng.normal(size=40), "c\nd": rng.integers(0, 3, 40), "y": rng.choice(["p", "q"], 40)}).to_csv(
+        tmp_path / "nl.csv", index=False)
+    assert list(load_table(path=str(tmp_path / "nl.csv"), label="y").df.columns) == ["a", "c\nd", "y"]
+
+
+def test_a_header_longer_than_the_limit_is_refused_not_cut(tmp_path):
+    # the audit: a 1,000,001-column header was cut at 1 MiB and reported as "rows have more fields than its
+    # 144961 columns"
+    (tmp_path / "wide.csv").write_text(",".join(f"c{i}" for i in range(200_000)) + ",y\n" + "1," * 200_000 + "p\n")
+    line = error_line(invoke("train", "--plugin", "tabular", "--data", str(tmp_path / "wide.csv"), "--label", "y",
+                             "--out", str(tmp_path / "r")))
+    assert "longer than 1 MiB" in line
+
+
+def test_values_near_the_float_limit_give_one_line_and_no_warning(tmp_path):
+    # the audit: numpy's "overflow encountered in scalar subtract" printed a second line before the error
+    import warnings
+
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"a": np.where(rng.random(60) < 0.5, 1e308, -1e308), "y": rng.choice(["p", "q"], 60)}).to_csv(
+        tmp_path / "huge.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a warning now fails the command
+        line = error_line(invoke("train", "--plugin", "tabular", "--data", str(tmp_path / "huge.csv"), "--label", "y",
+                                 "--steps", "1", "--out", str(tmp_path / "r")))
+    assert "beyond the float32 range" in line

@@ -156,11 +156,29 @@ def _sniff_separator(line: str) -> str:
     return best if counts[best] else ","
 
 
+HEADER_BYTES = 1 << 20  # the first record (a header, or the first row) may take this much
+
+
 def _first_line(path: Path, encoding: str, terminator: str | None = None) -> str:
+    """The file's first record: up to the first line end outside double quotes (a quoted column name may
+    hold a newline), refused when longer than :data:`HEADER_BYTES` rather than cut."""
     with path.open("rb") as fh:
-        raw = fh.read(1 << 20) if terminator else fh.readline(1 << 20)
-    if terminator:
-        raw = raw.split(terminator.encode(), 1)[0]
+        block = fh.read(HEADER_BYTES + 1)
+    ends = [terminator.encode()] if terminator else [b"\n", b"\r"]
+    raw, pos = None, 0
+    while raw is None:
+        found = [j for j in (block.find(t, pos) for t in ends) if j >= 0]
+        if not found:
+            if len(block) > HEADER_BYTES:
+                raise InvalidDataError(
+                    f"the first line of {path} is longer than {HEADER_BYTES // (1 << 20)} MiB (a header of "
+                    f"{block.count(b',') + 1:,} or more columns?); advgen reads tables of up to a few thousand columns"
+                )
+            raw = block
+        elif block.count(b'"', 0, min(found)) % 2 == 0:
+            raw = block[: min(found)]
+        else:
+            pos = min(found) + 1  # inside a quoted field: the record goes on
     for enc in (encoding, "cp1252"):
         try:
             return raw.decode(enc).lstrip("\ufeff").rstrip("\r\n")
@@ -446,7 +464,7 @@ def _id_reason(name: str, s: pd.Series, n: int) -> str | None:
             return None
         # cheap tests first: nunique over millions of rows is the expensive one
         ordered = values.is_monotonic_increasing or values.is_monotonic_decreasing
-        if (ordered or v.max() - v.min() + 1 == n) and values.nunique() == n:
+        if (ordered or float(v.max()) - float(v.min()) + 1 == n) and values.nunique() == n:  # no overflow warning
             return "it numbers the rows (unique, sequential integers)"
         return None
     sample = values.iloc[:: max(1, len(values) // 500)].astype(str).str.strip()
