@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,23 @@ def assert_decoder_matches_onnx(transform, tmp_path: Path, sizes=(1, 257), scale
         xs = torch.randn(n, transform.dim) * scale
         num, _ = sess.run(None, {"x": xs.numpy()})
         np.testing.assert_array_equal(num, transform.decode_arrays(xs)[0])
+
+
+def returns_within(fn, seconds: float, release=None):
+    """Run ``fn`` in a thread; (finished, result or exception). ``release`` unblocks a hung thread."""
+    out: dict = {}
+
+    def target():
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            out["value"] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    finished = not t.is_alive()
+    if not finished and release is not None:
+        release()
+        t.join(5)
+    return finished, out.get("value")

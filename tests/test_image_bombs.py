@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import threading
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import returns_within
 from advgen.cli import cli
 from advgen.errors import InvalidDataError
 from advgen_images import data as image_data
@@ -51,26 +51,6 @@ def peak_bytes(fn, *args, **kwargs):
         return result, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-
-
-def returns_within(fn, seconds: float, release=None):
-    """Run ``fn`` in a thread; (finished, result or exception). ``release`` unblocks a hung thread."""
-    out: dict = {}
-
-    def target():
-        try:
-            out["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            out["value"] = exc
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    t.join(seconds)
-    finished = not t.is_alive()
-    if not finished and release is not None:
-        release()
-        t.join(5)
-    return finished, out.get("value")
 
 
 # --- IDX headers ---------------------------------------------------------------------------------

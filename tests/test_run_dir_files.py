@@ -9,7 +9,6 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import tracemalloc
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from click.testing import CliRunner
 from advgen import engine
 from advgen.cli import cli
 from advgen.errors import AdvgenError, CheckpointError
-from conftest import train_tiny_curves
+from conftest import returns_within, train_tiny_curves
 
 
 @pytest.fixture(autouse=True)
@@ -28,26 +27,6 @@ def _keep_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
-
-
-def returns_within(fn, seconds: float, release=None):
-    """Run ``fn`` in a thread; (finished, result or exception). ``release`` unblocks a hung thread."""
-    out: dict = {}
-
-    def target():
-        try:
-            out["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            out["value"] = exc
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    t.join(seconds)
-    finished = not t.is_alive()
-    if not finished and release is not None:
-        release()
-        t.join(5)
-    return finished, out.get("value")
 
 
 def old_truncation(lines: list[bytes], step: int) -> list[bytes]:
