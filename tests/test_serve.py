@@ -112,14 +112,8 @@ def parse_response(raw: bytes) -> dict[str, Any]:
     return {"status": int(lines[0].split()[1]), "headers": headers, "json": json.loads(body), "size": len(raw)}
 
 
-# --- overload -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("queue_size", [0, 1])
-def test_busy_server_answers_503_with_retry_after_then_recovers(
-    model: GeneratorModel, queue_size: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # the worker, then each place in the queue, is held by a whole request whose sampling waits
+def blocking_generate(model: GeneratorModel, monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Semaphore]:
+    """Make ``model.generate`` wait until the returned event is set; the semaphore counts calls begun."""
     release, started = threading.Event(), threading.Semaphore(0)
     real = model.generate
 
@@ -129,6 +123,18 @@ def test_busy_server_answers_503_with_retry_after_then_recovers(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(model, "generate", slow)
+    return release, started
+
+
+# --- overload -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("queue_size", [0, 1])
+def test_busy_server_answers_503_with_retry_after_then_recovers(
+    model: GeneratorModel, queue_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the worker, then each place in the queue, is held by a whole request whose sampling waits
+    release, started = blocking_generate(model, monkeypatch)
     with running(model, workers=1, queue_size=queue_size, request_timeout=20) as server:
         holders = []
         for _ in range(1 + queue_size):
@@ -154,15 +160,7 @@ def test_busy_server_answers_503_with_retry_after_then_recovers(
 def test_responses_in_flight_are_bounded_in_bytes(model: GeneratorModel, monkeypatch: pytest.MonkeyPatch) -> None:
     # the audit: each request may build about five times its response in memory, and nothing bounded the
     # sum over workers (32 x 64 MiB x 5 is 10 GiB)
-    release, started = threading.Event(), threading.Semaphore(0)
-    real = model.generate
-
-    def slow(*args: Any, **kwargs: Any) -> Any:
-        started.release()
-        release.wait(20)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(model, "generate", slow)
+    release, started = blocking_generate(model, monkeypatch)
     with running(model, workers=4, request_timeout=20) as server:
         size = server.response_overhead + 50 * server.bytes_per_sample
         server.max_inflight_bytes = size + size // 2  # room for one response of 50 samples, not two
