@@ -18,10 +18,14 @@ rows recomputes it.
 Finding them without trying every combination on every row: each column (and each sum of two) gets a
 signature, its logarithms on a few rows minus its logarithm on a first row. A relation means
 ``sig(a) + sig(D) = sig(N)`` (``k`` cancels), so for each target ``a`` and each ``D`` the matching
-``N`` are looked up in a hash table of signatures on a grid, tolerant to rounding of ``a``. Candidates
+``N`` are looked up in a hash table of signatures on a grid, tolerant to rounding of ``a``. A term
+needs a signature, so it must be positive on those rows: a sum of two is screened as a sum, and counts
+that are 0 now and then still take part in sums (ClaMP's ``sections = suspicious + other``). Candidates
 are then checked on every row, kept only when real rows pass (>= ``min_pass``) and rows whose columns
 are shuffled independently clearly fail (<= ``max_shuffled``), as every validator rule is; then the
-simplest relation for each target is kept while the relations stay free of cycles.
+simplest relation for each target is kept while the relations stay free of cycles. A sum or whole
+multiple of whole numbers is checked exactly (``decimals`` None), not within one unit as a rounded or
+truncated mean is.
 """
 
 from __future__ import annotations
@@ -78,12 +82,20 @@ def fit_derived(
     if rows is None:
         return []
     S = X[rows]  # [K, m]
-    screened = np.all(S > 0, axis=0)
-    cols = [j for j in range(len(usable)) if screened[j]]
-    if len(cols) < 2:
+    # a term is screened when it is positive on every signature row: a sum of two counts that are
+    # each 0 now and then (ClaMP's sections = suspicious + other sections, the first 0 in 22% of rows)
+    # has a signature though one of its columns has none
+    pairs = np.array(list(itertools.combinations(range(len(usable)), 2)), dtype=np.int64).reshape(-1, 2)
+    T_all = np.concatenate([S, S[:, pairs[:, 0]] + S[:, pairs[:, 1]]], axis=1)  # [K, m + m(m-1)/2]
+    screened = np.all(T_all > 0, axis=0)
+    m = len(usable)
+    cols = [j for j in range(m) if screened[j]]
+    if not cols:
         return []
-    terms = [(j,) for j in cols] + list(itertools.combinations(cols, 2))
-    T = np.stack([S[:, list(t)].sum(axis=1) for t in terms], axis=1)  # [K, nT]
+    terms = [(j,) for j in cols] + [(int(a), int(b)) for (a, b), ok in zip(pairs, screened[m:]) if ok]
+    if len(terms) < 2:
+        return []
+    T = T_all[:, np.concatenate([np.asarray(cols, dtype=np.int64), m + np.flatnonzero(screened[m:])])]
     sig_t = np.log(T[1:]) - np.log(T[:1])  # [K-1, nT]
     # signatures of constant columns are 0 and would match anything
     moving = np.abs(sig_t).max(axis=0) > 1e-9
@@ -151,8 +163,11 @@ class _Table:
         for flip in itertools.product((0, 1), repeat=dims):
             c = cell + side * np.asarray(flip, dtype=np.int64)[:, None]
             keys = self._keys(c)
-            lo = np.searchsorted(self.keys, keys, side="left")
-            hi = np.searchsorted(self.keys, keys, side="right")
+            # sorted needles: searchsorted walks the table once instead of jumping about it
+            order = np.argsort(keys)
+            lo, hi = np.empty_like(order), np.empty_like(order)
+            lo[order] = np.searchsorted(self.keys, keys[order], side="left")
+            hi[order] = np.searchsorted(self.keys, keys[order], side="right")
             count = hi - lo
             if not count.any():
                 continue
@@ -181,8 +196,9 @@ def _screen(
     dens: list[tuple[int, ...]] = [()] + [t for t, mv in zip(terms, moving) if mv]
     sig_d = np.concatenate([np.zeros((dims, 1)), sig_t[:, moving]], axis=1)
     found = []
+    where = {t: i for i, t in enumerate(terms)}
     for a in cols:
-        ta = terms.index((a,))
+        ta = where[(a,)]
         if not moving[ta]:
             continue
         q = sig_t[:, ta : ta + 1] + sig_d  # [dims, nD]
@@ -227,17 +243,30 @@ def _verify(
     # the plainest constant that explains the rows: a rounded target (UNSW-NB15's integer dmean)
     # biases the median a little away from the true 1
     real = -1.0
+    # a sum or whole multiple of whole numbers that is a whole number in every row is exact: the
+    # check's one unit of tolerance (a rounded or truncated mean) would pass 0 + 3 sections as 4
+    whole = not den and all(_whole(values[usable[j]]) for j in (target, *num))
+    decimals_rounded = rule["decimals"]
     for k in _plain_constants(fitted):
         rule["k"] = k
-        real = float(np.mean(derived_ok(values, rule)))
+        for exact in ((True, False) if whole and float(k).is_integer() else (False,)):
+            rule["decimals"] = None if exact else decimals_rounded
+            real = float(np.mean(derived_ok(values, rule)))
+            if real >= min_pass:
+                break
         if real >= min_pass:
             break
     if real < min_pass:
         return None
+    rule["_decimals"] = decimals_rounded  # for _select: the target's own resolution, whatever the check's
     if float(np.mean(derived_ok(shuffled, rule))) > max_shuffled:
         return None
     rule["real_pass"] = real
     return rule
+
+
+def _whole(v: np.ndarray) -> bool:
+    return bool(np.all(v == np.round(v)) and np.all(np.abs(v) < 2.0**53))
 
 
 def _plain_constants(k: float) -> list[float]:
@@ -258,6 +287,8 @@ def _select(rules: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any
     would make a column depend on itself. Returned inputs-first."""
     kept = _greedy(rules, order, set())
     kept = _greedy(rules, order, {r["target"] for r in kept})
+    for r in rules:
+        r.pop("_decimals", None)
     # inputs first: a target after every relation that computes one of its inputs
     ordered: list[dict[str, Any]] = []
     pending = kept
@@ -274,7 +305,7 @@ def _greedy(rules: list[dict[str, Any]], order: list[str], derived: set[str]) ->
         inputs = set(r["num"]) | set(r["den"])
         return (
             -round(r["real_pass"], 4),
-            r["decimals"] == 0,
+            r.get("_decimals", r["decimals"]) == 0,
             bool(inputs & derived),
             len(inputs),
             -order.index(r["target"]),

@@ -9,6 +9,9 @@ Two families:
   - combinations of the categorical columns seen in real rows, alone and together with the label
     (NSL-KDD: protocol/service/flag, and protocol/service/flag/attack), when there are few enough
     of them for "seen" to mean something;
+  - pairs of discrete columns (flags, categoricals, integer codes of at most 16 values) whose real
+    rows never show combinations that independent columns would show (``packer`` 0 with a named
+    packer; found by :mod:`advgen_tabular.pairs`);
   - orderings ``a <= b`` between rates, or between counts and real-valued columns (``srv_count <= count``,
     ``shortest_word <= avg_word``);
   - zero implications ``a == 0 => b == 0`` (a rate that is 0 whenever its count is);
@@ -34,6 +37,7 @@ import pandas as pd
 
 from advgen.domain import ValidationReport, Validator
 from advgen.errors import InvalidDataError
+from advgen_tabular.pairs import fit_pairs
 from advgen_tabular.relations import fit_derived
 from advgen_tabular.rules import fraction_ok, numbers, row_keys, rule_check
 
@@ -69,7 +73,8 @@ def _describe(rule: dict[str, Any]) -> tuple[str, str, str]:
     if t == "combo":
         cols = "/".join(rule["columns"])
         n = len(rule["allowed"])
-        return f"combo:{cols}", f"({cols}) is one of the {n} combinations seen in training", "cross-column"
+        # a pair rule (advgen_tabular.pairs) also allows combinations of seen values that no evidence rules out
+        return f"combo:{cols}", f"({cols}) is one of the {n} combinations the training rows allow", "cross-column"
     if t == "order":
         return f"order:{rule['a']}<={rule['b']}", f"{rule['a']} <= {rule['b']}", "cross-column"
     if t == "zero":
@@ -221,6 +226,8 @@ def fit_rules(
             continue
         rules.append(cand)
     rules += [cand for _, cand in best_fraction.values()]
+    joint = any(r["type"] == "combo" and r["columns"] == cats for r in rules)
+    rules += fit_pairs(df, columns, max_shuffled=max_shuffled, categorical_pairs=not joint)
     rules += fit_derived(
         df, columns, decimals, min_pass=min_pass, max_shuffled=max_shuffled, shuffled=shuffled, seed=seed
     )
