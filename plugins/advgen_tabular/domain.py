@@ -46,6 +46,7 @@ FEW_ROWS = 5
 MAX_CLASSES = 1000
 SUFFIXES = (".csv", ".parquet")
 
+
 def _options(cfg: TrainConfig) -> dict[str, Any]:
     """The run's options, every one checked (:mod:`advgen_tabular.options`): a bad one is one error line."""
     return check_options(cfg.options)
