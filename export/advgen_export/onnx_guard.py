@@ -30,56 +30,91 @@ CHECK_SECONDS = 10.0
 RUN_SECONDS = 120.0
 
 
-def _graph_tensors(graph: Any) -> Iterator[tuple[str, Any]]:
-    """Every tensor a graph holds, its subgraphs' included, with a name to report (no recursion: a model
-    could nest graphs deeply)."""
-    stack = [graph]
-    while stack:
-        g = stack.pop()
-        for t in g.initializer:
-            yield t.name, t
-        for st in g.sparse_initializer:
-            yield st.values.name, st.values
-            yield st.values.name, st.indices
-        for node in g.node:
-            yield from _attribute_tensors(node, stack)
+# The ONNX messages the walk descends into, by protobuf field number (onnx/onnx.proto3): which fields of
+# a message hold which message. The runtime reads the wire format itself, as it installs without the
+# onnx package (onnxruntime, numpy and pandas only).
+_CHILDREN: dict[str, dict[int, str]] = {
+    "model": {7: "graph", 25: "function"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "function": {7: "node"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+}
+_TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 8, 13, 14
+_EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
 
 
-def _attribute_tensors(node: Any, graphs: list[Any]) -> Iterator[tuple[str, Any]]:
-    """The tensors in a node's attributes; its subgraphs go on ``graphs`` to be walked."""
-    label = node.name or node.op_type
-    for a in node.attribute:
-        if a.HasField("t"):
-            yield a.t.name or f"{label}.{a.name}", a.t
-        for t in a.tensors:
-            yield t.name or f"{label}.{a.name}", t
-        sparse = [a.sparse_tensor] if a.HasField("sparse_tensor") else []
-        for st in [*sparse, *a.sparse_tensors]:
-            yield f"{label}.{a.name}", st.values
-            yield f"{label}.{a.name}", st.indices
-        if a.HasField("g"):
-            graphs.append(a.g)
-        graphs.extend(a.graphs)
+class _Malformed(Exception):
+    pass
+
+
+def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise _Malformed
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
+    """``(field number, wire type, value)`` of one protobuf message: an int for varints, a memoryview
+    for length-delimited fields, None for fixed-width ones."""
+    pos = 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise _Malformed
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+            yield number, wire, value
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            if pos + size > len(buf):
+                raise _Malformed
+            yield number, wire, buf[pos : pos + size]
+            pos += size
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+            if pos > len(buf):
+                raise _Malformed
+            yield number, wire, None
+        else:  # groups (3, 4) are not used by ONNX; anything else is not protobuf
+            raise _Malformed
 
 
 def external_references(data: bytes) -> list[str]:
-    """The names of the tensors of a serialized model that keep their values in another file."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    model = onnx.ModelProto()
+    """The names of the tensors of a serialized model, in its graph, subgraphs and functions, that keep
+    their values in another file. No recursion: a model could nest graphs deeply."""
+    found: list[str] = []
+    stack: list[tuple[str, memoryview]] = [("model", memoryview(data))]
     try:
-        model.ParseFromString(data)
-    except (DecodeError, RuntimeError, ValueError) as exc:
-        raise ModelError(f"not an ONNX model: {str(exc).splitlines()[0][:200] if str(exc) else 'cannot be parsed'}") from None
-    tensors = list(_graph_tensors(model.graph))
-    for fn in model.functions:
-        stack: list[Any] = []
-        for node in fn.node:
-            tensors.extend(_attribute_tensors(node, stack))
-        for g in stack:
-            tensors.extend(_graph_tensors(g))
-    found = [name for name, t in tensors if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data)]
+        while stack:
+            kind, buf = stack.pop()
+            if kind == "tensor":
+                name, external = "", False
+                for number, wire, value in _fields(buf):
+                    if number == _TENSOR_NAME and wire == 2:
+                        name = bytes(value).decode("utf-8", "replace")
+                    elif number == _TENSOR_EXTERNAL_DATA and wire == 2:
+                        external = True
+                    elif number == _TENSOR_DATA_LOCATION and wire == 0 and value == _EXTERNAL:
+                        external = True
+                if external:
+                    found.append(name or "(unnamed)")
+                continue
+            children = _CHILDREN[kind]
+            for number, wire, value in _fields(buf):
+                if wire == 2 and number in children:
+                    stack.append((children[number], value))
+    except _Malformed:
+        raise ModelError("not an ONNX model: its bytes are not a valid protobuf message") from None
     return list(dict.fromkeys(found))
 
 
