@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from advgen.adversarial.blackbox import BlackBox, QueryBudgetExhausted
@@ -95,6 +95,9 @@ def _attack(blackbox, train, space, threat, seed=0, **cfg):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.0, 1.0, 10.0, 1e6]),
        density=st.floats(0.0, 1.0), wild=st.booleans())
+# CI found it: every column modifiable, the pair rule flag/logged_in broken after the repairs (a revert
+# for one rule broke another), so the disguised rows kept fewer rules than the attack rows
+@example(seed=0, scale=1.0, density=1.0, wild=False)
 def test_functional_features_are_bit_identical_on_arbitrary_rows(kdd, seed, scale, density, wild):
     train, test, space = kdd
     rng = np.random.default_rng(seed)

@@ -104,7 +104,27 @@ class Repair:
             self._revert_numeric(V, O, can)
             _write(out, self.num_cols, V, can)
         self._revert_other(out, orig, mask)
+        # a revert for one rule can break another (a combination's flag put back breaks a zero rule, one
+        # combination's cells put back break the next): a row that still breaks a rule its attack row keeps
+        # gets every modifiable cell back
+        bad = ~self.passes(out)
+        if bad.any():
+            bad &= self.passes(orig)
+            for j, c in enumerate(self.columns):
+                m = bad & mask[:, j]
+                if m.any():
+                    out[c] = np.where(m, orig[c].to_numpy(), out[c].to_numpy())
         return out
+
+    def passes(self, df: pd.DataFrame) -> np.ndarray:
+        """Boolean per row: keeps every rule this repair enforces."""
+        ok = np.ones(len(df), dtype=bool)
+        if self.num_cols:
+            for rows, _ in self._violations(_matrix(df, self.num_cols)):
+                ok &= ~rows
+        for _, check in self.other_rules:
+            ok &= np.asarray(check(df), dtype=bool)
+        return ok
 
     # --- projections ---------------------------------------------------------------------------
 
