@@ -424,3 +424,18 @@ def test_threads_the_machine_will_not_start_are_one_error(model: GeneratorModel,
     monkeypatch.setattr(threading.Thread, "start", real_start)
     assert all(not t.name.startswith(("advgen-worker", "advgen-intake")) or not t.is_alive()
                for t in threading.enumerate())
+
+
+def test_the_intake_knows_a_request_is_whole_byte_by_byte() -> None:
+    from advgen_export.intake import _Receiving
+
+    request = post(b'{"n": 2}')
+    r = _Receiving(sock=None, address="x", deadline=0.0)  # type: ignore[arg-type]
+    whole = [r.add(request[i : i + 1], max_body=64) for i in range(len(request))]
+    assert whole[-1] and not any(whole[:-1])  # whole at the body's last byte, not before
+    no_length = _Receiving(sock=None, address="x", deadline=0.0)  # type: ignore[arg-type]
+    assert no_length.add(b"GET /health HTTP/1.0\r\n\r\n", max_body=64)
+    too_long = _Receiving(sock=None, address="x", deadline=0.0)  # type: ignore[arg-type]
+    big = post(b"x" * 100)
+    head = big[: big.index(b"\r\n\r\n") + 4]
+    assert too_long.add(head, max_body=64)  # a body over the limit: whole at its head, the handler answers 413

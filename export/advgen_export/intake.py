@@ -36,20 +36,25 @@ class _Receiving:
     address: Any
     deadline: float
     data: bytearray = field(default_factory=bytearray)
+    need: int | None = None  # bytes of the whole request, once its head has arrived
 
-
-def received_in_full(data: bytes | bytearray, max_body: int) -> bool:
-    """Whether ``data`` holds a whole request: its head, and its body as far as one ``Content-Length``
-    (at most ``max_body``) says. A head with no length, several, or one above ``max_body`` is whole as
-    it is (the handler answers it); so is anything longer than a valid head may be."""
-    end = data.find(_HEAD_END)
-    if end < 0:
-        return len(data) > MAX_HEAD_BYTES
-    lengths = {m.group(1) for m in _CONTENT_LENGTH.finditer(bytes(data[:end]).replace(b"\r\n", b"\n"))}
-    if len(lengths) != 1:
-        return True
-    length = int(lengths.pop())
-    return length > max_body or len(data) >= end + len(_HEAD_END) + length
+    def add(self, chunk: bytes, max_body: int) -> bool:
+        """Append ``chunk``; whether the request is now whole: its head, and its body as far as one
+        ``Content-Length`` (at most ``max_body``) says. A head with no length, several, or one above
+        ``max_body`` is whole as it is (the handler answers it); so is anything longer than a valid head
+        may be. The head's end is searched for in the new bytes only, so a client sending a byte at a
+        time costs linear work, not quadratic."""
+        start = max(0, len(self.data) - len(_HEAD_END) + 1)
+        self.data += chunk
+        if self.need is None:
+            end = self.data.find(_HEAD_END, start)
+            if end < 0:
+                return len(self.data) > MAX_HEAD_BYTES
+            head = bytes(self.data[:end]).replace(b"\r\n", b"\n")
+            lengths = {m.group(1) for m in _CONTENT_LENGTH.finditer(head)}
+            length = int(next(iter(lengths))) if len(lengths) == 1 else 0
+            self.need = end + len(_HEAD_END) + (0 if length > max_body else length)
+        return len(self.data) >= self.need
 
 
 class Intake:
@@ -166,10 +171,8 @@ class Intake:
             return
         except OSError:
             chunk = b""
-        if chunk:
-            r.data += chunk
-            if not received_in_full(r.data, self.max_body):
-                return
+        if chunk and not r.add(chunk, self.max_body):
+            return
         self._done(r)
         if not chunk and not r.data:
             r.sock.close()  # connected and left without a word
@@ -183,7 +186,3 @@ class Intake:
         r.sock.setblocking(True)
         self._released += 1
         self._released_by_address.put(r.address)
-
-    def receiving(self) -> int:
-        """How many connections are sending their request now (approximate, from any thread)."""
-        return self._admitted - self._released
