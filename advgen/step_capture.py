@@ -21,7 +21,8 @@ spends running them (13 ms a step at batch 512 or 4096 alike, measured on an H20
   between, and AOTAutograd has no double backward (the gradient penalty of ``wgan-gp``).
 * :class:`CompiledStep` (CPU): the nets' forward and backward passes compiled by ``torch.compile``'s
   inductor backend (C++ kernels; it needs a C++ compiler), the rest of the step eager. Off by default:
-  compiling takes tens of seconds and has not been measured to pay for the project's small nets.
+  on a 2-core Xeon a compiled tabular step took 20.5-21.3 ms against 15.8 ms eager, after 7-17 s of
+  compiling (docs/gpu.md).
 * :class:`EagerStep`: the step as written (``--no-compile``; the default on the CPU), for debugging
   and wherever the others do not apply: under torchrun (DDP), for rows read from disk each step, or
   with a ``wgan-gp`` discriminator in :class:`CompiledStep` (kept eager there: no double backward).
