@@ -94,7 +94,7 @@ def run_one(s: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             print(f"judging {name_of(s)}", flush=True)
             cmd = advgen_cmd() + [
                 "evaluate", str(run), "--real", "nsl-kdd:train20", "--test", "nsl-kdd:test", "--rare", "r2l,u2r",
-                "--threads", str(args.threads), "--seeds", str(args.seeds), "--json", str(report),
+                "--threads", str(args.threads or os.cpu_count() or 1), "--seeds", str(args.seeds), "--json", str(report),
             ]
             subprocess.run(cmd, check=True, stdout=out, stderr=subprocess.STDOUT)
     summary = json.loads((run / "summary.json").read_text())
@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--setting", action="append", help="BATCH:STEPS:LR:EMA (repeatable; default: five settings)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per run (0: torch's default)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per run (0: torch's default for training, every core for judging)")
     p.add_argument("--parallel", type=int, default=2, help="settings trained at once")
     p.add_argument("--seeds", type=int, default=5, help="detector seeds of the evaluation")
     p.add_argument("--json", type=Path, help="also write the figures as JSON here")
@@ -162,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.parallel < 1:
         raise SystemExit("error: --parallel must be at least 1")
     args.work.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, args.threads)))
+    if args.threads:
+        os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
         futures = [pool.submit(run_one, s, args) for s in settings]
         try:
