@@ -157,7 +157,8 @@ def _train_options(fn: Any) -> Any:
         click.option("--split", help="Split of the registered dataset (e.g. train20, train)."),
         click.option("--label", help="Label column of a table (conditions training)."),
         click.option("--steps", type=int, help="Generator steps to train for."),
-        click.option("--batch-size", type=int, help="Rows per batch."),
+        click.option("--batch-size", type=int, help="Rows per batch. Quality follows the number of steps, not the rows "
+                     "seen: raise the batch (on a GPU) without cutting --steps (docs/gpu.md)."),
         click.option("--z-dim", type=int, help="Size of the generator's latent input."),
         click.option("--loss", help="minimax, non-saturating (default), wgan-gp, hinge or a plugin's loss."),
         click.option("--d-steps", type=int, help="Discriminator steps per generator step."),
