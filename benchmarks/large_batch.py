@@ -55,8 +55,9 @@ def parse_setting(text: str) -> dict[str, Any]:
     return setting
 
 
-def name_of(s: dict[str, Any]) -> str:
-    return f"b{s['batch_size']}-s{s['steps']}-lr{s['lr']:g}-ema{s['ema']:g}"
+def name_of(s: dict[str, Any], seed: int = 0) -> str:
+    """The run's folder in ``--work``: one per setting and training seed."""
+    return f"b{s['batch_size']}-s{s['steps']}-lr{s['lr']:g}-ema{s['ema']:g}" + (f"-seed{seed}" if seed else "")
 
 
 def advgen_cmd() -> list[str]:
@@ -75,8 +76,9 @@ def matches(run: Path, s: dict[str, Any], seed: int) -> bool:
 
 
 def run_one(s: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    run = args.work / name_of(s)
-    log = args.work / f"{name_of(s)}.log"
+    name = name_of(s, args.seed)
+    run = args.work / name
+    log = args.work / f"{name}.log"
     with log.open("a") as out:
         if not matches(run, s, args.seed):
             if run.exists():
@@ -87,11 +89,11 @@ def run_one(s: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
                 "--lr-g", str(s["lr"]), "--lr-d", str(s["lr"]), "--ema", str(s["ema"]),
                 "--log-every", str(max(1, s["steps"] // 20)), "--out", str(run),
             ]
-            print(f"training {name_of(s)}", flush=True)
+            print(f"training {name}", flush=True)
             subprocess.run(cmd, check=True, stdout=out, stderr=subprocess.STDOUT)
         report = run / "report.json"
         if not report.exists():
-            print(f"judging {name_of(s)}", flush=True)
+            print(f"judging {name}", flush=True)
             cmd = advgen_cmd() + [
                 "evaluate", str(run), "--real", "nsl-kdd:train20", "--test", "nsl-kdd:test", "--rare", "r2l,u2r",
                 "--threads", str(args.threads or os.cpu_count() or 1), "--seeds", str(args.seeds), "--json", str(report),

@@ -29,6 +29,8 @@ def test_the_default_settings_parse_and_name_their_runs(bench):
     names = {bench.name_of(s) for s in settings}
     assert len(names) == len(settings)  # every setting has its own run folder in --work
     assert bench.name_of(settings[0]) == "b512-s20000-lr0.0002-ema0.9995"
+    # another training seed gets its own folder: a --seed 1 run must not replace seed 0's
+    assert bench.name_of(settings[0], 1) == "b512-s20000-lr0.0002-ema0.9995-seed1"
 
 
 def _spread(mean):
