@@ -33,7 +33,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_BATCH, DEFAULT_STEPS, DEFAULT_LR, DEFAULT_EMA = 512, 20000, 2e-4, 0.9995
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peer_report import headline  # noqa: E402 - the figures of an evaluate report, as the peers table reads them
 
 DEFAULT_SETTINGS = (
     "512:20000:2e-4:0.9995",     # the default run
@@ -103,32 +104,18 @@ def run_one(s: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     return {"setting": s, "run": str(run), "summary": summary, "report": json.loads(report.read_text())}
 
 
-def mean(value: Any) -> float | None:
-    if isinstance(value, dict):
-        value = value.get("mean")
-    return None if value is None else float(value)
-
-
 def figures(result: dict[str, Any]) -> dict[str, Any]:
-    s, summary, rep = result["setting"], result["summary"], result["report"]
-    auc = rep["realism"]["auc"]
-    au = rep["augmentation"]
-    recall = {c: mean(au["augmented"]["per_class"][c]["recall"]) for c in ("r2l", "u2r")}
-    precision = {c: mean(au["augmented"]["per_class"][c]["precision"]) for c in ("r2l", "u2r")}
-    base = {c: mean(au["base"]["per_class"][c]["recall"]) for c in ("r2l", "u2r")}
-    seconds = summary["seconds"]
+    s, seconds, head = result["setting"], result["summary"]["seconds"], headline(result["report"])
+    rows = s["batch_size"] * s["steps"]
     return {
         "batch": s["batch_size"], "steps": s["steps"], "lr": s["lr"], "ema": s["ema"],
-        "rows_seen_m": s["batch_size"] * s["steps"] / 1e6, "seconds": seconds,
-        "rows_per_s": s["batch_size"] * s["steps"] / seconds,
-        "ks": mean(rep["fidelity"]["ks_complement"]), "tv": mean(rep["fidelity"]["tv_complement"]),
-        "auc_logistic": mean(next(v for k, v in auc.items() if "logistic" in k)),
-        "auc_boosting": mean(next(v for k, v in auc.items() if "boost" in k)),
-        "cross_column": mean(rep["validity"]["synthetic"]["per_group"].get("cross-column")),
-        "tstr": mean(rep["utility"]["tstr"]["macro_f1"]), "trtr": mean(rep["utility"]["trtr"]["macro_f1"]),
-        "r2l": recall["r2l"], "u2r": recall["u2r"], "r2l_base": base["r2l"], "u2r_base": base["u2r"],
-        "u2r_precision": precision["u2r"], "u2r_precision_base": mean(au["base"]["per_class"]["u2r"]["precision"]),
-        "macro_f1_aug": mean(au["augmented"]["macro_f1"]),
+        "rows_seen_m": rows / 1e6, "seconds": seconds, "rows_per_s": rows / seconds,
+        "ks": head["ks_complement"], "tv": head["tv_complement"],
+        "auc_logistic": head["auc_logistic-regression"], "auc_boosting": head["auc_gradient-boosting"],
+        "cross_column": head["validity_cross-column"], "tstr": head["tstr_macro_f1"], "trtr": head["trtr_macro_f1"],
+        "r2l": head["r2l_recall_aug"], "u2r": head["u2r_recall_aug"], "r2l_base": head["r2l_recall_base"],
+        "u2r_base": head["u2r_recall_base"], "u2r_precision": head["u2r_precision_aug"],
+        "u2r_precision_base": head["u2r_precision_base"], "macro_f1_aug": head["macro_f1_aug"],
     }
 
 
@@ -165,8 +152,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.parallel < 1:
         raise SystemExit("error: --parallel must be at least 1")
     args.work.mkdir(parents=True, exist_ok=True)
-    if args.threads:
-        os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
         futures = [pool.submit(run_one, s, args) for s in settings]
         try:

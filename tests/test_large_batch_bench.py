@@ -40,11 +40,12 @@ def _spread(mean):
 def _report():
     per_class = lambda recall, precision: {"recall": _spread(recall), "precision": _spread(precision), "support": 10}  # noqa: E731
     return {
-        "realism": {"auc": {"logistic-regression": 0.61, "gradient-boosting": 0.99}},
+        "realism": {"auc": {"logistic-regression": _spread(0.61), "gradient-boosting": _spread(0.99)}},
         "fidelity": {"ks_complement": {"mean": 0.97, "per_column": {}}, "tv_complement": {"mean": 0.95, "per_column": {}}},
         "validity": {"synthetic": {"pass_rate": 0.9, "per_group": {"schema": 1.0, "cross-column": 0.9}}},
         "utility": {"tstr": {"macro_f1": _spread(0.52)}, "trtr": {"macro_f1": _spread(0.5)}},
         "augmentation": {
+            "classes": ["r2l", "u2r"], "added": {"r2l": 1000, "u2r": 1000},
             "base": {"macro_f1": _spread(0.5), "per_class": {"r2l": per_class(0.05, 0.99), "u2r": per_class(0.02, 0.8)}},
             "augmented": {"macro_f1": _spread(0.6), "per_class": {"r2l": per_class(0.15, 0.98), "u2r": per_class(0.3, 0.7)}},
         },
