@@ -294,7 +294,7 @@ class Run:
         self.generator = generator.eval()
         self.device = device
         # sample in bfloat16 where training would use it (CUDA, CPUs with native bf16), as the generator
-        # was trained; decoding stays in float32
+        # was trained; decoding works in float64
         self.amp = bool(config.amp) and amp_supported(device)
         self.manager = manager
         self.step = step

@@ -46,7 +46,7 @@ def test_table_decodes_where_its_rows_are(table_run):
     x = torch.empty(7, spec["shape"][0], device="meta")
     num, cat = domain.decode_tensors(x, spec)
     assert num.device.type == cat.device.type == "meta"
-    assert num.shape == (7, len(info["numeric"])) and num.dtype == torch.float32
+    assert num.shape == (7, len(info["numeric"])) and num.dtype == torch.float64
     assert cat.shape == (7, len(info["categorical"])) and cat.dtype == torch.int64
     decoder = domain.decoder(spec, "meta")
     assert {b.device.type for b in decoder.buffers()} == {"meta"}

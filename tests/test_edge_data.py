@@ -1,4 +1,4 @@
-"""Unusual but legitimate tables: values the float32 decoder cannot hold, integers beyond int64,
+"""Unusual but legitimate tables: values beyond float32 range, large integers, integers beyond int64,
 columns whose every value is a point mass. Each case once decoded silently wrong."""
 
 from __future__ import annotations
@@ -90,20 +90,45 @@ def test_plot_of_a_huge_column_of_narrow_span(tmp_path, values):
     assert TabularDomain().plot(real, real.copy(), tmp_path / "p.png", spec)
 
 
-def test_a_column_too_narrow_for_float32_at_its_magnitude_gets_a_note(tmp_path):
-    """Millisecond timestamps within one second decode as one value (float32 spacing at 1.6e12 is
-    131072): the run says so instead of silently writing a constant column."""
+def _notes_of(tmp_path, when: np.ndarray) -> list[str]:
     from advgen.config import TrainConfig
     from advgen_datasets.table import load_table
     from advgen_tabular.domain import TabularDomain
 
     rng = np.random.default_rng(0)
     f = tmp_path / "t.csv"
-    pd.DataFrame({
-        "when": 1_600_000_000_000 + rng.integers(0, 1000, 300),
-        "x": rng.normal(size=300),
-        "y": rng.choice(["p", "q"], 300),
-    }).to_csv(f, index=False)
-    data = TabularDomain().encode_table(load_table(path=f, label="y"), TrainConfig(plugin="tabular", seed=0))
-    coarse = [n for n in data.notes if "float32" in n]
-    assert len(coarse) == 1 and "'when'" in coarse[0] and "'x'" not in coarse[0], data.notes
+    pd.DataFrame({"when": when, "x": rng.normal(size=len(when)), "y": rng.choice(["p", "q"], len(when))}).to_csv(
+        f, index=False
+    )
+    return TabularDomain().encode_table(load_table(path=f, label="y"), TrainConfig(plugin="tabular", seed=0)).notes
+
+
+def test_a_column_too_narrow_for_float64_at_its_magnitude_gets_a_note(tmp_path):
+    """1e18 + 0..999 decodes to multiples of 128 (float64's spacing there): the run says so instead
+    of silently writing a few values. Millisecond timestamps within one second (1.6e12 + 0..999),
+    which the float32 decoder wrote as one constant, decode at full resolution and get no note."""
+    rng = np.random.default_rng(0)
+    notes = _notes_of(tmp_path, 10**18 + rng.integers(0, 1000, 300))
+    coarse = [n for n in notes if "too coarse" in n]
+    assert len(coarse) == 1 and "'when'" in coarse[0] and "'x'" not in coarse[0], notes
+    assert not [n for n in _notes_of(tmp_path, 1_600_000_000_000 + rng.integers(0, 1000, 300)) if "too coarse" in n]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        1_420_000_000 + np.arange(0, 40_000, 7),  # Unix seconds (UNSW-NB15's stime): float32 kept multiples of 128
+        np.arange(3_000_000_001, 3_000_060_001, 11),  # odd checksums above 2**24: float32 kept even ones
+        1_600_000_000_000 + np.arange(1000),  # milliseconds within one second: float32 kept one value
+    ],
+)
+def test_large_integers_decode_exactly(values):
+    """Encoding a real value puts it in the middle of the interval that decodes to it; the decoder
+    must then give the value back, low bits included (a float32 decoder has 24 bits of them)."""
+    df = pd.DataFrame({"a": values.astype(float)})
+    t = TableTransform().fit(df, [("a", "count")])
+    num, _ = t.decode_arrays(t.transform(df, dequantize=False))
+    assert num.dtype == np.float64
+    out = np.rint(num[:, 0]).astype(np.int64)
+    assert (out == values).mean() > 0.999, out[out != values][:5]
+    assert len(np.unique(out % 2)) == 2

@@ -193,7 +193,7 @@ SCHEMA_CASES = {
     "no columns": (_set("sample", "columns", []), r"sample\.columns must be a list of 1\.\.10,000 items"),
     "condition column unknown kind": (_set("sample", "condition_column", 7), r"sample\.condition_column must be a string, got 7"),
     "condition column clashes": (_set("sample", "condition_column", "Bytes"), r"sample\.condition_column \"Bytes\" is also a generated column"),
-    "output dtype": (_set("outputs", 0, "dtype", "float64"), r"outputs\[0\]\.dtype must be one of float32, int64, uint8, got \"float64\""),
+    "output dtype": (_set("outputs", 0, "dtype", "float16"), r"outputs\[0\]\.dtype must be one of float32, float64, int64, uint8, got \"float16\""),
     "output shape": (_set("outputs", 0, "shape", [5]), r"outputs\[0\]\.shape must be \[4\], one value per column, got \[5\]"),
     "output shape huge": (_set("outputs", 0, "shape", [1 << 20, 1 << 20]), r"outputs\[0\]\.shape \[1048576, 1048576\] holds more than"),
     "output name repeated": (_set("outputs", 1, "name", "numeric"), r"outputs\[1\]\.name \"numeric\" is used by another output"),
@@ -362,7 +362,7 @@ def test_model_without_a_recorded_digest_is_refused(
     [
         (lambda m: (m["latent"].update(size=65), m["inputs"][0].update(shape=["batch", 65])),
          r"input 'z' is tensor\(float\) \['batch', 64\] in the graph, but the manifest says tensor\(float\) \['batch', 65\] \(latent\.size 65\)"),
-        (_set("outputs", 0, "dtype", "uint8"), r"output 'numeric' is tensor\(float\) \['batch', 4\] in the graph, but the manifest says tensor\(uint8\)"),
+        (_set("outputs", 0, "dtype", "uint8"), r"output 'numeric' is tensor\(double\) \['batch', 4\] in the graph, but the manifest says tensor\(uint8\)"),
         (lambda m: m["outputs"][1].update(columns=["Proto", "Extra"], shape=[2], kinds=["categorical"] * 2,
                                           vocabularies=[["icmp", "tcp", "udp"], ["a"]]),
          r"output 'categorical' is tensor\(int64\) \['batch', 1\] in the graph, but the manifest says tensor\(int64\) \['batch', 2\]"),
@@ -600,7 +600,7 @@ def test_parity_names_the_column_of_its_largest_difference(exported: dict[str, A
     assert where["column"] == column and where["index"][1] == 1 and abs(where["torch"] - where["onnxruntime"]) == 1.0
     assert "worst" not in report.to_dict()  # terminal only: manifests keep the fields runtimes know
     text = parity_summary({**report.to_dict(), "worst": report.worst}, outputs)
-    assert f"numeric (float32): largest difference 1 in column {column} (torch value {where['torch']:.6g}, allowed there" in text
+    assert f"numeric (float64): largest difference 1 in column {column} (torch value {where['torch']:.6g}, allowed there" in text
     assert "categorical" not in report.worst  # identical outputs have no place to name
 
 
@@ -701,27 +701,28 @@ def test_info_escapes_control_characters_a_manifest_carries(exported: dict[str, 
 
 
 def _with_endless_loop(model_bytes: bytes) -> bytes:
-    """The model with a Loop of 10**12 steps whose result, times zero, is added to the first output: the
-    manifest still matches the graph's inputs, outputs and shapes."""
+    """The model with a Loop of 10**12 steps whose result, times zero, is added to the first output (in
+    its type): the manifest still matches the graph's inputs, outputs and shapes."""
     import onnx
     from onnx import TensorProto, helper
 
     proto = onnx.load_from_string(model_bytes)
     g = proto.graph
     out = g.output[0].name
+    elem = g.output[0].type.tensor_type.elem_type  # the loop computes in the output's type
     for node in g.node:
         node.output[:] = [o + "_orig" if o == out else o for o in node.output]
     body = helper.make_graph(
         [helper.make_node("Add", ["x_in", "one"], ["x_out"]), helper.make_node("Identity", ["cond_in"], ["cond_out"])],
         "body",
         [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("x_in", TensorProto.FLOAT, [])],
-        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), helper.make_tensor_value_info("x_out", TensorProto.FLOAT, [])],
-        initializer=[helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])])
+         helper.make_tensor_value_info("x_in", elem, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), helper.make_tensor_value_info("x_out", elem, [])],
+        initializer=[helper.make_tensor("one", elem, [], [1.0])])
     g.initializer.extend([helper.make_tensor("trip", TensorProto.INT64, [], [10**12]),
                           helper.make_tensor("yes", TensorProto.BOOL, [], [True]),
-                          helper.make_tensor("x0", TensorProto.FLOAT, [], [0.0]),
-                          helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])])
+                          helper.make_tensor("x0", elem, [], [0.0]),
+                          helper.make_tensor("zero", elem, [], [0.0])])
     g.node.extend([helper.make_node("Loop", ["trip", "yes", "x0"], ["xfinal"], body=body),
                    helper.make_node("Mul", ["xfinal", "zero"], ["xz"]),
                    helper.make_node("Add", [out + "_orig", "xz"], [out])])

@@ -217,7 +217,7 @@ def test_export_module_agrees_with_decode(short_run):
         rows = DOMAIN.decode(short_run.generator(z, cond).cpu(), cond.cpu().numpy(), spec)
     outputs = DOMAIN.export_outputs(spec)
     assert [o["name"] for o in outputs] == ["numeric", "categorical"]
-    assert num.dtype == torch.float32 and cat.dtype == torch.int64
+    assert num.dtype == torch.float64 and cat.dtype == torch.int64
     assert list(num.shape[1:]) == outputs[0]["shape"] and list(cat.shape[1:]) == outputs[1]["shape"]
     for j, name in enumerate(outputs[0]["columns"]):
         np.testing.assert_allclose(num[:, j].numpy(), rows[name].to_numpy(dtype=np.float64), rtol=1e-6)

@@ -229,7 +229,7 @@ def test_export_reports_parity_in_words(tiny_run: Any, tmp_path: Path) -> None:
     res = _cli(["export", str(tiny_run.run_dir), "-o", str(tmp_path / "m.onnx")])
     assert res.exit_code == 0, res.output
     assert "parity with torch at batch sizes 1, 3, 257: passed" in res.output
-    assert re.search(r"numeric \(float32\): largest difference \S+( in column \S+ \(torch value [^)]+\))?, within the "
+    assert re.search(r"numeric \(float64\): largest difference \S+( in column \S+ \(torch value [^)]+\))?, within the "
                      r"allowed 0\.0001 \+ 0\.0001 x \|torch value\|", res.output)
     assert "categorical (int64 category indices): identical" in res.output
     assert "largest differences" not in res.output

@@ -5,7 +5,7 @@ and writes a graph and its manifest:
 
 - the graph takes ``rows`` ``[N, dim]`` (attack rows in the attack's encoding), ``mask`` ``[N, columns]``
   (1 where a row may change a feature column) and ``z`` ``[N, noise]`` (standard normal), and returns the
-  decoded feature columns (``numeric`` float32, ``categorical`` int64 indices): the generator, its
+  decoded feature columns (``numeric`` float64, ``categorical`` int64 indices): the generator, its
   output made hard as the attack does when it disguises (numerics clamped to the encoding's range, each
   one-hot group to its argmax), written over the modifiable slots of the row, then the tabular decoder;
 - the manifest's ``evasion`` section (:mod:`advgen_export.evasion_schema`) holds the rest as data: the
@@ -237,7 +237,7 @@ def _outputs(space: Any) -> list[dict[str, Any]]:
     outputs = []
     if info["numeric"]:
         outputs.append({
-            "name": "numeric", "dtype": "float32", "shape": [len(info["numeric"])],
+            "name": "numeric", "dtype": "float64", "shape": [len(info["numeric"])],
             "meaning": "numeric and flag feature columns, decoded, rounded to their resolution (modifiable ones "
                        "are the generator's; the runtime keeps the attack row's functional cells)",
             "columns": [c["name"] for c in info["numeric"]],

@@ -69,7 +69,9 @@ MAX_COUNT = 2**53  # class counts stay exact as float64 probabilities
 MAX_TOLERANCE = 1e6
 MAX_PARITY_BATCHES = 16
 
-OUTPUT_DTYPES = {"float32": "tensor(float)", "int64": "tensor(int64)", "uint8": "tensor(uint8)"}
+OUTPUT_DTYPES = {
+    "float32": "tensor(float)", "float64": "tensor(double)", "int64": "tensor(int64)", "uint8": "tensor(uint8)",
+}
 COLUMN_DTYPES = ("int64", "float64")
 IMAGE_LAYOUTS = {"CHW": 3, "HWC": 3, "HW": 2}
 SAMPLE_KINDS = ("table", "image", "array", "evasion")

@@ -185,10 +185,10 @@ class TabularDomain(Domain):
             + (f", {len(transform.orders)} orderings kept" if transform.orders else "")
             + f"); fitted {len(rules)} validation rules"
         )
-        coarse = _float32_coarse(transform.plans)
+        coarse = _coarse(transform.plans)
         if coarse:
             notes.append(
-                "decoding works in float32, too coarse for the spread of "
+                "decoding works in float64, too coarse for the spread of "
                 + ", ".join(coarse)
                 + ": generated values take few distinct values; subtract an offset (or rescale) first"
             )
@@ -310,7 +310,7 @@ class TabularDomain(Domain):
         return cached[1]
 
     def decode_tensors(self, x: torch.Tensor, spec: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoded rows to ``(numeric float32 [N, n_num], category index int64 [N, n_cat])`` with torch
+        """Encoded rows to ``(numeric float64 [N, n_num], category index int64 [N, n_cat])`` with torch
         ops where ``x`` is: on a GPU the quantile lookups, category argmaxes and joint tables run there,
         and only these outputs (one number a column) travel to the host."""
         if x.ndim != 2 or x.shape[1] != spec["shape"][0]:
@@ -497,7 +497,7 @@ class TabularDomain(Domain):
         return [
             {
                 "name": "numeric",
-                "dtype": "float32",
+                "dtype": "float64",
                 "shape": [len(info["numeric"])],
                 "meaning": "numeric and flag columns, decoded, rounded to their resolution",
                 "columns": [c["name"] for c in info["numeric"]],
@@ -532,7 +532,7 @@ class TabularDomain(Domain):
 
 class TabularExport(nn.Module):
     """Generator, then the tensor-math decoder, then the features that follow the label written from
-    the class: ``(z, cond) -> (numeric float32, category int64)``."""
+    the class: ``(z, cond) -> (numeric float64, category int64)``."""
 
     def __init__(self, generator: nn.Module, decoder: TableDecoder, follows: nn.Module | None = None):
         super().__init__()
@@ -590,15 +590,15 @@ def _plot_title(spec: dict[str, Any], n_real: int, n_fake: int, n_columns: int) 
     return f"{data}: {n_real:,} real vs {n_fake:,} generated rows, {n_columns} of {total} feature columns"
 
 
-def _float32_coarse(plans: list[dict[str, Any]], steps: int = 256) -> list[str]:
-    """Numeric columns whose range spans fewer than ``steps`` float32 values at their magnitude:
-    millisecond timestamps within one second (1.6e12 + 0..999) decoded as one value, below the min."""
+def _coarse(plans: list[dict[str, Any]], steps: int = 256) -> list[str]:
+    """Numeric columns whose range spans fewer than ``steps`` float64 values at their magnitude
+    (1e18 + 0..999: multiples of 128), which decode to a few values."""
     out = []
     for p in plans:
         if p["kind"] in NUMERIC_KINDS and p["max"] > p["min"]:
-            spacing = float(np.spacing(np.float32(max(abs(p["min"]), abs(p["max"])))))
+            spacing = float(np.spacing(np.float64(max(abs(p["min"]), abs(p["max"])))))
             if (p["max"] - p["min"]) / spacing < steps:
-                out.append(f"{p['name']!r} (near {p['max']:.3g}, spanning {p['max'] - p['min']:g}, float32 spacing {spacing:g})")
+                out.append(f"{p['name']!r} (near {p['max']:.3g}, spanning {p['max'] - p['min']:g}, float64 spacing {spacing:g})")
     return out
 
 

@@ -125,7 +125,7 @@ def follows_module(follows: list[dict[str, Any]], info: dict[str, Any], n_classe
                     cat_vals.append([vocab.index(str(v)) for v in f["values"]])
             self.has_num, self.has_cat = bool(num_cols), bool(cat_cols)
             # [class, column] lookup tables
-            num_table = torch.tensor(num_vals, dtype=torch.float32).T if num_vals else torch.zeros(0)
+            num_table = torch.tensor(num_vals, dtype=torch.float64).T if num_vals else torch.zeros(0, dtype=torch.float64)
             cat_table = torch.tensor(cat_vals, dtype=torch.long).T if cat_vals else torch.zeros(0, dtype=torch.long)
             self.register_buffer("num_table", num_table.contiguous())
             self.register_buffer("cat_table", cat_table.contiguous())

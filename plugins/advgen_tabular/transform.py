@@ -30,7 +30,9 @@ each group, so it accepts hard one-hots, probabilities or raw logits alike.
 
 The decoder is one :class:`TableDecoder` module (gathers, lerps, clamps, rounding) shared by the
 NumPy path (:meth:`TableTransform.inverse_transform`) and the ONNX export, so both give the same
-numbers. Everything fitted is plain JSON (:meth:`TableTransform.to_dict`), kept in a run's spec.
+numbers. It decodes in float64 (the encoded rows stay float32): integers up to 2**53 and Unix
+timestamps come out at full resolution, where float32 would keep 24 bits (multiples of 128 around
+1.6e9). Everything fitted is plain JSON (:meth:`TableTransform.to_dict`), kept in a run's spec.
 """
 
 from __future__ import annotations
@@ -60,8 +62,11 @@ ENCODINGS = ("quantile", "log", "msn")
 MAX_DECIMALS = 6
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)
-# integral columns are written as int64 only up to this magnitude (float32 decoding may round 2**63 - 1
-# up to 2**63, which overflows int64); larger ones are written as floats
+# the decoder's arithmetic and its numeric output, torch and ONNX alike; the encoded rows (the generator's
+# input and output) stay float32
+DECODE_DTYPE = torch.float64
+# integral columns are written as int64 only up to this magnitude (decoding may round 2**63 - 1 up to
+# 2**63, which overflows int64); larger ones are written as floats
 INT64_SAFE = 2.0**62
 # a rate is snapped to fractions of a count when this share of real rows already is one ...
 FRACTION_MIN_PASS = 0.999
@@ -177,18 +182,18 @@ class TableTransform:
                 if not np.isfinite(values).all():
                     raise InvalidDataError(f"numeric column {name!r} holds missing or non-finite values")
                 if np.abs(values).max() > FLOAT32_MAX:
-                    # the decoder works in float32: such values would decode as inf (then int64 garbage)
+                    # the encodings and the ONNX parity checks are float32 (and such values are never data)
                     raise InvalidDataError(
                         f"numeric column {name!r} holds values up to {np.abs(values).max():.3g}, beyond the "
-                        f"float32 range ({FLOAT32_MAX:.3g}) that decoding works in; rescale it (log10, or "
+                        f"float32 range ({FLOAT32_MAX:.3g}) that advgen supports; rescale it (log10, or "
                         f"another unit) or drop it"
                     )
                 nonzero = np.abs(values[values != 0])
                 if nonzero.size and np.mean(nonzero < FLOAT32_TINY) > 0.01:
-                    # and would decode as zeros below float32's smallest normal number
+                    # nor below float32's smallest normal number
                     raise InvalidDataError(
                         f"numeric column {name!r} holds values as small as {nonzero.min():.3g}, below the "
-                        f"float32 range ({FLOAT32_TINY:.3g}) that decoding works in; rescale it (another "
+                        f"float32 range ({FLOAT32_TINY:.3g}) that advgen supports; rescale it (another "
                         f"unit, or log10) or drop it"
                     )
                 self.plans.append(self._fit_numeric(name, kind, values, seed, group_arr))
@@ -401,7 +406,7 @@ class TableTransform:
         return TableDecoder(self.to_dict())
 
     def decode_arrays(self, x: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Encoded rows to ``(numeric float32 [N, n_num], category index int64 [N, n_cat])``."""
+        """Encoded rows to ``(numeric float64 [N, n_num], category index int64 [N, n_cat])``."""
         t = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x)
         with torch.no_grad():
             num, cat = self.decoder()(t.detach().to("cpu", torch.float32))
@@ -617,7 +622,9 @@ def _msn_encode(plan: dict[str, Any], values: np.ndarray, rng: np.random.Generat
 
 
 class TableDecoder(nn.Module):
-    """Encoded rows ``[N, D]`` to ``(numeric float32 [N, n_num], category index int64 [N, n_cat])``.
+    """Encoded rows ``[N, D]`` (any float dtype) to ``(numeric float64 [N, n_num], category index int64
+    [N, n_cat])``, computed in float64: a float32 decode keeps 24 bits, so integers above 2**24 lost their
+    low bits (PE checksums never odd) and Unix seconds came out as multiples of 128.
 
     Only elementary ops that export to ONNX and that onnxruntime computes bit for bit as torch does:
     index_select, indexing by a tensor, add, multiply, floor, clamp, round, argmax. The numeric output holds the numeric columns and the flags, in table order; the
@@ -687,28 +694,28 @@ class TableDecoder(nn.Module):
         self.dim = pos
         self.n_grid = n_grid
         self.n_num = len(numeric_names)
-        f32 = torch.float32
+        f64 = DECODE_DTYPE
         self.register_buffer("q_in", torch.tensor(q_in, dtype=torch.long))
         flat = np.stack(grids).reshape(-1) if grids else np.zeros(0)
-        self.register_buffer("grid_flat", torch.tensor(flat, dtype=f32))
+        self.register_buffer("grid_flat", torch.tensor(flat, dtype=f64))
         self.register_buffer("grid_offset", torch.arange(len(grids), dtype=torch.long) * n_grid)
-        # float32 constants shared by torch and the exported graph
-        self.register_buffer("y_max", torch.tensor(Y_MAX, dtype=f32))
-        self.register_buffer("inv_step", torch.tensor((n_grid - 1) / (2 * Y_MAX), dtype=f32))
+        # float64 constants shared by torch and the exported graph
+        self.register_buffer("y_max", torch.tensor(Y_MAX, dtype=f64))
+        self.register_buffer("inv_step", torch.tensor((n_grid - 1) / (2 * Y_MAX), dtype=f64))
         self.has_quantile = bool(q_in)
         self._point_mass_buffers(spikes, len(q_in))
         self.has_log = bool(l_in)
         self.has_fractions = bool(transform.get("fractions"))
         self.register_buffer("l_in", torch.tensor(l_in, dtype=torch.long))
-        self.register_buffer("l_mean", torch.tensor(l_mean, dtype=f32))
-        self.register_buffer("l_std", torch.tensor(l_std, dtype=f32))
-        self.register_buffer("l_shift", torch.tensor(l_shift, dtype=f32))
+        self.register_buffer("l_mean", torch.tensor(l_mean, dtype=f64))
+        self.register_buffer("l_std", torch.tensor(l_std, dtype=f64))
+        self.register_buffer("l_shift", torch.tensor(l_shift, dtype=f64))
         self.register_buffer("l_log", torch.tensor(l_log, dtype=torch.bool))
         for i, (m, sd) in enumerate(msn_params):
-            self.register_buffer(f"msn_mean{i}", torch.tensor(m, dtype=f32))
-            self.register_buffer(f"msn_std{i}", torch.tensor(sd, dtype=f32))
+            self.register_buffer(f"msn_mean{i}", torch.tensor(m, dtype=f64))
+            self.register_buffer(f"msn_std{i}", torch.tensor(sd, dtype=f64))
         for i, vals in enumerate(flag_values):
-            self.register_buffer(f"flag_values{i}", torch.tensor(vals, dtype=f32))
+            self.register_buffer(f"flag_values{i}", torch.tensor(vals, dtype=f64))
         for i, table in enumerate(joint_tables):
             self.register_buffer(f"joint_table{i}", torch.tensor(table, dtype=torch.long))
         # decoded columns come out family by family; the permutations put them back in table order
@@ -717,16 +724,16 @@ class TableDecoder(nn.Module):
         self.register_buffer(
             "cat_perm", torch.tensor(np.argsort(np.asarray(cat_order, dtype=np.int64)), dtype=torch.long)
         )
-        self.register_buffer("lo", torch.tensor(lo, dtype=f32))
-        self.register_buffer("hi", torch.tensor(hi, dtype=f32))
-        self.register_buffer("scale", torch.tensor(scale, dtype=f32))
+        self.register_buffer("lo", torch.tensor(lo, dtype=f64))
+        self.register_buffer("hi", torch.tensor(hi, dtype=f64))
+        self.register_buffer("scale", torch.tensor(scale, dtype=f64))
         self.register_buffer("rounded", torch.tensor(rounded, dtype=torch.bool))
         fr = transform.get("fractions", [])
         self.register_buffer("frac_rate", torch.tensor([numeric_names.index(f["rate"]) for f in fr], dtype=torch.long))
         self.register_buffer(
             "frac_count", torch.tensor([numeric_names.index(f["count"]) for f in fr], dtype=torch.long)
         )
-        self.register_buffer("frac_scale", torch.tensor([10.0 ** f["decimals"] for f in fr], dtype=f32))
+        self.register_buffer("frac_scale", torch.tensor([10.0 ** f["decimals"] for f in fr], dtype=f64))
         # column j of the snapped output is column take[j] of [num, snapped rates]
         take = list(range(len(numeric_names)))
         for i, f in enumerate(fr):
@@ -736,12 +743,13 @@ class TableDecoder(nn.Module):
         self._order_buffers(transform.get("orders", []), numeric_names, scale, rounded, hi)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # the argmaxes read the float32 rows; only the numeric slices are widened to float64
         x = x.to(torch.float32)
         n = x.shape[0]
         parts: list[torch.Tensor] = []
         if self.has_quantile:
             # Q(Phi(y)), tabulated at knots evenly spaced in y and linear between them
-            y = x.index_select(1, self.q_in)
+            y = x.index_select(1, self.q_in).to(DECODE_DTYPE)
             pos = ((y + self.y_max) * self.inv_step).clamp(0.0, float(self.n_grid - 1))
             k = torch.floor(pos).clamp(max=float(self.n_grid - 2))
             frac = pos - k
@@ -751,13 +759,13 @@ class TableDecoder(nn.Module):
             q = a + frac * (b - a)
             parts.append(self._point_masses(x, q) if self.has_spikes else q)
         if self.has_log:
-            y = x.index_select(1, self.l_in) * self.l_std + self.l_mean
+            y = x.index_select(1, self.l_in).to(DECODE_DTYPE) * self.l_std + self.l_mean
             parts.append(torch.where(self.l_log, torch.expm1(y) + self.l_shift, y))
         for i, (a_pos, m0, m1, _) in enumerate(self.msn):
             mode = x[:, m0:m1].argmax(dim=1)
             mean = getattr(self, f"msn_mean{i}")[mode]
             std = getattr(self, f"msn_std{i}")[mode]
-            alpha = x[:, a_pos].clamp(-1.0, 1.0)
+            alpha = x[:, a_pos].to(DECODE_DTYPE).clamp(-1.0, 1.0)
             parts.append((alpha * 4.0 * std + mean).unsqueeze(1))
         for i, (s, e, _) in enumerate(self.flags):
             parts.append(getattr(self, f"flag_values{i}")[x[:, s:e].argmax(dim=1)].unsqueeze(1))
@@ -770,7 +778,7 @@ class TableDecoder(nn.Module):
             num = self._keep_orders(num)
             num = self._derive(num)
         else:
-            num = x.new_zeros((n, 0))
+            num = x.new_zeros((n, 0), dtype=DECODE_DTYPE)
         cat_parts: list[torch.Tensor] = []
         j = 0
         for s, e, joint in self.cats:
@@ -805,8 +813,8 @@ class TableDecoder(nn.Module):
         self.spike_width = width
         self.n_spiked = len(spikes)
         self.register_buffer("spike_idx", torch.tensor(idx.reshape(-1), dtype=torch.long))
-        self.register_buffer("spike_pad", torch.tensor(pad, dtype=torch.float32))
-        self.register_buffer("spike_values", torch.tensor(values, dtype=torch.float32))
+        self.register_buffer("spike_pad", torch.tensor(pad, dtype=torch.float32))  # added to the float32 rows
+        self.register_buffer("spike_values", torch.tensor(values, dtype=DECODE_DTYPE))
         self.register_buffer("spike_offset", torch.tensor(offset, dtype=torch.long))
         self.register_buffer("spike_cols", torch.tensor([c for c, _, _ in spikes], dtype=torch.long))
         # column j of the result is column take[j] of [quantile values, spiked columns' values]
@@ -943,7 +951,7 @@ class TableDecoder(nn.Module):
                 nonzero = den != 0
                 drawn = num.index_select(1, getattr(self, f"derived_target{i}"))
                 value = torch.where(nonzero, value / torch.where(nonzero, den, torch.ones_like(den)), drawn)
-                # a tiny denominator can overflow float32: such a row keeps its drawn value, not inf
+                # a tiny denominator can overflow: such a row keeps its drawn value, not inf
                 value = torch.where(torch.isfinite(value), value, drawn)
             if rounded:
                 value = torch.round(value * scale) / scale
