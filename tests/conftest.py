@@ -66,8 +66,9 @@ def train_tiny_curves(out: Path) -> Path:
     return out
 
 
-def assert_decoder_matches_onnx(transform, tmp_path: Path, sizes=(1, 257), scale: float = 2.0) -> None:
-    """The transform's decoder exported to ONNX gives onnxruntime the very numbers torch decodes."""
+def assert_decoder_matches_onnx(transform, tmp_path: Path, sizes=(1, 257), scale: float = 2.0):
+    """The transform's decoder exported to ONNX gives onnxruntime the very numbers torch decodes;
+    returns the graph's numeric output at the last size."""
     import numpy as np
     import onnxruntime as ort
 
@@ -84,6 +85,7 @@ def assert_decoder_matches_onnx(transform, tmp_path: Path, sizes=(1, 257), scale
         xs = torch.randn(n, transform.dim) * scale
         num, _ = sess.run(None, {"x": xs.numpy()})
         np.testing.assert_array_equal(num, transform.decode_arrays(xs)[0])
+    return num
 
 
 def returns_within(fn, seconds: float, release=None):

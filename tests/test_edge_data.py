@@ -132,3 +132,16 @@ def test_large_integers_decode_exactly(values):
     out = np.rint(num[:, 0]).astype(np.int64)
     assert (out == values).mean() > 0.999, out[out != values][:5]
     assert len(np.unique(out % 2)) == 2
+
+
+def test_large_integers_decode_exactly_in_the_exported_graph(tmp_path):
+    """onnxruntime gives the very float64 values torch decodes (export's parity check allows 1e-4
+    relative, 1.4e5 at 1.4e9, so it would not notice a float32 graph)."""
+    from conftest import assert_decoder_matches_onnx
+
+    values = 1_420_000_000 + np.arange(0, 40_000, 7)
+    df = pd.DataFrame({"a": values.astype(float), "b": np.arange(3_000_000_001, 3_000_000_001 + 11 * len(values), 11)})
+    t = TableTransform().fit(df, [("a", "count"), ("b", "count")])
+    num = assert_decoder_matches_onnx(t, tmp_path, sizes=(1, 257, 4000))
+    assert num.dtype == np.float64
+    assert len(np.unique(np.rint(num[:, 1]) % 128)) > 64  # not the multiples of 128 a float32 graph keeps
