@@ -87,7 +87,7 @@ BAD = [
     ("memory_budget=inf", "option memory_budget must be a size such as 2GB or 1.5GiB, or a positive number"),
     ('memory_budget="' + "9" * 400 + 'GB"', "option memory_budget must be a size such as 2GB or 1.5GiB, got '999"),
     ("hidden=30000", "options hidden x hidden x depth = 30,000 x 30,000 x 2 = 1,800,000,000 weights is too large"),
-    ("bogus=1", "unknown tabular option(s) bogus; known: categorical"),
+    ("bogus=1", "unknown tabular option(s) bogus; known: align, categorical"),
 ]
 
 

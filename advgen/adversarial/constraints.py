@@ -2,7 +2,8 @@
 
 The rules are data (``advgen_tabular.validators.fit_rules``: ranges, vocabularies, categorical
 combinations, orderings ``a <= b``, zero implications ``a == 0 => b == 0``, rates that are fractions
-``k / count``, columns computed from others ``a = k * N / D``), so the same list both judges rows
+``k / count``, columns computed from others ``a = k * N / D``, multiples of a step or of another
+column), so the same list both judges rows
 (the validator pass rate of the report) and repairs them here. Only modifiable cells ever change: a
 rule between a functional and a modifiable column is met by moving the modifiable side, as a
 functional value is a fact of the attack. Directions (``"up"``: a value may only grow) come from the
@@ -10,7 +11,7 @@ threat model; where a zero implication can be met either by adding ``a`` or by r
 column that may only grow is added to.
 
 The repair is a few passes of simple projections (clip, round, snap a rate to ``k / count``, raise
-``b`` to ``a``, zero ``b``, compute a derived column from its inputs), vectorised over rows and
+``b`` to ``a``, zero ``b``, compute a derived column from its inputs, snap ``a`` to a multiple), vectorised over rows and
 rules; then, for any row that still breaks a rule, the modifiable cells that rule involves go back
 to the attack row's own values, which real traffic (and the rule) allows, until no rule is broken or
 nothing is left to revert.
@@ -26,7 +27,16 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from advgen_tabular.rules import derived_ok, derived_values, fraction_ok, positive_ok, rule_check, rule_columns
+from advgen_tabular.rules import (
+    derived_ok,
+    derived_values,
+    fraction_ok,
+    multiple_divisor,
+    multiple_ok,
+    positive_ok,
+    rule_check,
+    rule_columns,
+)
 
 PASSES = 3
 NUMERIC_KINDS = ("continuous", "count", "rate", "flag")
@@ -51,6 +61,7 @@ class Repair:
         self.flag_values: dict[int, np.ndarray] = {}
         self.fractions: list[tuple[int, int, int]] = []
         self.derived: list[dict[str, Any]] = []  # inputs first, as fitted
+        self.multiples: list[dict[str, Any]] = []
         orders, zeros = [], []
         self.other_rules = []  # judged on the DataFrame: categorical vocabularies and combinations
         for r in self.rules:
@@ -73,6 +84,8 @@ class Repair:
                 self.fractions.append((pos[r["rate"]], pos[r["count"]], int(r["decimals"])))
             elif t == "derived" and all(c in pos for c in rule_columns(r)):
                 self.derived.append(r)
+            elif t == "multiple" and all(c in pos for c in rule_columns(r)):
+                self.multiples.append(r)
             elif t in ("vocab", "combo"):
                 self.other_rules.append((r, rule_check(r)))
         self.order_a, self.order_b = (np.array([o[k] for o in orders], dtype=np.int64) for k in (0, 1))
@@ -169,9 +182,27 @@ class Repair:
             clear = ~add & can[rows, jb]
             V[rows[clear], jb[clear]] = 0.0
         self._ranges(V, can)
+        for r in self.multiples:
+            self._multiple(V, can, grows, r)
         for r in self.derived:
             self._derive(V, can, r)
         V[:] = np.where(grows, np.maximum(V, O), V)
+
+    def _multiple(self, V: np.ndarray, can: np.ndarray, grows: np.ndarray, rule: dict[str, Any]) -> None:
+        """A modifiable ``a`` that is no multiple of its divisor becomes the nearest multiple (the next
+        one up where it may only grow), one divisor further in where that leaves its range; a functional
+        ``a`` stays, and a modifiable divisor goes back if the pair breaks the rule (``_violations``)."""
+        j = self.pos[rule["a"]]
+        a = V[:, j]
+        d = np.broadcast_to(np.asarray(multiple_divisor(self._values(V, rule), rule), dtype=np.float64), a.shape)
+        bad = can[:, j] & ~multiple_ok(a, d)
+        if not bad.any():
+            return
+        q = np.where(grows[:, j], np.ceil(a / d), np.round(a / d)) * d
+        q = np.where(q > self.hi[j], q - d, q)
+        q = np.where(q < self.lo[j], q + d, q)
+        m = bad & (q >= self.lo[j]) & (q <= self.hi[j])
+        V[m, j] = q[m]
 
     def _derive(self, V: np.ndarray, can: np.ndarray, rule: dict[str, Any]) -> None:
         """A modifiable derived column computed from its (possibly changed) inputs, rounded to its
@@ -236,6 +267,10 @@ class Repair:
                 out.append((B[:, k], [int(self.zero_a[k]), int(self.zero_b[k])]))
         for r in self.derived:
             b = ~derived_ok(self._values(V, r), r)
+            if b.any():
+                out.append((b, [self.pos[c] for c in rule_columns(r)]))
+        for r in self.multiples:
+            b = ~multiple_ok(V[:, self.pos[r["a"]]], multiple_divisor(self._values(V, r), r))
             if b.any():
                 out.append((b, [self.pos[c] for c in rule_columns(r)]))
         return out

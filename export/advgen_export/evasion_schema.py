@@ -12,7 +12,7 @@ back into a valid disguised row::
                    {"name", "kind", "encoding": "onehot", "vocab"}, ...],        # one per column
       "threat": {"name", "modifiable": {class: [columns]}, "default": [columns] or null,
                  "directions": {class: {column: "up"}}, "default_directions": {column: "up"}},
-      "rules": [{"type": "range" | "vocab" | "combo" | "order" | "zero" | "fraction" | "derived", ...}, ...],
+      "rules": [{"type": "range" | "vocab" | "combo" | "order" | "zero" | "fraction" | "derived" | "multiple", ...}, ...],
       "classes": ["dos"]                      # optional: the attack classes the generator was trained on;
     }                                         # rows of other classes are written unchanged
 
@@ -61,6 +61,7 @@ _RULE_KEYS = {
     "zero": (("type", "a", "b"), ("real_pass",)),
     "fraction": (("type", "rate", "count", "decimals"), ("real_pass",)),
     "derived": (("type", "target", "num", "den", "k", "decimals"), ("real_pass",)),
+    "multiple": (("type", "a"), ("of", "step", "real_pass")),  # exactly one of of and step
 }
 _SECTION_KEYS = ("columns", "label", "category_map", "encoding", "threat", "rules")
 _OPTIONAL_KEYS = ("classes",)  # absent in exports made before runs recorded their classes
@@ -270,6 +271,16 @@ def _rules(value: Any, names: set[str], label: str) -> None:
                 raise ModelError(f"{where} relates {r['a']!r} to itself")
         elif kind == "derived":
             _derived(r, where, names)
+        elif kind == "multiple":
+            column("a")
+            if (r.get("of") is None) == (r.get("step") is None):
+                raise ModelError(f"{where} needs exactly one of 'of' (a column) and 'step' (a number)")
+            if r.get("of") is not None and column("of") == r["a"]:
+                raise ModelError(f"{where} relates {r['a']!r} to itself")
+            if r.get("step") is not None:
+                step = _number(r["step"], f"{where}.step", 0.0, math.inf)
+                if step <= 0:
+                    raise _bad(f"{where}.step", "a number above 0", r["step"])
         else:
             if column("rate") == column("count"):
                 raise ModelError(f"{where} relates {r['rate']!r} to itself")

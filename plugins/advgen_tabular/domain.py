@@ -33,6 +33,7 @@ from advgen_tabular.transform import (
     frame_from_arrays,
 )
 from advgen_tabular.follows import check_follows, fit_follows, follows_module, write_follows
+from advgen_tabular.multiples import decoding_order
 from advgen_tabular.orders import order_chain
 from advgen_tabular.validators import build_validators, fit_rules
 
@@ -170,6 +171,10 @@ class TabularDomain(Domain):
         derived = [r for r in rules if r["type"] == "derived"]
         if opts["derive"]:
             transform.derived = [{k: v for k, v in r.items() if k != "real_pass"} for r in derived]
+        if opts["align"]:
+            transform.multiples = decoding_order(
+                rules, exclude={r["target"] for r in transform.derived} | {f["rate"] for f in transform.fractions}
+            )
         if opts["keep_order"]:
             computed = [r["target"] for r in transform.derived] + [f["rate"] for f in transform.fractions]
             transform.orders = order_chain(rules, exclude=computed)
@@ -183,6 +188,7 @@ class TabularDomain(Domain):
             + (f", {n_spikes} point masses in {n_spiked} columns" if n_spiked else "")
             + (f", {len(transform.derived)} columns computed from others" if transform.derived else "")
             + (f", {len(transform.orders)} orderings kept" if transform.orders else "")
+            + (f", {len(transform.multiples)} columns decoded as multiples" if transform.multiples else "")
             + f"); fitted {len(rules)} validation rules"
         )
         coarse = _coarse(transform.plans)

@@ -124,6 +124,8 @@ OPTIONS: dict[str, Option] = {
     "snap_fractions": Option(True, "bool"),  # decode rates that are fractions of a count as such
     # decode a column other columns compute (a mean, a rate, a copy) as computed (relations.py)
     "derive": Option(True, "bool"),
+    # decode a column whose values are multiples of a step or of another column as such (multiples.py)
+    "align": Option(True, "bool"),
     # decode rows so that the orderings the validators found hold (orders.py); off by default: it lifts
     # validity but moves the upper columns' distributions (docs/tabular.md, "Sixth round")
     "keep_order": Option(False, "bool"),

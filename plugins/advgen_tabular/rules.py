@@ -1,7 +1,7 @@
 """What each rule of :func:`advgen_tabular.validators.fit_rules` means, as a check on rows.
 
-A rule is data (a dict with a ``type``: ``range``, ``vocab``, ``combo``, ``order``, ``zero`` or
-``fraction``); :func:`rule_check` turns one into a function from a DataFrame to a boolean per row.
+A rule is data (a dict with a ``type``: ``range``, ``vocab``, ``combo``, ``order``, ``zero``,
+``fraction``, ``derived`` or ``multiple``); :func:`rule_check` turns one into a function from a DataFrame to a boolean per row.
 The validators judge generated rows with these checks, and the repair of disguised rows
 (:class:`advgen.adversarial.constraints.Repair`) reads the same rules, in ``advgen evade`` and in the
 torch-free runtime alike.
@@ -36,6 +36,23 @@ def positive_ok(v: np.ndarray, min_positive: float) -> np.ndarray:
     """Whether each value is 0 or below, or at least ``min_positive`` (a range rule's smallest value
     above 0 in real rows; float noise allowed)."""
     return (v <= 0) | (v >= min_positive * (1.0 - 1e-9))
+
+
+def multiple_ok(a: np.ndarray, d: np.ndarray | float) -> np.ndarray:
+    """Whether each ``a`` is an integer multiple of its divisor ``d`` (a remainder within a millionth of
+    the divisor: float noise, never a whole unit); rows whose divisor is not above 0 (or not a number)
+    pass: the rule says nothing of them."""
+    d = np.broadcast_to(np.asarray(d, dtype=np.float64), np.shape(a))
+    usable = np.isfinite(d) & (d > 0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        safe = np.where(usable, d, 1.0)
+        ok = np.abs(a - np.round(a / safe) * safe) <= 1e-6 * safe
+    return np.where(usable, ok & np.isfinite(a), True)
+
+
+def multiple_divisor(values: Mapping[str, np.ndarray], rule: dict[str, Any]) -> np.ndarray | float:
+    """A ``multiple`` rule's divisor: the column ``of`` names, or its constant ``step``."""
+    return values[rule["of"]] if rule.get("of") is not None else float(rule["step"])
 
 
 def derived_values(values: Mapping[str, np.ndarray], rule: dict[str, Any]) -> np.ndarray:
@@ -83,6 +100,8 @@ def rule_columns(rule: dict[str, Any]) -> list[str]:
         return [rule["rate"], rule["count"]]
     if t == "derived":
         return [rule["target"], *rule["num"], *rule["den"]]
+    if t == "multiple":
+        return [rule["a"]] + ([rule["of"]] if rule.get("of") is not None else [])
     return []
 
 
@@ -164,6 +183,11 @@ def rule_check(rule: dict[str, Any]) -> Callable[[pd.DataFrame], np.ndarray]:
 
     elif t == "derived":
         return derived_check(rule)
+    elif t == "multiple":
+
+        def check(df: pd.DataFrame) -> np.ndarray:
+            return multiple_ok(numbers(df, rule["a"]), multiple_divisor({c: numbers(df, c) for c in rule_columns(rule)}, rule))
+
     else:
         raise InvalidDataError(f"unknown rule type {t!r} in the run's spec")
     return check

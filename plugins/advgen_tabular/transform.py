@@ -37,6 +37,7 @@ timestamps come out at full resolution, where float32 would keep 24 bits (multip
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -53,9 +54,10 @@ from advgen_tabular.spikes import SHARE, find_point_masses, mode_codes
 
 # version of the JSON layout of a fitted transform (bumped whenever decoding changes meaning); 3 added
 # point masses (a quantile plan's "spikes"), 4 columns computed from others ("derived"), 5 orderings
-# kept at decoding ("orders"), so an older transform still reads as one without them
-FORMAT = 5
-READABLE_FORMATS = (2, 3, 4, 5)
+# kept at decoding ("orders"), 6 columns decoded as multiples ("multiples"), so an older transform still
+# reads as one without them
+FORMAT = 6
+READABLE_FORMATS = (2, 3, 4, 5, 6)
 NUMERIC_KINDS = ("continuous", "count", "rate")
 DISCRETE_KINDS = ("flag", "categorical")
 ENCODINGS = ("quantile", "log", "msn")
@@ -157,6 +159,8 @@ class TableTransform:
         self.derived: list[dict[str, Any]] = []
         # orderings a <= b the decoder keeps ({"a", "b"}, in the order it applies them: see order_chain)
         self.orders: list[dict[str, str]] = []
+        # columns decoded as multiples of a step or of another column (advgen_tabular.multiples), steps first
+        self.multiples: list[dict[str, Any]] = []
 
     # --- fitting -------------------------------------------------------------------------------
 
@@ -453,6 +457,7 @@ class TableTransform:
             "fractions": self.fractions,
             "derived": self.derived,
             "orders": self.orders,
+            "multiples": self.multiples,
         }
 
     @classmethod
@@ -472,6 +477,7 @@ class TableTransform:
         t.fractions = [dict(f) for f in d.get("fractions", [])]
         t.derived = [dict(r) for r in d.get("derived", [])]
         t.orders = [dict(r) for r in d.get("orders", [])]
+        t.multiples = [dict(r) for r in d.get("multiples", [])]
         return t
 
 
@@ -741,6 +747,7 @@ class TableDecoder(nn.Module):
         self.register_buffer("frac_take", torch.tensor(take, dtype=torch.long))
         self._derived_buffers(transform.get("derived", []), numeric_names, scale, rounded, lo, hi)
         self._order_buffers(transform.get("orders", []), numeric_names, scale, rounded, hi)
+        self._multiple_buffers(transform.get("multiples", []), numeric_names, lo, hi)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # the argmaxes read the float32 rows; only the numeric slices are widened to float64
@@ -773,6 +780,7 @@ class TableDecoder(nn.Module):
             num = torch.cat(parts, dim=1).index_select(1, self.perm)
             num = torch.maximum(torch.minimum(num, self.hi), self.lo)
             num = torch.where(self.rounded, torch.round(num * self.scale) / self.scale, num)
+            num = self._snap_multiples(num)
             if self.has_fractions:
                 num = self._snap_fractions(num)
             num = self._keep_orders(num)
@@ -842,6 +850,54 @@ class TableDecoder(nn.Module):
         snapped = torch.where(count > 0, snapped, torch.zeros_like(snapped))
         return torch.cat([num, snapped], dim=1).index_select(1, self.frac_take)
 
+
+    def _multiple_buffers(self, rules: list[dict[str, Any]], names: list[str], lo: list[float], hi: list[float]) -> None:
+        """Per ``multiple`` rule (in the order they apply): ``a``'s position, the divisor's (or its
+        constant step), ``a``'s range, ``a``'s own step where it has one, and the permutation that puts
+        the new ``a`` in its place."""
+        # (step or 0, a's lo, hi, divisor column?, a's own step or 0)
+        self.multiples: list[tuple[float, float, float, bool, float]] = []
+        own_step = {r["a"]: float(r["step"]) for r in rules if isinstance(r, dict) and r.get("of") is None and "step" in r}
+        for i, r in enumerate(rules):
+            _check_multiple(r)
+            missing = [c for c in [r["a"]] + ([r["of"]] if r.get("of") is not None else []) if c not in names]
+            if missing:
+                raise InvalidDataError(f"the transform decodes multiples of unknown column(s) {', '.join(missing)}")
+            a = names.index(r["a"])
+            self.register_buffer(f"multiple_a{i}", torch.tensor([a], dtype=torch.long))
+            by_column = r.get("of") is not None
+            if by_column:
+                self.register_buffer(f"multiple_of{i}", torch.tensor([names.index(r["of"])], dtype=torch.long))
+            take = list(range(len(names)))
+            take[a] = len(names)
+            self.register_buffer(f"multiple_take{i}", torch.tensor(take, dtype=torch.long))
+            self.multiples.append((
+                0.0 if by_column else float(r["step"]), float(lo[a]), float(hi[a]), by_column,
+                own_step.get(r["a"], 0.0) if by_column else 0.0,
+            ))
+
+    def _snap_multiples(self, num: torch.Tensor) -> torch.Tensor:
+        """Each ``a`` becomes the multiple of its divisor nearest to it, one divisor further in where
+        that leaves ``a``'s range; a row whose divisor is not above 0, or with no multiple in range,
+        keeps its value, and so does a row whose divisor column drew a value that is no multiple of
+        ``a``'s own step (an alignment of 6,705 where real ones are powers of two): ``a`` keeps its step."""
+        for i, (step, lo, hi, by_column, own) in enumerate(self.multiples):
+            a = num.index_select(1, getattr(self, f"multiple_a{i}"))
+            d: torch.Tensor | float = step
+            if by_column:
+                divisor = num.index_select(1, getattr(self, f"multiple_of{i}"))
+                d = torch.where(divisor > 0, divisor, torch.ones_like(divisor))
+            q = torch.round(a / d) * d
+            q = torch.where(q > hi, q - d, q)
+            q = torch.where(q < lo, q + d, q)
+            keep = (q >= lo) & (q <= hi)
+            if by_column:
+                keep = keep & (divisor > 0)
+                if own > 0:
+                    keep = keep & (torch.round(divisor / own) * own == divisor)
+            new = torch.where(keep, q, a)
+            num = torch.cat([num, new], dim=1).index_select(1, getattr(self, f"multiple_take{i}"))
+        return num
 
     def _order_buffers(
         self, orders: list[dict[str, Any]], names: list[str], scale: list[float], rounded: list[bool], hi: list[float]
@@ -957,6 +1013,21 @@ class TableDecoder(nn.Module):
                 value = torch.round(value * scale) / scale
             num = torch.cat([num, value], dim=1).index_select(1, getattr(self, f"derived_take{i}"))
         return num
+
+
+def _check_multiple(r: Any) -> None:
+    """A ``multiple`` rule of a run's spec is data someone could have edited: its shape is checked."""
+    step = r.get("step") if isinstance(r, dict) else None
+    of = r.get("of") if isinstance(r, dict) else None
+    ok = (
+        isinstance(r, dict)
+        and isinstance(r.get("a"), str)
+        and (of is None) != (step is None)
+        and (of is None or (isinstance(of, str) and of != r["a"]))
+        and (step is None or (isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step) and step > 0))
+    )
+    if not ok:
+        raise InvalidDataError(f"the transform holds a malformed multiple rule: {str(r)[:200]}")
 
 
 def _check_relation(r: Any) -> None:

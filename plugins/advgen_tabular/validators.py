@@ -17,7 +17,9 @@ Two families:
   - zero implications ``a == 0 => b == 0`` (a rate that is 0 whenever its count is);
   - rates that are fractions of a count (``rate * count`` within rounding of an integer);
   - columns computed from others, ``a = k * N / D`` (a mean, a rate, a copy, a sum; found by
-    :mod:`advgen_tabular.relations`), which the decoder also computes.
+    :mod:`advgen_tabular.relations`), which the decoder also computes;
+  - integer columns whose values are multiples of a step or of another column (``SizeOfImage`` of
+    ``SectionAlignment``; found by :mod:`advgen_tabular.multiples`), which the decoder also keeps.
 
 A candidate rule is kept only when the real rows pass it (at least ``min_pass``, 99.9%) *and* it
 says something about dependence: rows whose columns are shuffled independently (same marginals)
@@ -37,6 +39,7 @@ import pandas as pd
 
 from advgen.domain import ValidationReport, Validator
 from advgen.errors import InvalidDataError
+from advgen_tabular.multiples import fit_multiples
 from advgen_tabular.pairs import fit_pairs
 from advgen_tabular.relations import fit_derived
 from advgen_tabular.rules import fraction_ok, numbers, row_keys, rule_check
@@ -87,6 +90,10 @@ def _describe(rule: dict[str, Any]) -> tuple[str, str, str]:
         )
     if t == "derived":
         return f"derived:{rule['target']}", f"{rule['target']} = {derived_formula(rule)}", "cross-column"
+    if t == "multiple":
+        if rule.get("of") is not None:
+            return f"multiple:{rule['a']}%{rule['of']}", f"{rule['a']} is a multiple of {rule['of']}", "cross-column"
+        return f"multiple:{rule['a']}%{rule['step']:g}", f"{rule['a']} is a multiple of {rule['step']:g}", "schema"
     raise InvalidDataError(f"unknown rule type {t!r} in the run's spec")
 
 
@@ -230,6 +237,10 @@ def fit_rules(
     rules += fit_pairs(df, columns, max_shuffled=max_shuffled, categorical_pairs=not joint)
     rules += fit_derived(
         df, columns, decimals, min_pass=min_pass, max_shuffled=max_shuffled, shuffled=shuffled, seed=seed
+    )
+    rules += fit_multiples(
+        {c: values[c] for c in numeric}, {c: numbers(shuffled, c) for c in numeric}, kinds,
+        min_pass=min_pass, max_shuffled=max_shuffled,
     )
     for rule in rules:
         if "real_pass" not in rule:
