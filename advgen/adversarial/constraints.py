@@ -198,10 +198,11 @@ class Repair:
         bad = can[:, j] & ~multiple_ok(a, d)
         if not bad.any():
             return
-        q = np.where(grows[:, j], np.ceil(a / d), np.round(a / d)) * d
-        q = np.where(q > self.hi[j], q - d, q)
-        q = np.where(q < self.lo[j], q + d, q)
-        m = bad & (q >= self.lo[j]) & (q <= self.hi[j])
+        with np.errstate(divide="ignore", invalid="ignore"):  # rows whose divisor is 0 are not bad
+            q = np.where(grows[:, j], np.ceil(a / d), np.round(a / d)) * d
+            q = np.where(q > self.hi[j], q - d, q)
+            q = np.where(q < self.lo[j], q + d, q)
+            m = bad & (q >= self.lo[j]) & (q <= self.hi[j])
         V[m, j] = q[m]
 
     def _derive(self, V: np.ndarray, can: np.ndarray, rule: dict[str, Any]) -> None:

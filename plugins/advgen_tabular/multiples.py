@@ -50,7 +50,6 @@ def fit_multiples(
     holds the same columns, each permuted on its own."""
     ints = [c for c, v in values.items() if kinds.get(c) in KINDS and _integral(v)]
     rules: list[dict[str, Any]] = []
-    stepped: dict[str, float] = {}
     subjects = []
     for a in ints:
         v = values[a]
@@ -62,7 +61,6 @@ def fit_multiples(
             if distinct * math.log2(g) < CHANCE_BITS:
                 break  # smaller steps need even more values
             if np.mean(multiple_ok(v, g)) >= min_pass:
-                stepped[a] = float(g)
                 rules.append({"type": "multiple", "a": a, "step": float(g)})
                 break
     divisors = [b for b in ints if _divisor_like(values[b])]
