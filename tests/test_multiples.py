@@ -120,7 +120,7 @@ def test_a_format_5_transform_decodes_without_multiples():
 
 @pytest.mark.parametrize("edit", [
     {"step": 0.0}, {"step": float("nan")}, {"step": True}, {"of": "image"}, {"step": 512.0, "of": "align"},
-    {"a": 7}, {"of": None, "step": -1.0}, {"of": None, "step": float("inf")},
+    {"a": 7}, {"of": None, "step": -1.0}, {"of": None, "step": float("inf")}, {"of": None, "step": "x"},
 ])
 def test_an_edited_multiple_rule_is_one_clear_error(edit):
     d = _fitted(_pe(500)).to_dict()
@@ -180,12 +180,12 @@ def test_an_exported_manifest_carries_multiples_checked_field_by_field():
     good = {"type": "multiple", "a": "image", "of": "align", "real_pass": 1.0}
     _rules([good, {"type": "multiple", "a": "header", "step": 512.0}], names, "label")
     for bad, says in (
-        (dict(good, of="nope"), "of"),
+        (dict(good, of="nope"), r"rules\[0\]\.of"),
         (dict(good, of="image"), "itself"),
         (dict(good, step=512.0), "exactly one"),
         ({"type": "multiple", "a": "image"}, "exactly one"),
-        ({"type": "multiple", "a": "image", "step": -4.0}, "step"),
-        ({"type": "multiple", "a": "image", "step": float("inf")}, "step"),
+        ({"type": "multiple", "a": "image", "step": -4.0}, r"rules\[0\]\.step"),
+        ({"type": "multiple", "a": "image", "step": float("inf")}, r"rules\[0\]\.step"),
         (dict(good, code="__import__('os')"), "code"),
     ):
         with pytest.raises(ModelError, match=says):

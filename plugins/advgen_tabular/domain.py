@@ -171,12 +171,11 @@ class TabularDomain(Domain):
         derived = [r for r in rules if r["type"] == "derived"]
         if opts["derive"]:
             transform.derived = [{k: v for k, v in r.items() if k != "real_pass"} for r in derived]
+        # columns the decoder computes last: snapping or ordering them first would be undone
+        computed = [r["target"] for r in transform.derived] + [f["rate"] for f in transform.fractions]
         if opts["align"]:
-            transform.multiples = decoding_order(
-                rules, exclude={r["target"] for r in transform.derived} | {f["rate"] for f in transform.fractions}
-            )
+            transform.multiples = decoding_order(rules, exclude=set(computed))
         if opts["keep_order"]:
-            computed = [r["target"] for r in transform.derived] + [f["rate"] for f in transform.fractions]
             transform.orders = order_chain(rules, exclude=computed)
         joint = [p for p in transform.plans if p["kind"] == "joint"]
         n_spiked = sum(1 for p in transform.plans if p.get("spikes"))

@@ -1,7 +1,8 @@
 """What each rule of :func:`advgen_tabular.validators.fit_rules` means, as a check on rows.
 
 A rule is data (a dict with a ``type``: ``range``, ``vocab``, ``combo``, ``order``, ``zero``,
-``fraction``, ``derived`` or ``multiple``); :func:`rule_check` turns one into a function from a DataFrame to a boolean per row.
+``fraction``, ``derived`` or ``multiple``); :func:`rule_check` turns one into a function from a
+DataFrame to a boolean per row.
 The validators judge generated rows with these checks, and the repair of disguised rows
 (:class:`advgen.adversarial.constraints.Repair`) reads the same rules, in ``advgen evade`` and in the
 torch-free runtime alike.
@@ -186,7 +187,8 @@ def rule_check(rule: dict[str, Any]) -> Callable[[pd.DataFrame], np.ndarray]:
     elif t == "multiple":
 
         def check(df: pd.DataFrame) -> np.ndarray:
-            return multiple_ok(numbers(df, rule["a"]), multiple_divisor({c: numbers(df, c) for c in rule_columns(rule)}, rule))
+            values = {c: numbers(df, c) for c in rule_columns(rule)}
+            return multiple_ok(values[rule["a"]], multiple_divisor(values, rule))
 
     else:
         raise InvalidDataError(f"unknown rule type {t!r} in the run's spec")

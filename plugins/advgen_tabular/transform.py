@@ -49,7 +49,7 @@ from torch import nn
 
 from advgen.errors import InvalidDataError
 from advgen_tabular.quantile import Y_MAX, quantile_encode, unrle
-from advgen_tabular.rules import fraction_ok
+from advgen_tabular.rules import fraction_ok, rule_columns
 from advgen_tabular.spikes import SHARE, find_point_masses, mode_codes
 
 # version of the JSON layout of a fitted transform (bumped whenever decoding changes meaning); 3 added
@@ -850,17 +850,17 @@ class TableDecoder(nn.Module):
         snapped = torch.where(count > 0, snapped, torch.zeros_like(snapped))
         return torch.cat([num, snapped], dim=1).index_select(1, self.frac_take)
 
-
     def _multiple_buffers(self, rules: list[dict[str, Any]], names: list[str], lo: list[float], hi: list[float]) -> None:
         """Per ``multiple`` rule (in the order they apply): ``a``'s position, the divisor's (or its
         constant step), ``a``'s range, ``a``'s own step where it has one, and the permutation that puts
         the new ``a`` in its place."""
         # (step or 0, a's lo, hi, divisor column?, a's own step or 0)
         self.multiples: list[tuple[float, float, float, bool, float]] = []
-        own_step = {r["a"]: float(r["step"]) for r in rules if isinstance(r, dict) and r.get("of") is None and "step" in r}
+        for r in rules:
+            _check_multiple(r)  # every rule, before any is read
+        own_step = {r["a"]: float(r["step"]) for r in rules if r.get("of") is None}
         for i, r in enumerate(rules):
-            _check_multiple(r)
-            missing = [c for c in [r["a"]] + ([r["of"]] if r.get("of") is not None else []) if c not in names]
+            missing = [c for c in rule_columns({**r, "type": "multiple"}) if c not in names]
             if missing:
                 raise InvalidDataError(f"the transform decodes multiples of unknown column(s) {', '.join(missing)}")
             a = names.index(r["a"])
