@@ -76,9 +76,10 @@ def test_the_check_fails_non_multiples_and_says_nothing_where_the_divisor_is_zer
     assert rule_check({"type": "multiple", "a": "image", "step": 4096.0})(df).tolist() == [True, False, True, False, False, False]
 
 
-def _fitted(df: pd.DataFrame) -> TableTransform:
+def _fitted(df: pd.DataFrame, divisor_values: bool = True) -> TableTransform:
     t = TableTransform(point_masses=16).fit(df, COLUMNS)
-    t.multiples = decoding_order(fit_rules(df, COLUMNS), exclude=set())
+    values = {c: df[c].to_numpy(dtype=np.float64) for c, _ in COLUMNS} if divisor_values else None
+    t.multiples = decoding_order(fit_rules(df, COLUMNS), exclude=set(), values=values)
     return t
 
 
@@ -86,26 +87,40 @@ def test_decoded_rows_are_multiples_within_range_and_onnxruntime_decodes_the_sam
     df = _pe()
     t = _fitted(df)
     assert [r.get("of") or r["step"] for r in t.multiples] == [512.0, 512.0, "align"]  # steps first
+    assert t.multiples[-1]["values"] == [512.0, 4096.0, 65536.0]
     plain = TableTransform.from_dict(dict(t.to_dict(), multiples=[]))
     x = torch.randn(3000, t.dim) * 1.5
     rows, without = t.inverse_transform(x), plain.inverse_transform(x)
     rules = fit_rules(df, COLUMNS)
     # random codes draw the alignment's "other" slot often, and its quantile decoding gives values such as
-    # 6,705 between the real 4,096 and 65,536: those rows keep image's step, not the odd alignment
-    real_align = rows["align"].isin(df["align"].unique())
-    assert real_align.mean() > 0.8
+    # 6,705 between the real 4,096 and 65,536: the decoder writes the nearest real alignment instead
+    assert not without["align"].isin(df["align"].unique()).all()
+    assert rows["align"].isin(df["align"].unique()).all()
     for r in (r for r in rules if r["type"] == "multiple"):
-        ok = rule_check(r)(rows)
-        assert ok[real_align.to_numpy()].all() if r.get("of") else ok.all(), r
+        assert rule_check(r)(rows).all(), r
         if r["a"] == "image":  # header's 39 values are flat stretches of its quantile function anyway
             assert rule_check(r)(without).mean() < 0.5, r  # what the decoder fixes
     for r in (r for r in rules if r["type"] == "range"):
         assert rule_check(r)(rows).all(), r
-    pd.testing.assert_frame_equal(rows[["align", "noise", "small"]], without[["align", "noise", "small"]])
+    pd.testing.assert_frame_equal(rows[["noise", "small"]], without[["noise", "small"]])
+    real = without["align"].isin(df["align"].unique())
+    pd.testing.assert_series_equal(rows["align"][real], without["align"][real])
     moved = (rows["image"] - without["image"]).abs()
     assert (moved <= rows["align"] + 512).all()  # the nearest multiple (after the step's), or one further in
     num = assert_decoder_matches_onnx(t, tmp_path, sizes=(1, 513))
     assert num.dtype == np.float64
+
+
+def test_a_divisor_rule_without_values_leaves_odd_alignments_and_their_rows_keep_the_step():
+    df = _pe()
+    t = _fitted(df, divisor_values=False)  # a transform written before divisor rules listed their values
+    assert "values" not in t.multiples[-1]
+    rows = t.inverse_transform(torch.randn(3000, t.dim) * 1.5)
+    real_align = rows["align"].isin(df["align"].unique())
+    assert 0.8 < real_align.mean() < 1.0
+    of = {"type": "multiple", "a": "image", "of": "align"}
+    assert rule_check(of)(rows)[real_align.to_numpy()].all()
+    assert rule_check({"type": "multiple", "a": "image", "step": 512.0})(rows).all()
 
 
 def test_a_format_5_transform_decodes_without_multiples():
@@ -121,6 +136,8 @@ def test_a_format_5_transform_decodes_without_multiples():
 @pytest.mark.parametrize("edit", [
     {"step": 0.0}, {"step": float("nan")}, {"step": True}, {"of": "image"}, {"step": 512.0, "of": "align"},
     {"a": 7}, {"of": None, "step": -1.0}, {"of": None, "step": float("inf")}, {"of": None, "step": "x"},
+    {"values": []}, {"values": [4096.0, 512.0]}, {"values": [512.0, 512.0]}, {"values": [float("nan")]},
+    {"values": "512"}, {"values": [True]}, {"values": list(range(1, 66))}, {"of": None, "step": 512.0},
 ])
 def test_an_edited_multiple_rule_is_one_clear_error(edit):
     d = _fitted(_pe(500)).to_dict()

@@ -174,7 +174,10 @@ class TabularDomain(Domain):
         # columns the decoder computes last: snapping or ordering them first would be undone
         computed = [r["target"] for r in transform.derived] + [f["rate"] for f in transform.fractions]
         if opts["align"]:
-            transform.multiples = decoding_order(rules, exclude=set(computed))
+            divisors = {r["of"] for r in rules if r["type"] == "multiple" and r.get("of") is not None}
+            transform.multiples = decoding_order(
+                rules, exclude=set(computed), values={c: df[c].to_numpy(dtype=np.float64) for c in divisors}
+            )
         if opts["keep_order"]:
             transform.orders = order_chain(rules, exclude=computed)
         joint = [p for p in transform.plans if p["kind"] == "joint"]

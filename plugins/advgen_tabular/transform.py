@@ -48,6 +48,7 @@ from scipy.special import ndtr, ndtri
 from torch import nn
 
 from advgen.errors import InvalidDataError
+from advgen_tabular.multiples import MAX_DIVISOR_VALUES
 from advgen_tabular.quantile import Y_MAX, quantile_encode, unrle
 from advgen_tabular.rules import fraction_ok, rule_columns
 from advgen_tabular.spikes import SHARE, find_point_masses, mode_codes
@@ -854,8 +855,8 @@ class TableDecoder(nn.Module):
         """Per ``multiple`` rule (in the order they apply): ``a``'s position, the divisor's (or its
         constant step), ``a``'s range, ``a``'s own step where it has one, and the permutation that puts
         the new ``a`` in its place."""
-        # (step or 0, a's lo, hi, divisor column?, a's own step or 0)
-        self.multiples: list[tuple[float, float, float, bool, float]] = []
+        # (step or 0, a's lo, hi, divisor column?, a's own step or 0, divisor snapped to its real values?)
+        self.multiples: list[tuple[float, float, float, bool, float, bool]] = []
         for r in rules:
             _check_multiple(r)  # every rule, before any is read
         own_step = {r["a"]: float(r["step"]) for r in rules if r.get("of") is None}
@@ -866,26 +867,42 @@ class TableDecoder(nn.Module):
             a = names.index(r["a"])
             self.register_buffer(f"multiple_a{i}", torch.tensor([a], dtype=torch.long))
             by_column = r.get("of") is not None
+            seen = r.get("values") if by_column else None
             if by_column:
-                self.register_buffer(f"multiple_of{i}", torch.tensor([names.index(r["of"])], dtype=torch.long))
+                b = names.index(r["of"])
+                self.register_buffer(f"multiple_of{i}", torch.tensor([b], dtype=torch.long))
+            if seen is not None:
+                # the divisor becomes the nearest of its real values: the first whose upper midpoint it is below
+                v = torch.tensor(seen, dtype=DECODE_DTYPE)
+                self.register_buffer(f"multiple_values{i}", v)
+                self.register_buffer(f"multiple_mid{i}", ((v[1:] + v[:-1]) / 2).reshape(1, -1))
+                take_b = list(range(len(names)))
+                take_b[b] = len(names)
+                self.register_buffer(f"multiple_of_take{i}", torch.tensor(take_b, dtype=torch.long))
             take = list(range(len(names)))
             take[a] = len(names)
             self.register_buffer(f"multiple_take{i}", torch.tensor(take, dtype=torch.long))
             self.multiples.append((
                 0.0 if by_column else float(r["step"]), float(lo[a]), float(hi[a]), by_column,
-                own_step.get(r["a"], 0.0) if by_column else 0.0,
+                own_step.get(r["a"], 0.0) if by_column else 0.0, seen is not None,
             ))
 
     def _snap_multiples(self, num: torch.Tensor) -> torch.Tensor:
         """Each ``a`` becomes the multiple of its divisor nearest to it, one divisor further in where
         that leaves ``a``'s range; a row whose divisor is not above 0, or with no multiple in range,
         keeps its value, and so does a row whose divisor column drew a value that is no multiple of
-        ``a``'s own step (an alignment of 6,705 where real ones are powers of two): ``a`` keeps its step."""
-        for i, (step, lo, hi, by_column, own) in enumerate(self.multiples):
+        ``a``'s own step (an alignment of 6,705 where real ones are powers of two): ``a`` keeps its step.
+        A divisor whose rule lists the divisor column's real values is first written as the nearest of
+        them, so that no row is left with such a draw."""
+        for i, (step, lo, hi, by_column, own, seen) in enumerate(self.multiples):
             a = num.index_select(1, getattr(self, f"multiple_a{i}"))
             d: torch.Tensor | float = step
             if by_column:
                 divisor = num.index_select(1, getattr(self, f"multiple_of{i}"))
+                if seen:
+                    idx = (divisor > getattr(self, f"multiple_mid{i}")).sum(dim=1)
+                    divisor = getattr(self, f"multiple_values{i}").index_select(0, idx).unsqueeze(1)
+                    num = torch.cat([num, divisor], dim=1).index_select(1, getattr(self, f"multiple_of_take{i}"))
                 d = torch.where(divisor > 0, divisor, torch.ones_like(divisor))
             q = torch.round(a / d) * d
             q = torch.where(q > hi, q - d, q)
@@ -1025,9 +1042,20 @@ def _check_multiple(r: Any) -> None:
         and (of is None) != (step is None)
         and (of is None or (isinstance(of, str) and of != r["a"]))
         and (step is None or (isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step) and step > 0))
+        and ("values" not in r or (of is not None and _sorted_numbers(r["values"], MAX_DIVISOR_VALUES)))
     )
     if not ok:
         raise InvalidDataError(f"the transform holds a malformed multiple rule: {str(r)[:200]}")
+
+
+def _sorted_numbers(v: Any, most: int) -> bool:
+    """Whether ``v`` is a list of 1 to ``most`` finite numbers in increasing order."""
+    return (
+        isinstance(v, list)
+        and 0 < len(v) <= most
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        and all(x < y for x, y in zip(v, v[1:]))
+    )
 
 
 def _check_relation(r: Any) -> None:
