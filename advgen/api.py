@@ -29,6 +29,7 @@ from advgen.config import TrainConfig
 from advgen.domain import Domain, RealData, ValidationReport, run_validators
 from advgen.engine import Trainer, amp_supported, resolve_device, seed_everything, write_json
 from advgen.errors import AdvgenError, CheckpointError
+from advgen.heap import keep_freed_memory
 from advgen.io import temp_target_name, write_error
 from advgen.parts import JOINABLE, join_parts, part_path, remove_parts
 from advgen.plugins import PluginManager, get_manager
@@ -383,7 +384,9 @@ class Run:
     ) -> Iterator[tuple[int, torch.Tensor, np.ndarray | None]]:
         """``(chunk index, encoded rows, classes)`` a generator batch at a time, for the chunks
         ``k`` with ``k % shard[1] == shard[0]`` (all of them by default); the rows on the CPU, or with
-        ``host=False`` where the generator made them."""
+        ``host=False`` where the generator made them. From the first chunk on, the process keeps the
+        memory torch frees (:mod:`advgen.heap`): each generator batch reuses the last one's."""
+        keep_freed_memory()
         size = chunk_rows()
         batch = batch or self._generator_batch(size)
         conditional = fixed is not None or probs is not None

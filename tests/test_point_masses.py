@@ -100,6 +100,31 @@ def test_a_point_mass_rows_code_is_noise_and_other_rows_codes_cover_the_normal()
     assert np.array_equal(t.transform(df, dequantize=False)[on, 0], np.zeros(on.sum(), dtype=np.float32))
 
 
+def test_each_group_picks_the_first_largest_of_its_own_slots_whatever_the_widths():
+    """Raw logits, with ties, for two spiked columns of 3 and 2 slots (the narrower one padded to 3):
+    each column's value is its own argmax's point mass (the first of equal logits), or its "other"
+    decoding at slot 0, checked against numpy one row at a time."""
+    df, label = _table()
+    t = TableTransform(point_masses=16).fit(df, COLUMNS, groups=label)
+    groups = {s.column: s for s in t.segments() if s.activation == "softmax" and s.column in ("bytes", "rate")}
+    assert [groups[c].end - groups[c].start for c in ("bytes", "rate")] == [3, 2]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(400, t.dim, generator=gen)
+    for seg in groups.values():  # small integers: many ties, between slot 0 and others too
+        x[:, seg.start : seg.end] = torch.randint(-2, 3, (400, seg.end - seg.start), generator=gen).float()
+    decoded = t.inverse_transform(x)
+    for name, seg in groups.items():
+        spikes = t.plan(name)["spikes"]
+        slot = np.argmax(x[:, seg.start : seg.end].numpy(), axis=1)
+        other = x.clone()
+        other[:, seg.start : seg.end] = 0.0
+        other[:, seg.start] = 1.0
+        at_zero = t.inverse_transform(other)[name].to_numpy(dtype=np.float64)
+        want = np.where(slot == 0, at_zero, np.array([0.0, *spikes])[slot])
+        np.testing.assert_array_equal(decoded[name].to_numpy(dtype=np.float64), want)
+        assert 0 < (slot == 0).mean() < 1
+
+
 def test_decoder_with_point_masses_matches_onnx_runtime(tmp_path):
     df, label = _table()
     t = TableTransform(point_masses=16).fit(df, COLUMNS, groups=label)

@@ -805,24 +805,23 @@ class TableDecoder(nn.Module):
 
     def _point_mass_buffers(self, spikes: list[tuple[int, int, list[float]]], n_quantile: int) -> None:
         """Lookup tables of the point-mass groups, padded to the widest: the group slots of every
-        spiked column side by side (``spike_idx``, padding pointing at slot 0 and masked by ``spike_pad``),
-        the value of each slot (``spike_values``, flat) and where each column's slots start in it."""
+        spiked column side by side (``spike_idx``; a narrower column's padding repeats its slot 0, which
+        the argmax, taking the first of equal values, never picks over slot 0 itself: no mask to add,
+        which took as long as the gather), the value of each slot (``spike_values``, flat) and where
+        each column's slots start in it."""
         self.has_spikes = bool(spikes)
         width = max((len(v) for _, _, v in spikes), default=1)
         idx = np.zeros((len(spikes), width), dtype=np.int64)
-        pad = np.zeros((len(spikes), width), dtype=np.float32)
         values: list[float] = []
         offset = []
         for i, (_, start, vals) in enumerate(spikes):
             idx[i, : len(vals)] = np.arange(start, start + len(vals))
             idx[i, len(vals) :] = start
-            pad[i, len(vals) :] = -3.0e38  # never the argmax, and finite: no inf arithmetic in the graph
             offset.append(len(values))
             values.extend(vals)
         self.spike_width = width
         self.n_spiked = len(spikes)
         self.register_buffer("spike_idx", torch.tensor(idx.reshape(-1), dtype=torch.long))
-        self.register_buffer("spike_pad", torch.tensor(pad, dtype=torch.float32))  # added to the float32 rows
         self.register_buffer("spike_values", torch.tensor(values, dtype=DECODE_DTYPE))
         self.register_buffer("spike_offset", torch.tensor(offset, dtype=torch.long))
         self.register_buffer("spike_cols", torch.tensor([c for c, _, _ in spikes], dtype=torch.long))
@@ -835,7 +834,7 @@ class TableDecoder(nn.Module):
     def _point_masses(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """Quantile-decoded values ``q`` with each spiked column's value replaced by the point mass its
         group picks (argmax; slot 0, "other", keeps the quantile value)."""
-        groups = x.index_select(1, self.spike_idx).reshape(-1, self.n_spiked, self.spike_width) + self.spike_pad
+        groups = x.index_select(1, self.spike_idx).reshape(-1, self.n_spiked, self.spike_width)
         slot = groups.argmax(dim=2)
         picked = self.spike_values[slot + self.spike_offset]
         kept = q.index_select(1, self.spike_cols)
