@@ -35,6 +35,7 @@ from advgen_tabular.transform import (
 from advgen_tabular.follows import check_follows, fit_follows, follows_module, write_follows
 from advgen_tabular.multiples import decoding_order
 from advgen_tabular.orders import order_chain
+from advgen_tabular.rules import numbers
 from advgen_tabular.validators import build_validators, fit_rules
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -176,7 +177,7 @@ class TabularDomain(Domain):
         if opts["align"]:
             divisors = {r["of"] for r in rules if r["type"] == "multiple" and r.get("of") is not None}
             transform.multiples = decoding_order(
-                rules, exclude=set(computed), values={c: df[c].to_numpy(dtype=np.float64) for c in divisors}
+                rules, exclude=set(computed), values={c: numbers(df, c) for c in divisors}
             )
         if opts["keep_order"]:
             transform.orders = order_chain(rules, exclude=computed)
