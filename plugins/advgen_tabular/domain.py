@@ -32,6 +32,7 @@ from advgen_tabular.transform import (
     TableTransform,
     frame_from_arrays,
 )
+from advgen_tabular.codes import decoding_pairs
 from advgen_tabular.follows import check_follows, fit_follows, follows_module, write_follows
 from advgen_tabular.multiples import decoding_order
 from advgen_tabular.orders import order_chain
@@ -179,6 +180,11 @@ class TabularDomain(Domain):
             transform.multiples = decoding_order(
                 rules, exclude=set(computed), values={c: numbers(df, c) for c in divisors}
             )
+        if opts["keep_pairs"]:
+            coded = {c for c, k in features if k in NUMERIC_KINDS or k == "flag"}
+            # a multiple's column is snapped after the pairs, which would undo a pair's rewrite
+            snapped = {r["a"] for r in transform.multiples}
+            transform.pairs = decoding_pairs(rules, df, coded, exclude=set(computed) | snapped)
         if opts["keep_order"]:
             transform.orders = order_chain(rules, exclude=computed)
         joint = [p for p in transform.plans if p["kind"] == "joint"]
@@ -192,6 +198,7 @@ class TabularDomain(Domain):
             + (f", {len(transform.derived)} columns computed from others" if transform.derived else "")
             + (f", {len(transform.orders)} orderings kept" if transform.orders else "")
             + (f", {len(transform.multiples)} columns decoded as multiples" if transform.multiples else "")
+            + (f", {len(transform.pairs)} pairs of codes kept" if transform.pairs else "")
             + f"); fitted {len(rules)} validation rules"
         )
         coarse = _coarse(transform.plans)

@@ -126,6 +126,8 @@ OPTIONS: dict[str, Option] = {
     "derive": Option(True, "bool"),
     # decode a column whose values are multiples of a step or of another column as such (multiples.py)
     "align": Option(True, "bool"),
+    # decode a pair of code columns so that the combinations the validators forbid do not occur (codes.py)
+    "keep_pairs": Option(True, "bool"),
     # decode rows so that the orderings the validators found hold (orders.py); off by default: it lifts
     # validity but moves the upper columns' distributions (docs/tabular.md, "Sixth round")
     "keep_order": Option(False, "bool"),

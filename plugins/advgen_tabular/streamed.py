@@ -217,7 +217,7 @@ def _store_key(request: Any, cfg: TrainConfig, opts: dict[str, Any]) -> str:
     payload = {
         "files": files, "dataset": cfg.dataset, "split": request.split, "label": cfg.label, "schema": schema,
         "conditional": cfg.conditional, "seed": cfg.seed,
-        **{k: opts.get(k) for k in ("encoding", "n_quantiles", "joint_max", "snap_fractions", "point_masses", "point_share", "derive", "align")},
+        **{k: opts.get(k) for k in ("encoding", "n_quantiles", "joint_max", "snap_fractions", "point_masses", "point_share", "derive", "align", "keep_pairs")},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

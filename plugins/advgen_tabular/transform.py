@@ -49,16 +49,17 @@ from torch import nn
 
 from advgen.errors import InvalidDataError
 from advgen_tabular.multiples import MAX_DIVISOR_VALUES
+from advgen_tabular.pairs import MAX_CELLS
 from advgen_tabular.quantile import Y_MAX, quantile_encode, unrle
 from advgen_tabular.rules import fraction_ok, rule_columns
 from advgen_tabular.spikes import SHARE, find_point_masses, mode_codes
 
 # version of the JSON layout of a fitted transform (bumped whenever decoding changes meaning); 3 added
 # point masses (a quantile plan's "spikes"), 4 columns computed from others ("derived"), 5 orderings
-# kept at decoding ("orders"), 6 columns decoded as multiples ("multiples"), so an older transform still
-# reads as one without them
-FORMAT = 6
-READABLE_FORMATS = (2, 3, 4, 5, 6)
+# kept at decoding ("orders"), 6 columns decoded as multiples ("multiples"), 7 pairs of codes kept
+# ("pairs"), so an older transform still reads as one without them
+FORMAT = 7
+READABLE_FORMATS = (2, 3, 4, 5, 6, 7)
 NUMERIC_KINDS = ("continuous", "count", "rate")
 DISCRETE_KINDS = ("flag", "categorical")
 ENCODINGS = ("quantile", "log", "msn")
@@ -162,6 +163,8 @@ class TableTransform:
         self.orders: list[dict[str, str]] = []
         # columns decoded as multiples of a step or of another column (advgen_tabular.multiples), steps first
         self.multiples: list[dict[str, Any]] = []
+        # pairs of code columns whose forbidden combinations the decoder rewrites (advgen_tabular.codes)
+        self.pairs: list[dict[str, Any]] = []
 
     # --- fitting -------------------------------------------------------------------------------
 
@@ -459,6 +462,7 @@ class TableTransform:
             "derived": self.derived,
             "orders": self.orders,
             "multiples": self.multiples,
+            "pairs": self.pairs,
         }
 
     @classmethod
@@ -479,6 +483,7 @@ class TableTransform:
         t.derived = [dict(r) for r in d.get("derived", [])]
         t.orders = [dict(r) for r in d.get("orders", [])]
         t.multiples = [dict(r) for r in d.get("multiples", [])]
+        t.pairs = [dict(r) for r in d.get("pairs", [])]
         return t
 
 
@@ -749,6 +754,7 @@ class TableDecoder(nn.Module):
         self._derived_buffers(transform.get("derived", []), numeric_names, scale, rounded, lo, hi)
         self._order_buffers(transform.get("orders", []), numeric_names, scale, rounded, hi)
         self._multiple_buffers(transform.get("multiples", []), numeric_names, lo, hi)
+        self._pair_buffers(transform.get("pairs", []), numeric_names)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # the argmaxes read the float32 rows; only the numeric slices are widened to float64
@@ -781,6 +787,7 @@ class TableDecoder(nn.Module):
             num = torch.cat(parts, dim=1).index_select(1, self.perm)
             num = torch.maximum(torch.minimum(num, self.hi), self.lo)
             num = torch.where(self.rounded, torch.round(num * self.scale) / self.scale, num)
+            num = self._keep_pairs(num)
             num = self._snap_multiples(num)
             if self.has_fractions:
                 num = self._snap_fractions(num)
@@ -915,6 +922,60 @@ class TableDecoder(nn.Module):
             num = torch.cat([num, new], dim=1).index_select(1, getattr(self, f"multiple_take{i}"))
         return num
 
+    def _pair_buffers(self, pairs: list[dict[str, Any]], names: list[str]) -> None:
+        """Per pair of codes kept (advgen_tabular.codes): the two positions, the allowed combinations
+        and each given value's partner, as float64 rows to compare against, and the permutation that
+        puts the new ``fix`` column in its place."""
+        self.n_pairs = len(pairs)
+        self.pair_snaps: list[bool] = []
+        for i, r in enumerate(pairs):
+            _check_pair(r)
+            missing = [c for c in (r["given"], r["fix"]) if c not in names]
+            if missing:
+                raise InvalidDataError(f"the transform keeps pairs of unknown column(s) {', '.join(missing)}")
+            g, f = names.index(r["given"]), names.index(r["fix"])
+            allowed = torch.tensor(r["allowed"], dtype=DECODE_DTYPE).reshape(-1, 2)
+            partner = torch.tensor(r["partner"], dtype=DECODE_DTYPE).reshape(-1, 2)
+            self.register_buffer(f"pair_g{i}", torch.tensor([g], dtype=torch.long))
+            self.register_buffer(f"pair_f{i}", torch.tensor([f], dtype=torch.long))
+            self.register_buffer(f"pair_allowed_g{i}", allowed[:, 0].reshape(1, -1).contiguous())
+            self.register_buffer(f"pair_allowed_f{i}", allowed[:, 1].reshape(1, -1).contiguous())
+            self.register_buffer(f"pair_partner_g{i}", partner[:, 0].reshape(1, -1).contiguous())
+            self.register_buffer(f"pair_partner_f{i}", partner[:, 1].reshape(1, -1).contiguous())
+            take = list(range(len(names)))
+            take[f] = len(names)
+            self.register_buffer(f"pair_take{i}", torch.tensor(take, dtype=torch.long))
+            # the given column snapped to the nearest of its values first (pairs written before these had none)
+            seen = r.get("values")
+            self.pair_snaps.append(seen is not None)
+            if seen is not None:
+                v = torch.tensor(seen, dtype=DECODE_DTYPE)
+                self.register_buffer(f"pair_values{i}", v)
+                self.register_buffer(f"pair_mid{i}", ((v[1:] + v[:-1]) / 2).reshape(1, -1))
+                take_g = list(range(len(names)))
+                take_g[g] = len(names)
+                self.register_buffer(f"pair_take_g{i}", torch.tensor(take_g, dtype=torch.long))
+
+    def _keep_pairs(self, num: torch.Tensor) -> torch.Tensor:
+        """The given column as the nearest of its values (where the pair lists them), then a row whose
+        pair of codes the rule forbids gets ``fix`` = the given value's partner (the given value, exact
+        after rounding, matches one partner entry at most); a given value with no partner (a pair
+        without ``values``) leaves the row as drawn."""
+        for i in range(self.n_pairs):
+            g = num.index_select(1, getattr(self, f"pair_g{i}"))
+            if self.pair_snaps[i]:
+                idx = (g > getattr(self, f"pair_mid{i}")).sum(dim=1)
+                g = getattr(self, f"pair_values{i}").index_select(0, idx).unsqueeze(1)
+                num = torch.cat([num, g], dim=1).index_select(1, getattr(self, f"pair_take_g{i}"))
+            f = num.index_select(1, getattr(self, f"pair_f{i}"))
+            ok = ((g == getattr(self, f"pair_allowed_g{i}")) & (f == getattr(self, f"pair_allowed_f{i}"))).any(dim=1, keepdim=True)
+            match = g == getattr(self, f"pair_partner_g{i}")
+            known = match.any(dim=1, keepdim=True)
+            partner = (match.to(num.dtype) * getattr(self, f"pair_partner_f{i}")).sum(dim=1, keepdim=True)
+            new = torch.where(ok | ~known, f, partner)
+            num = torch.cat([num, new], dim=1).index_select(1, getattr(self, f"pair_take{i}"))
+        return num
+
     def _order_buffers(
         self, orders: list[dict[str, Any]], names: list[str], scale: list[float], rounded: list[bool], hi: list[float]
     ) -> None:
@@ -1045,6 +1106,35 @@ def _check_multiple(r: Any) -> None:
     )
     if not ok:
         raise InvalidDataError(f"the transform holds a malformed multiple rule: {str(r)[:200]}")
+
+
+def _check_pair(r: Any) -> None:
+    """A kept pair of a run's spec is data someone could have edited: its shape is checked."""
+    ok = (
+        isinstance(r, dict)
+        and isinstance(r.get("given"), str)
+        and isinstance(r.get("fix"), str)
+        and r["given"] != r["fix"]
+        and _number_pairs(r.get("allowed"), MAX_CELLS)
+        and _number_pairs(r.get("partner"), MAX_CELLS)
+        and len({p[0] for p in r["partner"]}) == len(r["partner"])
+        and ("values" not in r or _sorted_numbers(r["values"], MAX_CELLS))
+    )
+    if not ok:
+        raise InvalidDataError(f"the transform holds a malformed pair of codes: {str(r)[:200]}")
+
+
+def _number_pairs(v: Any, most: int) -> bool:
+    """Whether ``v`` is a list of 1 to ``most`` pairs of finite numbers."""
+    return (
+        isinstance(v, list)
+        and 0 < len(v) <= most
+        and all(
+            isinstance(p, list) and len(p) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in p)
+            for p in v
+        )
+    )
 
 
 def _sorted_numbers(v: Any, most: int) -> bool:
