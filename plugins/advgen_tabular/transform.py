@@ -878,13 +878,7 @@ class TableDecoder(nn.Module):
                 b = names.index(r["of"])
                 self.register_buffer(f"multiple_of{i}", torch.tensor([b], dtype=torch.long))
             if seen is not None:
-                # the divisor becomes the nearest of its real values: the first whose upper midpoint it is below
-                v = torch.tensor(seen, dtype=DECODE_DTYPE)
-                self.register_buffer(f"multiple_values{i}", v)
-                self.register_buffer(f"multiple_mid{i}", ((v[1:] + v[:-1]) / 2).reshape(1, -1))
-                take_b = list(range(len(names)))
-                take_b[b] = len(names)
-                self.register_buffer(f"multiple_of_take{i}", torch.tensor(take_b, dtype=torch.long))
+                self._nearest_buffers(f"multiple_of{i}", seen, b, len(names))  # the divisor: one of its real values
             take = list(range(len(names)))
             take[a] = len(names)
             self.register_buffer(f"multiple_take{i}", torch.tensor(take, dtype=torch.long))
@@ -906,9 +900,7 @@ class TableDecoder(nn.Module):
             if by_column:
                 divisor = num.index_select(1, getattr(self, f"multiple_of{i}"))
                 if seen:
-                    idx = (divisor > getattr(self, f"multiple_mid{i}")).sum(dim=1)
-                    divisor = getattr(self, f"multiple_values{i}").index_select(0, idx).unsqueeze(1)
-                    num = torch.cat([num, divisor], dim=1).index_select(1, getattr(self, f"multiple_of_take{i}"))
+                    num, divisor = self._to_nearest(num, divisor, f"multiple_of{i}")
                 d = torch.where(divisor > 0, divisor, torch.ones_like(divisor))
             q = torch.round(a / d) * d
             q = torch.where(q > hi, q - d, q)
@@ -949,12 +941,24 @@ class TableDecoder(nn.Module):
             seen = r.get("values")
             self.pair_snaps.append(seen is not None)
             if seen is not None:
-                v = torch.tensor(seen, dtype=DECODE_DTYPE)
-                self.register_buffer(f"pair_values{i}", v)
-                self.register_buffer(f"pair_mid{i}", ((v[1:] + v[:-1]) / 2).reshape(1, -1))
-                take_g = list(range(len(names)))
-                take_g[g] = len(names)
-                self.register_buffer(f"pair_take_g{i}", torch.tensor(take_g, dtype=torch.long))
+                self._nearest_buffers(f"pair_g{i}", seen, g, len(names))
+
+    def _nearest_buffers(self, name: str, values: list[float], column: int, n_columns: int) -> None:
+        """Buffers of :meth:`_to_nearest` for one column: its sorted values, their midpoints, and the
+        permutation that puts the new column in its place."""
+        v = torch.tensor(values, dtype=DECODE_DTYPE)
+        self.register_buffer(f"{name}_values", v)
+        self.register_buffer(f"{name}_mid", ((v[1:] + v[:-1]) / 2).reshape(1, -1))
+        take = list(range(n_columns))
+        take[column] = n_columns
+        self.register_buffer(f"{name}_take", torch.tensor(take, dtype=torch.long))
+
+    def _to_nearest(self, num: torch.Tensor, col: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Column ``col`` of ``num`` as the nearest of its values (the first whose upper midpoint it is
+        below): ``num`` with it written back, and the new column."""
+        idx = (col > getattr(self, f"{name}_mid")).sum(dim=1)
+        col = getattr(self, f"{name}_values").index_select(0, idx).unsqueeze(1)
+        return torch.cat([num, col], dim=1).index_select(1, getattr(self, f"{name}_take")), col
 
     def _keep_pairs(self, num: torch.Tensor) -> torch.Tensor:
         """The given column as the nearest of its values (where the pair lists them), then a row whose
@@ -964,9 +968,7 @@ class TableDecoder(nn.Module):
         for i in range(self.n_pairs):
             g = num.index_select(1, getattr(self, f"pair_g{i}"))
             if self.pair_snaps[i]:
-                idx = (g > getattr(self, f"pair_mid{i}")).sum(dim=1)
-                g = getattr(self, f"pair_values{i}").index_select(0, idx).unsqueeze(1)
-                num = torch.cat([num, g], dim=1).index_select(1, getattr(self, f"pair_take_g{i}"))
+                num, g = self._to_nearest(num, g, f"pair_g{i}")
             f = num.index_select(1, getattr(self, f"pair_f{i}"))
             ok = ((g == getattr(self, f"pair_allowed_g{i}")) & (f == getattr(self, f"pair_allowed_f{i}"))).any(dim=1, keepdim=True)
             match = g == getattr(self, f"pair_partner_g{i}")
